@@ -42,7 +42,9 @@ class Settings:
     )
     log_level: str = _setting("INFO", "log level (DEBUG, INFO, WARNING, ERROR)")
     # --- handshake and auth (section 2, 3) ---
-    allowed_origins: tuple[str, ...] = _setting((), "comma-separated exact Origins; empty = any", "auth")
+    allowed_origins: tuple[str, ...] = _setting(
+        (), "comma-separated exact Origins; empty = any", "auth"
+    )
     jwt_algorithms: tuple[str, ...] = _setting(("HS256",), "accepted JWT algorithms (HMAC)", "auth")
     jwt_audience: str = _setting("fastapi-users:auth", "required JWT audience", "auth")
     jwt_leeway_s: float = _setting(10.0, "clock leeway for exp", "auth")
@@ -55,11 +57,15 @@ class Settings:
     connect_rate_ip: int = _setting(30, "connection attempts per client IP per window", "auth")
     connect_rate_ip_window_s: float = _setting(10.0, "window of the per-IP limit", "auth")
     # --- frames (section 6, 7, 8) ---
-    require_csrf: bool = _setting(True, "frames must carry csrfToken equal to the socket's token", "frames")
+    require_csrf: bool = _setting(
+        True, "frames must carry csrfToken equal to the socket's token", "frames"
+    )
     max_frame_bytes: int = _setting(10240, "largest accepted frame (UTF-8 bytes)", "frames")
     max_depth: int = _setting(10, "deepest accepted JSON nesting", "frames")
     max_string_chars: int = _setting(10000, "longest accepted string value or key", "frames")
-    transport_max_bytes: int = _setting(65536, "WebSocket message cap; larger closes 1009", "frames")
+    transport_max_bytes: int = _setting(
+        65536, "WebSocket message cap; larger closes 1009", "frames"
+    )
     frame_rate_limit: int = _setting(100, "frames per connection per window", "frames")
     frame_rate_window_s: float = _setting(60.0, "window of the frame limit", "frames")
     abuse_close_after: int = _setting(1000, "refused frames in a row before close 1008", "frames")
@@ -82,11 +88,17 @@ class Settings:
     ping_interval_s: float = _setting(20.0, "seconds between server pings", "presence")
     ping_timeout_s: float = _setting(20.0, "a pong must arrive within this", "presence")
     idle_timeout_s: float = _setting(300.0, "no client frame for this long closes 4001", "presence")
-    token_warning_s: float = _setting(60.0, "token_expiring is sent this long before exp", "presence")
-    outbox_max_bytes: int = _setting(1 << 20, "per-socket outbound bound; overflow closes 1013", "presence")
+    token_warning_s: float = _setting(
+        60.0, "token_expiring is sent this long before exp", "presence"
+    )
+    outbox_max_bytes: int = _setting(
+        1 << 20, "per-socket outbound bound; overflow closes 1013", "presence"
+    )
     replay_max_events: int = _setting(1000, "per-player replay buffer, events", "presence")
     replay_max_bytes: int = _setting(1 << 20, "per-player replay buffer, bytes", "presence")
-    request_ttl_s: float = _setting(60.0, "follow requests and party invites expire after", "presence")
+    request_ttl_s: float = _setting(
+        60.0, "follow requests and party invites expire after", "presence"
+    )
     # --- shutdown (section 14) ---
     drain_timeout_s: float = _setting(10.0, "shutdown must finish within this", "shutdown")
     close_timeout_s: float = _setting(2.0, "bound on one socket's closing handshake", "shutdown")

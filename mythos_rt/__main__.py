@@ -1,0 +1,457 @@
+"""Command line: ``serve`` (the default), ``players add|list`` and ``token``.
+
+The only module that reads the environment.  Every setting is a ``serve`` flag (``--grace-s``) and
+an environment variable (``MYTHOS_RT_GRACE_S``); a flag wins over the variable, which wins over the
+default.  The flags are generated from the fields of :class:`mythos_rt.settings.Settings`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import logging
+import os
+import sys
+import time
+import typing
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from mythos_rt.core.world import WorldError
+from mythos_rt.runtime.store import PlayerRecord, Store, StoreError
+from mythos_rt.runtime.tokens import issue_token
+from mythos_rt.settings import (
+    ENV_PREFIX,
+    JWT_SECRET_ENV,
+    Settings,
+    load_or_create_secret,
+    setting_fields,
+)
+from mythos_rt.world import load_world
+
+PROG = "python -m mythos_rt"
+DEFAULT_TOKEN_TTL_S = 3600.0
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+Handler = Callable[[argparse.Namespace, Settings, Mapping[str, str]], int]
+
+
+class CliError(Exception):
+    """A refused command: printed on stderr, exit code 2."""
+
+
+class SettingError(Exception):
+    """An environment variable holds a value its setting cannot take."""
+
+
+# --- converting text (a flag or an environment variable) into a setting's type ---
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise argparse.ArgumentTypeError(
+        f"invalid boolean {text!r} (use true/false, 1/0, yes/no or on/off)"
+    )
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+
+
+def _parse_float(text: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+
+
+def _parse_path(text: str) -> Path:
+    # Path("") is ".", which would quietly put the data directory in the working directory.
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return Path(text)
+
+
+def _parse_optional_path(text: str) -> Path | None:
+    return Path(text) if text.strip() else None
+
+
+def _parse_optional_str(text: str) -> str | None:
+    return text.strip() or None
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _parse_ttl(text: str) -> float:
+    ttl_s = _parse_float(text)
+    if ttl_s <= 0:
+        raise argparse.ArgumentTypeError(f"the TTL must be positive, not {text!r}")
+    return ttl_s
+
+
+@attrs.frozen
+class _Kind:
+    parse: Callable[[str], Any]
+    metavar: str
+    bare_flag_means_true: bool = False
+
+
+_KINDS: dict[object, _Kind] = {
+    int: _Kind(_parse_int, "INT"),
+    float: _Kind(_parse_float, "NUMBER"),
+    bool: _Kind(_parse_bool, "BOOL", bare_flag_means_true=True),
+    str: _Kind(str, "TEXT"),
+    Path: _Kind(_parse_path, "PATH"),
+    Path | None: _Kind(_parse_optional_path, "PATH"),
+    str | None: _Kind(_parse_optional_str, "TEXT"),
+    tuple[str, ...]: _Kind(_parse_list, "A,B,..."),
+}
+
+_UNSET: Any = object()
+
+
+@functools.cache
+def _setting_types() -> dict[str, Any]:
+    # settings.py postpones annotations, so attrs holds the types as strings; resolve them once.
+    return typing.get_type_hints(Settings)
+
+
+def _kind(field: attrs.Attribute[Any]) -> _Kind:
+    field_type = _setting_types()[field.name]
+    if field_type not in _KINDS:
+        raise TypeError(f"setting {field.name!r} has type {field_type}, which has no converter")
+    return _KINDS[field_type]
+
+
+def env_var(name: str) -> str:
+    """The environment variable of the setting ``name``: ``grace_s`` -> ``MYTHOS_RT_GRACE_S``."""
+    return ENV_PREFIX + name.upper()
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# --- settings from flags and environment ---
+
+
+def settings_from(
+    args: argparse.Namespace, environ: Mapping[str, str], *, only: Collection[str] | None = None
+) -> Settings:
+    """Build :class:`Settings` from flags, then ``MYTHOS_RT_*`` variables, then defaults.
+
+    ``only`` restricts which settings are read (the others keep their defaults).  A variable
+    whose value does not convert raises :class:`SettingError` naming the variable.
+    """
+    values: dict[str, Any] = {}
+    for field in setting_fields():
+        if only is not None and field.name not in only:
+            continue
+        value = getattr(args, field.name, _UNSET)
+        if value is _UNSET:
+            value = _from_env(field, environ)
+        if value is not _UNSET:
+            values[field.name] = value
+    return Settings(**values)
+
+
+def _from_env(field: attrs.Attribute[Any], environ: Mapping[str, str]) -> Any:
+    name = env_var(field.name)
+    if name not in environ:
+        return _UNSET
+    try:
+        return _kind(field).parse(environ[name])
+    except argparse.ArgumentTypeError as exc:
+        raise SettingError(f"environment variable {name}: {exc}") from None
+
+
+# --- the parser ---
+
+
+def _add_setting_flags(
+    parser: argparse.ArgumentParser, only: Collection[str] | None = None
+) -> None:
+    fields = [f for f in setting_fields() if only is None or f.name in only]
+    for group in dict.fromkeys(f.metadata["group"] for f in fields):
+        section = parser.add_argument_group(f"{group} settings")
+        for field in fields:
+            if field.metadata["group"] == group:
+                section.add_argument(_flag(field.name), **_flag_options(field))
+
+
+def _flag_options(field: attrs.Attribute[Any]) -> dict[str, Any]:
+    kind = _kind(field)
+    options: dict[str, Any] = {
+        "dest": field.name,
+        "type": kind.parse,
+        "metavar": kind.metavar,
+        # SUPPRESS leaves an absent flag out of the namespace, so settings_from can tell
+        # "not given" from an explicit empty value.
+        "default": argparse.SUPPRESS,
+        "help": _flag_help(field),
+    }
+    if kind.bare_flag_means_true:
+        options.update(nargs="?", const=True)
+    return options
+
+
+def _flag_help(field: attrs.Attribute[Any]) -> str:
+    text: str = field.metadata["help"]
+    # A help text that already explains its default ("default: the bundled world") says it better.
+    shown = None if "default:" in text else _show_default(field.default)
+    default = "" if shown is None else f"; default: {shown}"
+    # argparse %-formats help strings.
+    return f"{text} [env {env_var(field.name)}{default}]".replace("%", "%%")
+
+
+def _show_default(default: Any) -> str | None:
+    if callable(getattr(default, "factory", None)):
+        return None  # attrs.Factory: computed at startup, the field's help describes it
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, tuple):
+        return ",".join(default) or "empty"
+    return str(default)
+
+
+_DESCRIPTION = """\
+Real-time Trio server for MythosMUD-style text games, and the tools to run it.
+Without a command, runs `serve`."""
+
+_EPILOG = f"""\
+examples:
+  {PROG}                                  serve with the embedded defaults
+  {PROG} serve --port 9000 --grace-s 10
+  {PROG} players add Carter Pickman --admin
+  {PROG} players list
+  {PROG} token Armitage --ttl 600
+
+Every serve setting is also an environment variable MYTHOS_RT_<NAME> (see `serve --help`);
+{JWT_SECRET_ENV} holds the JWT secret (default: a file in the data directory)."""
+
+_SERVE_EPILOG = f"""\
+Precedence: flag, then environment variable, then default.  Booleans take true/false, 1/0,
+yes/no or on/off (a bare flag means true); lists are comma-separated; an empty value unsets an
+optional setting.  {JWT_SECRET_ENV} holds the JWT secret; when it is unset, the secret is read from
+(or created in) the data directory.
+
+examples:
+  {PROG} serve
+  {PROG} serve --host 0.0.0.0 --allowed-origins https://a.example,https://b.example
+  MYTHOS_RT_NATS_URL=nats://127.0.0.1:4222 MYTHOS_RT_PORT=0 {PROG}"""
+
+_PLAYERS_ADD_EPILOG = f"""\
+Prints one JSON object per player, one per line: player_id, user_id, name, room_id.
+All players are created in one transaction: if one name is refused, none is created.
+
+examples:
+  {PROG} players add Carter Pickman Upton
+  {PROG} players add Dyer --admin --room earth_arkhamcity_campus_library_hall
+  {PROG} players add Curwen --user-id 0b6f2c1e-8c5e-4f8e-9a53-3d1b8d2f3c4a"""
+
+_TOKEN_EPILOG = f"""\
+Prints one JWT per name, one per line, for that player's user.  The secret comes from
+{JWT_SECRET_ENV}, else from the data directory (created there if missing).
+
+examples:
+  {PROG} token Armitage
+  {PROG} token Armitage Wilmarth --ttl 600"""
+
+
+def _command(
+    subparsers: Any,
+    name: str,
+    help: str,
+    epilog: str,
+    handler: Handler,
+    reads: Collection[str] | None,
+    usage: str | None = None,
+) -> argparse.ArgumentParser:
+    # reads: the settings the command uses (None: all of them); the others keep their defaults.
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=epilog,
+        usage=usage,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # command_parser: errors found after parsing (bad environment values) show this usage.
+    parser.set_defaults(handler=handler, reads=reads, command_parser=parser)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole CLI: ``serve`` (every setting a flag), ``players add|list``, ``token``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # The generated usage line would list all fifty-odd flags; the groups below do that better.
+    usage = "%(prog)s [-h] [--SETTING VALUE ...]"
+    serve = _command(commands, "serve", "run the server", _SERVE_EPILOG, _serve, None, usage)
+    _add_setting_flags(serve)
+    _add_players_parser(commands)
+    _add_token_parser(commands)
+    return parser
+
+
+def _add_players_parser(commands: Any) -> None:
+    players = commands.add_parser(
+        "players",
+        help="create and list players",
+        description="Create and list players in the data directory's store.",
+        epilog=f"examples:\n  {PROG} players add Carter Pickman\n  {PROG} players list",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = players.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = _command(
+        actions, "add", "create players", _PLAYERS_ADD_EPILOG, _players_add, ("data_dir", "world")
+    )
+    add.add_argument("names", nargs="+", metavar="NAME", help="player names (1-32 characters)")
+    add.add_argument("--admin", action="store_true", help="make the players admins")
+    add.add_argument("--room", metavar="ROOM_ID", help="starting room (default: the start room)")
+    add.add_argument("--user-id", metavar="UUID", help="an existing user to own the players")
+    _add_setting_flags(add, ("data_dir", "world"))
+    listing_epilog = (
+        f"Prints one JSON object per player, one per line.\n\nexample:\n  {PROG} players list"
+    )
+    listing = _command(
+        actions, "list", "list the players", listing_epilog, _players_list, ("data_dir",)
+    )
+    _add_setting_flags(listing, ("data_dir",))
+
+
+def _add_token_parser(commands: Any) -> None:
+    reads = ("data_dir", "jwt_audience")
+    token = _command(commands, "token", "print a JWT per player", _TOKEN_EPILOG, _token, reads)
+    token.add_argument("names", nargs="+", metavar="NAME", help="player names")
+    token.add_argument(
+        "--ttl",
+        type=_parse_ttl,
+        default=DEFAULT_TOKEN_TTL_S,
+        metavar="SECONDS",
+        help=f"token lifetime (default: {DEFAULT_TOKEN_TTL_S:g})",
+    )
+    _add_setting_flags(token, reads)
+
+
+def _with_default_command(argv: Sequence[str]) -> list[str]:
+    # No command means serve, flags included: `mythos_rt --port 9000` is `serve --port 9000`.
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        return ["serve", *argv]
+    return list(argv)
+
+
+# --- commands ---
+
+
+def _serve(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    _configure_logging(settings.log_level)
+    secret, created = load_or_create_secret(settings.data_dir, environ.get(JWT_SECRET_ENV))
+    # Imported here: the other commands need none of the server's machinery.
+    from mythos_rt.runtime.server import run_server
+
+    return run_server(settings, secret=secret, secret_created=created)
+
+
+def _configure_logging(level_name: str) -> None:
+    level = level_name.strip().upper()
+    if level not in logging.getLevelNamesMapping():
+        raise CliError(f"unknown log level '{level_name}' (use DEBUG, INFO, WARNING or ERROR)")
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+
+
+def _players_add(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    world = load_world(settings.world)
+    room_id: str = world.start_room_id if args.room is None else args.room
+    if world.room(room_id) is None:
+        raise CliError(f"Room '{room_id}' not found in the world '{world.name}'")
+    with _open_store(settings) as store:
+        records = store.add_players(
+            args.names, room_id=room_id, is_admin=args.admin, user_id=args.user_id
+        )
+    _print_lines(record.to_json_line() for record in records)
+    return 0
+
+
+def _players_list(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    with _open_store(settings) as store:
+        records = store.list_players()
+    _print_lines(record.to_json_line() for record in records)
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    # Resolve every name first: an unknown one prints nothing and creates no secret file.
+    with _open_store(settings) as store:
+        players = [_player_named(store, name) for name in args.names]
+    secret, created = load_or_create_secret(settings.data_dir, environ.get(JWT_SECRET_ENV))
+    if created:
+        print(f"Created a new JWT secret in {settings.secret_path}", file=sys.stderr)
+    now = time.time()
+    _print_lines(
+        issue_token(secret, p.user_id, ttl_s=args.ttl, audience=settings.jwt_audience, now=now)
+        for p in players
+    )
+    return 0
+
+
+def _player_named(store: Store, name: str) -> PlayerRecord:
+    record = store.find_player_by_name(name)
+    if record is None:
+        raise CliError(f"Player '{name}' not found")
+    return record
+
+
+def _open_store(settings: Settings) -> contextlib.closing[Store]:
+    return contextlib.closing(Store.open(settings.store_path))
+
+
+def _print_lines(lines: Iterable[str]) -> None:
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run the CLI and return its exit code.
+
+    ``environ`` defaults to ``os.environ``.  argparse's own exits (``--help``, usage errors and
+    unconvertible settings) raise ``SystemExit`` as usual.
+    """
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    parser = build_parser()
+    args = parser.parse_args(_with_default_command(sys.argv[1:] if argv is None else argv))
+    try:
+        settings = settings_from(args, env, only=args.reads)
+    except SettingError as exc:
+        command_parser: argparse.ArgumentParser = args.command_parser
+        command_parser.error(str(exc))
+    handler: Handler = args.handler
+    try:
+        return handler(args, settings, env)
+    except (CliError, StoreError, WorldError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

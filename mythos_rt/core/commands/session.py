@@ -1,0 +1,30 @@
+"""quit and logout: intentional ends, without disconnect grace.
+
+``quit`` closes the socket it came from (the presence ends when that was the player's last
+socket); ``logout`` closes every socket of the player and ends the presence.
+"""
+
+from __future__ import annotations
+
+from mythos_rt.core.effects import Disconnect, Effect, reply
+from mythos_rt.core.registry import REGISTRY, CommandContext
+
+GOODBYE = (1000, "Goodbye")
+
+
+@REGISTRY.command("quit", usage="quit", summary="Leave the game from this window.")
+def quit_(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    player_id = ctx.actor.player_id
+    return [
+        reply(player_id, "Goodbye! You have been disconnected from the game."),
+        Disconnect(player_id, *GOODBYE, socket_id=ctx.socket_id),
+    ]
+
+
+@REGISTRY.command("logout", usage="logout", summary="Log out everywhere.")
+def logout(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    player_id = ctx.actor.player_id
+    return [
+        reply(player_id, "Logged out successfully", session_terminated=True),
+        Disconnect(player_id, *GOODBYE),
+    ]

@@ -1,0 +1,42 @@
+"""What the rules ask the runtime to do.  Rules return effects; the hub carries them out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+
+@attrs.frozen
+class Emit:
+    """One event, encoded once, delivered to every socket of every recipient."""
+
+    event_type: str
+    data: Mapping[str, object]
+    to: tuple[str, ...]
+    room_id: str | None = None
+    player_id: str | None = None
+
+
+@attrs.frozen
+class Disconnect:
+    """Close a player's sockets on purpose: no disconnect grace follows."""
+
+    player_id: str
+    code: int
+    reason: str
+    socket_id: int | None = None  # None: every socket of the player
+
+
+@attrs.frozen
+class SaveRoom:
+    player_id: str
+    room_id: str
+
+
+Effect = Emit | Disconnect | SaveRoom
+
+
+def reply(player_id: str, result: str, **extra: object) -> Emit:
+    """A ``command_response`` to the sender's sockets."""
+    return Emit("command_response", {"result": result, **extra}, (player_id,))

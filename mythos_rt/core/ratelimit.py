@@ -1,0 +1,94 @@
+"""Sliding-window rate limiters with the clock passed in (PROTOCOL.md section 8).
+
+Pure: callers pass ``now`` (trio's clock in the runtime, plain numbers in tests).
+A window covers ``(now - window_s, now]``: an event exactly ``window_s`` old has left it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import Hashable
+
+
+class SlidingWindow:
+    """At most `limit` events in any window of `window_s` seconds.
+
+    Refused attempts are not recorded, so a client hammering a full window is let in again as
+    soon as its oldest accepted event leaves the window.
+    """
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        if limit < 0 or window_s <= 0:
+            raise ValueError(f"bad limit {limit} / window {window_s}")
+        self._limit = limit
+        self._window_s = window_s
+        # Never longer than `limit`, because refused attempts are not appended.
+        self._events: deque[float] = deque()
+
+    def allow(self, now: float) -> bool:
+        """Record an event at ``now`` and return True, unless the window is full."""
+        self._evict(now)
+        if len(self._events) >= self._limit:
+            return False
+        self._events.append(now)
+        return True
+
+    def retry_after(self, now: float) -> float:
+        """Seconds until one more event would be allowed (0 if allowed now)."""
+        self._evict(now)
+        if len(self._events) < self._limit:
+            return 0.0
+        if not self._events:  # limit 0: nothing is ever allowed
+            return math.inf
+        return self._events[0] + self._window_s - now
+
+    def _evict(self, now: float) -> None:
+        horizon = now - self._window_s
+        while self._events and self._events[0] <= horizon:
+            self._events.popleft()
+
+
+class KeyedSlidingWindow:
+    """One `SlidingWindow` per key (player, IP, channel) with at most `max_keys` keys held.
+
+    Keys are kept in least-recently-used order. Past `max_keys` the least recently used key is
+    dropped: its window emptied before anyone else's, so dropping it forgets nothing in normal
+    operation, and under a flood of fresh keys (IP rotation) memory stays bounded while the only
+    cost is that the oldest key's limit starts over.
+    """
+
+    def __init__(self, limit: int, window_s: float, max_keys: int = 100_000) -> None:
+        if max_keys < 1:
+            raise ValueError(f"bad max_keys {max_keys}")
+        self._limit = limit
+        self._window_s = window_s
+        self._max_keys = max_keys
+        self._windows: OrderedDict[Hashable, SlidingWindow] = OrderedDict()
+        # Answers retry_after for unknown keys; never recorded into, so it stays empty.
+        self._empty = SlidingWindow(limit, window_s)
+
+    def allow(self, key: Hashable, now: float) -> bool:
+        """Record an event for ``key`` at ``now`` and return True, unless its window is full."""
+        return self._window_for(key).allow(now)
+
+    def retry_after(self, key: Hashable, now: float) -> float:
+        """Seconds until ``key`` may have one more event (0 if allowed now)."""
+        return self._windows.get(key, self._empty).retry_after(now)
+
+    def forget(self, key: Hashable) -> None:
+        """Drop ``key``'s history (e.g. when its player's presence ends)."""
+        self._windows.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def _window_for(self, key: Hashable) -> SlidingWindow:
+        window = self._windows.get(key)
+        if window is not None:
+            self._windows.move_to_end(key)
+            return window
+        window = self._windows[key] = SlidingWindow(self._limit, self._window_s)
+        while len(self._windows) > self._max_keys:
+            self._windows.popitem(last=False)
+        return window

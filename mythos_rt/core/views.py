@@ -1,0 +1,71 @@
+"""Event payloads built from the world and the presences (PROTOCOL.md sections 5 and 9)."""
+
+from __future__ import annotations
+
+from mythos_rt.core.presence import Presence, Presences
+from mythos_rt.core.world import Room
+
+Payload = dict[str, object]
+
+
+def room_payload(room: Room, presences: Presences, now: float) -> Payload:
+    names = presences.occupant_names(room.id, now)
+    return {
+        "id": room.id,
+        "name": room.name,
+        "description": room.description,
+        "zone": room.zone,
+        "subzone": room.subzone,
+        "exits": dict(room.exits),
+        "players": names,
+        "npcs": [],
+        "occupants": names,
+    }
+
+
+def occupants_payload(room_id: str, presences: Presences, now: float) -> Payload:
+    names = presences.occupant_names(room_id, now)
+    return {"players": names, "npcs": [], "occupants": names, "count": len(names)}
+
+
+def room_state_payload(room: Room, presences: Presences, now: float) -> Payload:
+    room_data = room_payload(room, presences, now)
+    occupants = room_data["occupants"]
+    assert isinstance(occupants, list)
+    return {"room": room_data, "occupants": occupants, "occupant_count": len(occupants)}
+
+
+def player_payload(presence: Presence) -> Payload:
+    return {
+        "id": presence.player_id,
+        "name": presence.name,
+        "level": presence.level,
+        "room_id": presence.room_id,
+        "is_admin": presence.is_admin,
+    }
+
+
+def game_state_payload(
+    presence: Presence, room: Room, presences: Presences, now: float, following: object = None
+) -> Payload:
+    room_data = room_payload(room, presences, now)
+    occupants = room_data["occupants"]
+    assert isinstance(occupants, list)
+    return {
+        "player": player_payload(presence),
+        "room": room_data,
+        "occupants": occupants,
+        "occupant_count": len(occupants),
+        "login_grace_period_active": presence.warded(now),
+        "login_grace_period_remaining": round(presence.ward_remaining(now), 1),
+        "following": following,
+    }
+
+
+def presence_event_payload(presence: Presence) -> Payload:
+    return {"player_id": presence.player_id, "player_name": presence.name}
+
+
+def humanize(identifier: str) -> str:
+    """``miskatonic_university`` -> ``Miskatonic University`` for player-facing text."""
+    return identifier.replace("_", " ").title()

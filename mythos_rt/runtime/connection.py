@@ -1,0 +1,260 @@
+"""One admitted socket: a nursery of siblings that live and die together.
+
+    receive loop   frames in → rate limit → validation → hub (or a per-socket reply)
+    sender         the only writer of data frames: drains the outbox in one write; performs closes
+    pinger         WebSocket ping every PING_INTERVAL_S; no pong within PING_TIMEOUT_S → drop
+    token watch    token_expiring before ``exp``; close 4401 at ``exp`` unless refreshed
+    close watchdog a requested close that cannot finish (peer not reading) is cut off, bounded
+
+Whoever ends the connection cancels the nursery; ``finally`` then tells the hub the socket is
+gone.  ``Hub.detach`` is synchronous, so no cancellation can skip it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from mythos_rt.core import protocol
+from mythos_rt.core.protocol import FrameLimits
+from mythos_rt.core.ratelimit import SlidingWindow
+from mythos_rt.runtime.hub import Hub, SocketHandle
+from mythos_rt.runtime.metrics import Metrics
+from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_token
+from mythos_rt.runtime.wsio import text_frame, write_frames
+from mythos_rt.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = (1011, "Internal error")
+IDLE = (4001, "Connection cleaned up")
+POLICY = (1008, "Policy violation")
+TOKEN_EXPIRED = (4401, "Token expired")
+
+
+def token_refresh_error(reason: str) -> protocol.FrameError:
+    return protocol.FrameError(
+        "message_processing_error",
+        f"Token refresh failed: {reason}",
+        "Your session could not be refreshed. Please log in again.",
+        {"error_type": "token_refresh_failed"},
+    )
+
+
+class Connection:
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        socket: SocketHandle,
+        hub: Hub,
+        settings: Settings,
+        secret: str,
+        token: str,
+        verified: VerifiedToken,
+        metrics: Metrics,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._ws = ws
+        self._socket = socket
+        self._hub = hub
+        self._settings = settings
+        self._secret = secret
+        self._metrics = metrics
+        self._wall_clock = wall_clock
+        self._user_id = verified.user_id
+        self._csrf_tokens = {token}
+        self._original_token = token
+        self._token_deadline = self._trio_deadline(verified.expires_at)
+        self._token_changed = trio.Event()
+        self._limits = FrameLimits(
+            settings.max_frame_bytes, settings.max_depth, settings.max_string_chars
+        )
+        self._frame_window = SlidingWindow(settings.frame_rate_limit, settings.frame_rate_window_s)
+        self._refused_in_a_row = 0
+        self._scope = trio.CancelScope()
+        self._crashed = False
+        self._dropped = False  # heartbeat lost: no closing handshake with a dead peer
+
+    async def run(self) -> None:
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._receive_loop)
+                    nursery.start_soon(self._send_loop)
+                    nursery.start_soon(self._ping_loop)
+                    nursery.start_soon(self._watch_token)
+                    nursery.start_soon(self._close_watchdog)
+        except* Exception:
+            self._crashed = True
+            self._metrics.inc("connection_errors")
+            log.exception("connection of player %s failed", self._socket.player_id)
+        finally:
+            self._hub.detach(self._socket)
+            await self._final_close()
+
+    def _end(self) -> None:
+        self._scope.cancel()
+
+    async def _final_close(self) -> None:
+        """Say goodbye properly when the connection ended without a close handshake."""
+        if self._ws.closed is not None or self._dropped:
+            return
+        code, reason = INTERNAL_ERROR if self._crashed else (1001, "Server shutting down")
+        if self._socket.outbox.closing is not None and not self._crashed:
+            return  # a requested close that timed out: the peer is not reading, just drop it
+        with trio.move_on_after(self._settings.close_timeout_s) as scope:
+            scope.shield = True
+            await self._ws.aclose(code, reason)
+
+    # --- receiving -------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while True:
+            with trio.move_on_after(self._settings.idle_timeout_s) as idle:
+                try:
+                    raw = await self._ws.get_message()
+                except ConnectionClosed:
+                    self._end()
+                    return
+            if idle.cancelled_caught:
+                self._socket.outbox.close(*IDLE)
+                return
+            self._metrics.inc("frames_received")
+            self._on_frame(raw)
+
+    def _on_frame(self, raw: str | bytes) -> None:
+        now = trio.current_time()
+        if not self._frame_window.allow(now):
+            self._refuse_for_rate(now)
+            return
+        self._refused_in_a_row = 0
+        csrf = self._csrf_tokens if self._settings.require_csrf else None
+        message = protocol.decode_client_frame(raw, self._limits, csrf)
+        if isinstance(message, protocol.FrameError):
+            self._send_error(message)
+            return
+        self._dispatch(message)
+
+    def _refuse_for_rate(self, now: float) -> None:
+        self._refused_in_a_row += 1
+        self._metrics.inc("frames_rate_limited")
+        if self._refused_in_a_row >= self._settings.abuse_close_after:
+            self._socket.outbox.close(*POLICY)
+            return
+        retry = self._frame_window.retry_after(now)
+        self._send_error(protocol.rate_limit_error(retry, self._settings.frame_rate_limit))
+
+    def _dispatch(self, message: protocol.ClientMessage) -> None:
+        hub, socket = self._hub, self._socket
+        match message:
+            case protocol.GameCommand(command=command, args=args):
+                hub.handle_command(socket, command, args)
+            case protocol.Chat(message=text):
+                hub.handle_command(socket, "say", (text,))
+            case protocol.Ping():
+                hub.send_to_socket(socket, "pong", {})
+            case protocol.RefreshToken(token=token):
+                self._refresh_token(token)
+            case protocol.FollowResponse() | protocol.PartyInviteResponse():
+                hub.handle_response(socket, message)
+            case protocol.ClientErrorReport():
+                log.info(
+                    "client error report from player %s: %.200s: %.500s",
+                    socket.player_id,
+                    message.error_type,
+                    message.message,
+                )
+
+    def _send_error(self, error: protocol.FrameError) -> None:
+        self._metrics.inc("error_frames_sent")
+        self._socket.outbox.put(text_frame(error.to_json(self._socket.player_id)))
+
+    # --- token refresh and expiry ----------------------------------------------------------
+
+    def _trio_deadline(self, expires_at: float) -> float:
+        # Wall-clock exp converted once to trio time, so the mock clock drives expiry in tests.
+        return trio.current_time() + (expires_at - self._wall_clock())
+
+    def _refresh_token(self, token: str) -> None:
+        s = self._settings
+        try:
+            verified = verify_token(
+                token,
+                self._secret,
+                algorithms=s.jwt_algorithms,
+                audience=s.jwt_audience,
+                leeway_s=s.jwt_leeway_s,
+                max_bytes=s.max_token_bytes,
+            )
+            if verified.user_id != self._user_id:
+                raise TokenError("Token belongs to another user")
+        except TokenError as exc:
+            self._send_error(token_refresh_error(str(exc)))
+            return
+        # The original token and the latest refreshed one are both valid CSRF tokens.
+        self._csrf_tokens = {self._original_token, token}
+        self._token_deadline = self._trio_deadline(verified.expires_at)
+        self._token_changed.set()
+        expires = protocol.format_timestamp(verified.expires_at)
+        self._hub.send_to_socket(self._socket, "token_refreshed", {"expires_at": expires})
+
+    async def _watch_token(self) -> None:
+        while True:
+            self._token_changed = trio.Event()
+            deadline = self._token_deadline
+            with trio.move_on_at(deadline - self._settings.token_warning_s):
+                await self._token_changed.wait()
+                continue
+            expires = self._wall_clock() + (deadline - trio.current_time())
+            self._hub.send_to_socket(
+                self._socket, "token_expiring", {"expires_at": protocol.format_timestamp(expires)}
+            )
+            with trio.move_on_at(deadline):
+                await self._token_changed.wait()
+                continue
+            self._socket.outbox.close(*TOKEN_EXPIRED)
+            return
+
+    # --- sending, liveness, closing --------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        outbox = self._socket.outbox
+        try:
+            while True:
+                data, close = await outbox.next_batch()
+                if data:
+                    await write_frames(self._ws, data)
+                    self._metrics.inc("bytes_sent", len(data))
+                if close is not None:
+                    await self._ws.aclose(close.code, close.reason)
+                    break
+        except ConnectionClosed:
+            pass
+        self._end()
+
+    async def _ping_loop(self) -> None:
+        s = self._settings
+        while True:
+            await trio.sleep(s.ping_interval_s)
+            with trio.move_on_after(s.ping_timeout_s) as waiting:
+                try:
+                    await self._ws.ping()
+                except ConnectionClosed:
+                    self._end()
+                    return
+            if waiting.cancelled_caught:
+                self._metrics.inc("heartbeat_timeouts")
+                log.info("no pong from player %s: dropping the socket", self._socket.player_id)
+                self._dropped = True
+                self._end()
+                return
+
+    async def _close_watchdog(self) -> None:
+        """A requested close must finish within CLOSE_TIMEOUT_S (twice: flush, then handshake)."""
+        await self._socket.outbox.wait_closing()
+        await trio.sleep(2 * self._settings.close_timeout_s)
+        self._end()

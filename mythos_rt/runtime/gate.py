@@ -1,0 +1,245 @@
+"""The gate: everything between a TCP stream and an admitted socket (PROTOCOL.md sections 1–3).
+
+:func:`handle_stream` is the per-connection handler the listener runs.  It contains every
+exception of its connection (trio-websocket lets one escaping exception kill the whole server),
+bounds the handshake with a timeout against slowloris, and always closes the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import attrs
+import trio
+from trio_websocket import WebSocketConnection, WebSocketRequest, wrap_server_stream
+
+from mythos_rt.core import handshake
+from mythos_rt.core.handshake import Refusal
+from mythos_rt.core.ratelimit import KeyedSlidingWindow
+from mythos_rt.runtime.connection import Connection
+from mythos_rt.runtime.hub import Hub
+from mythos_rt.runtime.metrics import Metrics
+from mythos_rt.runtime.store import AsyncStore, PlayerRecord
+from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_token
+from mythos_rt.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class Admission:
+    record: PlayerRecord
+    token: str
+    verified: VerifiedToken
+    subprotocol: str | None
+    session_id: str | None
+    deprecated_path: bool
+
+
+class ConnectionTracker:
+    """Counts live connections so the drain can wait for the last one to finish closing."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self._empty = trio.Event()
+        self._empty.set()
+
+    def enter(self) -> None:
+        self.active += 1
+        if self._empty.is_set():
+            self._empty = trio.Event()
+
+    def leave(self) -> None:
+        self.active -= 1
+        if self.active == 0:
+            self._empty.set()
+
+    async def wait_empty(self) -> None:
+        while self.active:
+            await self._empty.wait()
+
+
+@attrs.define(eq=False)
+class Gate:
+    """Shared admission state; owned by the server, used by every handshake."""
+
+    settings: Settings
+    secret: str
+    store: AsyncStore
+    hub: Hub
+    metrics: Metrics
+    draining: bool = False
+    tracker: ConnectionTracker = attrs.field(factory=ConnectionTracker)
+    ip_attempts: KeyedSlidingWindow = attrs.field(init=False)
+    player_attempts: KeyedSlidingWindow = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        s = self.settings
+        self.ip_attempts = KeyedSlidingWindow(s.connect_rate_ip, s.connect_rate_ip_window_s)
+        self.player_attempts = KeyedSlidingWindow(
+            s.connect_rate_player, s.connect_rate_player_window_s
+        )
+
+
+async def handle_stream(gate: Gate, stream: trio.abc.Stream) -> None:
+    """Serve one TCP connection from handshake to close; never raises (but Cancelled)."""
+    gate.metrics.inc("connections_opened")
+    gate.tracker.enter()
+    try:
+        async with trio.open_nursery() as nursery:  # hosts trio-websocket's reader task
+            await _serve(gate, stream, nursery)
+            nursery.cancel_scope.cancel()
+    except* Exception:
+        gate.metrics.inc("connection_errors")
+        log.exception("connection handler failed; this connection only is dropped")
+    finally:
+        gate.metrics.inc("connections_closed")
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+        gate.tracker.leave()
+
+
+async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery) -> None:
+    s = gate.settings
+    request: WebSocketRequest | None = None
+    admission: Admission | Refusal | None = None
+    with trio.move_on_after(s.handshake_timeout_s):
+        request = await wrap_server_stream(nursery, stream, max_message_size=s.transport_max_bytes)
+        admission = await _authenticate(gate, request)
+    if request is None or admission is None:
+        gate.metrics.inc("handshakes_timed_out")
+        return
+    if isinstance(admission, Refusal):
+        await _refuse(gate, request, admission)
+        return
+    if admission.deprecated_path:
+        log.warning(
+            "deprecated endpoint /api/ws/{player_id} used by player %s", admission.record.player_id
+        )
+    await _admit(gate, request, admission)
+
+
+async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) -> None:
+    hub = gate.hub
+    refusal = hub.precheck(admission.record.player_id, admission.session_id)
+    if refusal is not None:
+        await _refuse(gate, request, refusal)
+        return
+    ws = await request.accept(subprotocol=admission.subprotocol)
+    socket = hub.new_socket(admission.record.player_id, admission.session_id)
+    refusal = hub.admit(admission.record, socket)
+    if refusal is not None:  # the world changed while we accepted
+        await _bounded_close(
+            ws, refusal.close_code, refusal.close_reason, gate.settings.close_timeout_s
+        )
+        return
+    gate.metrics.inc("sockets_admitted")
+    connection = Connection(
+        ws,
+        socket,
+        gate.hub,
+        gate.settings,
+        gate.secret,
+        admission.token,
+        admission.verified,
+        gate.metrics,
+    )
+    await connection.run()
+
+
+async def _refuse(gate: Gate, request: WebSocketRequest, refusal: Refusal) -> None:
+    """HTTP status + JSON body; or, for browsers (``Origin`` present), accept then close 4xxx."""
+    gate.metrics.inc(f"handshakes_refused_{refusal.status}")
+    headers = _headers(request)
+    if "origin" in headers and refusal is not handshake.NOT_FOUND_PATH:
+        offered = handshake.choose_token(request.proposed_subprotocols, {}).subprotocol
+        ws = await request.accept(subprotocol=offered)
+        await _bounded_close(
+            ws, refusal.close_code, refusal.close_reason, gate.settings.close_timeout_s
+        )
+        return
+    await request.reject(refusal.status, extra_headers=refusal.headers(), body=refusal.body())
+
+
+async def _bounded_close(ws: WebSocketConnection, code: int, reason: str, timeout_s: float) -> None:
+    with trio.move_on_after(timeout_s):
+        await ws.aclose(code, reason)
+
+
+def _headers(request: WebSocketRequest) -> Mapping[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+
+
+def _client_ip(request: WebSocketRequest) -> str:
+    remote = request.remote
+    return remote if isinstance(remote, str) else str(remote.address)
+
+
+async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Refusal:
+    s = gate.settings
+    now = trio.current_time()
+    if gate.draining:
+        return handshake.DRAINING
+    endpoint = handshake.route(request.path)
+    if endpoint is None:
+        return handshake.NOT_FOUND_PATH
+    origin = _headers(request).get("origin")
+    if s.allowed_origins and origin is not None and origin not in s.allowed_origins:
+        return handshake.ORIGIN_NOT_ALLOWED
+    ip = _client_ip(request)
+    if not gate.ip_attempts.allow(ip, now):
+        return handshake.too_many_attempts(gate.ip_attempts.retry_after(ip, now))
+    choice = handshake.choose_token(request.proposed_subprotocols, endpoint.query)
+    if choice.token is None:
+        return handshake.MISSING_TOKEN
+    try:
+        verified = _verify(gate, choice.token)
+    except TokenError as exc:
+        return handshake.unauthorized(str(exc))
+    session_id = endpoint.query.get("session_id")
+    if session_id is not None and len(session_id) > s.max_session_id_chars:
+        return handshake.BAD_SESSION_ID
+    resolved = await _resolve_player(
+        gate.store, verified.user_id, endpoint.query.get("character_id")
+    )
+    if isinstance(resolved, Refusal):
+        return resolved
+    if endpoint.path_player_id is not None and endpoint.path_player_id != resolved.player_id:
+        return handshake.PLAYER_MISMATCH
+    if not gate.player_attempts.allow(resolved.player_id, now):
+        return handshake.too_many_attempts(
+            gate.player_attempts.retry_after(resolved.player_id, now)
+        )
+    return Admission(
+        resolved, choice.token, verified, choice.subprotocol, session_id, endpoint.deprecated
+    )
+
+
+def _verify(gate: Gate, token: str) -> VerifiedToken:
+    s = gate.settings
+    return verify_token(
+        token,
+        gate.secret,
+        algorithms=s.jwt_algorithms,
+        audience=s.jwt_audience,
+        leeway_s=s.jwt_leeway_s,
+        max_bytes=s.max_token_bytes,
+    )
+
+
+async def _resolve_player(
+    store: AsyncStore, user_id: str, character_id: str | None
+) -> PlayerRecord | Refusal:
+    """Section 2 player resolution: the named character, else the user's oldest active player."""
+    if character_id:
+        wanted = handshake.parse_character_id(character_id)
+        if wanted is not None:
+            record = await store.call(store.store.get_player, str(wanted))
+            if record is None or record.deleted:
+                return handshake.CHARACTER_NOT_FOUND
+            if record.user_id != user_id:
+                return handshake.CHARACTER_FORBIDDEN
+            return record
+    first = await store.call(store.store.first_active_player, user_id)
+    return first if first is not None else handshake.NO_PLAYER

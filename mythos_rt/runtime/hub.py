@@ -1,0 +1,372 @@
+"""The hub: sole owner of the live world state on this instance.
+
+Connections call the hub's methods directly.  Every method is synchronous, so under Trio's
+cooperative scheduling each call is atomic: no locks, no interleaving inside a state change.
+The hub never awaits anything but its own timers (:meth:`serve`); it hands frames to outboxes
+with non-blocking puts, so a slow socket can never stall a room.
+
+Flow of one event: rules return an :class:`~mythos_rt.core.effects.Emit` → the hub stamps the
+next sequence number, encodes the envelope and the WebSocket frame once → the same bytes go into
+every recipient socket's outbox → each socket's sender writes its outbox in one batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+import attrs
+import trio
+
+from mythos_rt.core import handshake
+from mythos_rt.core.commands import CommandContext, dispatch
+from mythos_rt.core.effects import Disconnect, Effect, Emit, SaveRoom, reply
+from mythos_rt.core.presence import Presence, Presences
+from mythos_rt.core.protocol import FollowResponse, PartyInviteResponse, encode_event
+from mythos_rt.core.ratelimit import KeyedSlidingWindow
+from mythos_rt.core.views import (
+    game_state_payload,
+    occupants_payload,
+    presence_event_payload,
+    room_payload,
+)
+from mythos_rt.core.world import World
+from mythos_rt.runtime.store import PlayerRecord
+from mythos_rt.runtime.timers import Timers
+from mythos_rt.runtime.wsio import Outbox, text_frame
+from mythos_rt.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SUPERSEDED = (4000, "New game session established")
+
+
+@attrs.frozen
+class HubConfig:
+    grace_s: float = 30.0
+    ward_s: float = 10.0
+    game_tick_s: float = 1.0
+    max_sockets_per_player: int = 5
+    command_rate_limit: int = 10
+    command_rate_window_s: float = 1.0
+    max_command_chars: int = 1000
+    outbox_max_bytes: int = 1 << 20
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HubConfig:
+        names = [field.name for field in attrs.fields(cls)]
+        return cls(**{name: getattr(settings, name) for name in names})
+
+
+@attrs.define(eq=False)
+class SocketHandle:
+    """The hub's view of one socket: where its frames go."""
+
+    socket_id: int
+    player_id: str
+    session_id: str | None
+    outbox: Outbox
+
+
+class Hub:
+    def __init__(
+        self,
+        world: World,
+        config: HubConfig,
+        *,
+        save_room: Callable[[str, str], None],
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.world = world
+        self.config = config
+        self.presences = Presences()
+        self._save_room = save_room
+        self._wall_clock = wall_clock
+        self._sockets: dict[str, dict[int, SocketHandle]] = {}
+        self._socket_ids = itertools.count(1)
+        # Initialised from the wall clock in microseconds so numbers keep rising across restarts.
+        self._sequence = int(wall_clock() * 1_000_000)
+        self._tick_number = 0
+        self._command_limits = KeyedSlidingWindow(
+            config.command_rate_limit, config.command_rate_window_s
+        )
+        self._timers = Timers()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the hub's timers (grace, ward, game tick) until cancelled."""
+        if self.config.game_tick_s > 0:
+            self._schedule_tick(trio.current_time())
+        task_status.started()
+        await self._timers.serve()
+
+    def socket_count(self) -> int:
+        return sum(len(sockets) for sockets in self._sockets.values())
+
+    def new_socket(self, player_id: str, session_id: str | None) -> SocketHandle:
+        outbox = Outbox(self.config.outbox_max_bytes)
+        return SocketHandle(next(self._socket_ids), player_id, session_id, outbox)
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Ask every socket to close after what is already queued (shutdown)."""
+        for sockets in self._sockets.values():
+            for socket in sockets.values():
+                socket.outbox.close(code, reason)
+
+    def end_all_presences(self) -> None:
+        """Presence teardown for everyone (shutdown, after the sockets are closed)."""
+        for presence in self.presences:
+            self._sockets.pop(presence.player_id, None)
+            self._end_presence(presence.player_id)
+
+    # --- admission and departure -----------------------------------------------------------
+
+    def precheck(self, player_id: str, session_id: str | None) -> handshake.Refusal | None:
+        """Would :meth:`admit` refuse this socket?  Asked before the upgrade, for an HTTP 429."""
+        presence = self.presences.get(player_id)
+        live = self._sockets.get(player_id, {})
+        if presence is not None and live and self._is_new_session(presence, session_id):
+            return None  # the older sockets will be superseded, not counted
+        if len(live) >= self.config.max_sockets_per_player:
+            return handshake.TOO_MANY_CONNECTIONS
+        return None
+
+    def admit(self, record: PlayerRecord, socket: SocketHandle) -> handshake.Refusal | None:
+        """Attach an accepted socket to its player's presence and send the connect burst."""
+        refusal = self.precheck(record.player_id, socket.session_id)
+        if refusal is not None:
+            return refusal
+        now = trio.current_time()
+        presence = self.presences.get(record.player_id)
+        if presence is not None and self._is_new_session(presence, socket.session_id):
+            self._supersede(record.player_id)
+        if presence is None:
+            presence = self._start_presence(record, socket.session_id, now)
+        elif presence.linkdead:
+            self._restore_presence(presence)
+        if socket.session_id is not None:
+            presence.session_id = socket.session_id
+        self._sockets.setdefault(record.player_id, {})[socket.socket_id] = socket
+        self._send_burst(socket, presence, now)
+        return None
+
+    def detach(self, socket: SocketHandle) -> None:
+        """A socket is gone.  Safe to call for sockets the hub already let go of."""
+        sockets = self._sockets.get(socket.player_id)
+        if not sockets or sockets.pop(socket.socket_id, None) is None:
+            return
+        if not sockets:
+            del self._sockets[socket.player_id]
+            self._enter_grace(socket.player_id)
+
+    @staticmethod
+    def _is_new_session(presence: Presence, session_id: str | None) -> bool:
+        return session_id is not None and session_id != presence.session_id
+
+    def _supersede(self, player_id: str) -> None:
+        for socket in self._sockets.pop(player_id, {}).values():
+            socket.outbox.close(*SUPERSEDED)
+
+    def _start_presence(self, record: PlayerRecord, session_id: str | None, now: float) -> Presence:
+        room_id = record.room_id if record.room_id in self.world.rooms else self.world.start_room_id
+        presence = Presence(
+            player_id=record.player_id,
+            user_id=record.user_id,
+            name=record.name,
+            level=record.level,
+            is_admin=record.is_admin,
+            room_id=room_id,
+            session_id=session_id,
+            ward_until=now + self.config.ward_s,
+        )
+        self.presences.add(presence)
+        if self.config.ward_s > 0:
+            self._timers.schedule(
+                ("ward", record.player_id), presence.ward_until, self._ward_ended(record.player_id)
+            )
+        self._announce_arrival(presence)
+        return presence
+
+    def _restore_presence(self, presence: Presence) -> None:
+        presence.linkdead = False
+        self._timers.cancel(("grace", presence.player_id))
+        self._announce_arrival(presence)
+
+    def _announce_arrival(self, presence: Presence) -> None:
+        others = self.presences.ids_in_room(presence.room_id, excluding=presence.player_id)
+        self._emit(
+            Emit(
+                "player_entered_game",
+                presence_event_payload(presence),
+                others,
+                room_id=presence.room_id,
+            )
+        )
+        self._emit_occupants(presence.room_id, others)
+
+    def _enter_grace(self, player_id: str) -> None:
+        presence = self.presences.get(player_id)
+        if presence is None:
+            return
+        if self.config.grace_s <= 0:
+            self._end_presence(player_id)
+            return
+        presence.linkdead = True
+        deadline = trio.current_time() + self.config.grace_s
+        self._timers.schedule(
+            ("grace", player_id), deadline, lambda _now: self._end_presence(player_id)
+        )
+        others = self.presences.ids_in_room(presence.room_id, excluding=player_id)
+        self._emit_occupants(presence.room_id, others)
+
+    def _end_presence(self, player_id: str) -> None:
+        presence = self.presences.remove(player_id)
+        if presence is None:
+            return
+        for kind in ("grace", "ward"):
+            self._timers.cancel((kind, player_id))
+        self._command_limits.forget(player_id)
+        others = self.presences.ids_in_room(presence.room_id)
+        self._emit(
+            Emit(
+                "player_left_game",
+                presence_event_payload(presence),
+                others,
+                room_id=presence.room_id,
+            )
+        )
+        self._emit_occupants(presence.room_id, others)
+
+    def _ward_ended(self, player_id: str) -> Callable[[float], None]:
+        def refresh(_now: float) -> None:
+            presence = self.presences.get(player_id)
+            if presence is not None:
+                room_id = presence.room_id
+                self._emit_occupants(room_id, self.presences.ids_in_room(room_id))
+
+        return refresh
+
+    # --- what clients send -----------------------------------------------------------------
+
+    def handle_command(self, socket: SocketHandle, command: str, args: tuple[str, ...]) -> None:
+        presence = self._presence_of(socket)
+        if presence is None:
+            return
+        now = trio.current_time()
+        if not self._command_limits.allow(presence.player_id, now):
+            wait_s = self._command_limits.retry_after(presence.player_id, now)
+            self._emit(
+                reply(presence.player_id, f"Too many commands. Please wait {wait_s:.1f} seconds.")
+            )
+            return
+        ctx = CommandContext(
+            self.world, self.presences, presence, socket.socket_id, now, self._wall_clock()
+        )
+        self._apply(dispatch(ctx, command, args, self.config.max_command_chars))
+
+    def handle_response(
+        self, socket: SocketHandle, message: FollowResponse | PartyInviteResponse
+    ) -> None:
+        """A follow_response or party_invite_response frame (section 11)."""
+        presence = self._presence_of(socket)
+        if presence is None:
+            return
+        text = (
+            "Invalid follow response."
+            if isinstance(message, FollowResponse)
+            else "Invalid party invite response."
+        )
+        self._emit(reply(presence.player_id, text))
+
+    def send_to_socket(
+        self, socket: SocketHandle, event_type: str, data: Mapping[str, object]
+    ) -> None:
+        """An event for one socket only (pong, token notices)."""
+        socket.outbox.put(self._encode(event_type, data, None, socket.player_id))
+
+    def _presence_of(self, socket: SocketHandle) -> Presence | None:
+        if socket.socket_id not in self._sockets.get(socket.player_id, {}):
+            return None  # superseded or already let go: its frames no longer count
+        return self.presences.get(socket.player_id)
+
+    # --- effects ---------------------------------------------------------------------------
+
+    def _apply(self, effects: Iterable[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Emit):
+                self._emit(effect)
+            elif isinstance(effect, Disconnect):
+                self._disconnect(effect)
+            elif isinstance(effect, SaveRoom):
+                self._save_room(effect.player_id, effect.room_id)
+
+    def _disconnect(self, effect: Disconnect) -> None:
+        sockets = self._sockets.get(effect.player_id, {})
+        chosen = [s for s in sockets.values() if effect.socket_id in (None, s.socket_id)]
+        for socket in chosen:
+            socket.outbox.close(effect.code, effect.reason)
+            del sockets[socket.socket_id]
+        if not sockets:
+            self._sockets.pop(effect.player_id, None)
+            self._end_presence(effect.player_id)
+
+    def _emit(self, event: Emit) -> None:
+        if not event.to:
+            return
+        frame = self._encode(event.event_type, event.data, event.room_id, event.player_id)
+        for player_id in event.to:
+            for socket in self._sockets.get(player_id, {}).values():
+                socket.outbox.put(frame)
+
+    def _emit_occupants(self, room_id: str, to: tuple[str, ...]) -> None:
+        data = occupants_payload(room_id, self.presences, trio.current_time())
+        self._emit(Emit("room_occupants", data, to, room_id=room_id))
+
+    def _encode(
+        self,
+        event_type: str,
+        data: Mapping[str, object],
+        room_id: str | None,
+        player_id: str | None,
+    ) -> bytes:
+        self._sequence += 1
+        text = encode_event(
+            event_type,
+            data,
+            sequence_number=self._sequence,
+            timestamp=self._wall_clock(),
+            room_id=room_id,
+            player_id=player_id,
+        )
+        return text_frame(text)
+
+    # --- connect burst and tick -----------------------------------------------------------
+
+    def _send_burst(self, socket: SocketHandle, presence: Presence, now: float) -> None:
+        room = self.world.rooms[presence.room_id]
+        pid, rid = presence.player_id, room.id
+        state = game_state_payload(presence, room, self.presences, now)
+        put = socket.outbox.put
+        put(self._encode("game_state", state, rid, pid))
+        room_data = room_payload(room, self.presences, now)
+        update = {"room": room_data, "entities": [], "occupants": room_data["occupants"]}
+        put(self._encode("room_update", update, rid, None))
+        put(self._encode("room_occupants", occupants_payload(rid, self.presences, now), rid, None))
+        put(
+            self._encode(
+                "welcome", {"message": "Connected to MythosMUD", "resumed": False}, None, pid
+            )
+        )
+
+    def _schedule_tick(self, now: float) -> None:
+        self._timers.schedule("tick", now + self.config.game_tick_s, self._tick)
+
+    def _tick(self, now: float) -> None:
+        self._tick_number += 1
+        listeners = tuple(self._sockets)
+        data = {"tick_number": self._tick_number, "active_players": len(self.presences)}
+        self._emit(Emit("game_tick", data, listeners))
+        self._schedule_tick(now)

@@ -1,0 +1,114 @@
+"""The ops HTTP listener: ``/healthz``, ``/readyz``, ``/metrics`` and the web client at ``/``.
+
+A tiny h11 server: one request per connection, bounded in time and size, so a stuck scraper can
+never hold a task for long.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from importlib import resources
+
+import attrs
+import h11
+import trio
+
+from mythos_rt.runtime.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 16 * 1024
+REQUEST_TIMEOUT_S = 5.0
+
+
+@attrs.frozen
+class OpsState:
+    metrics: Metrics
+    ready: Callable[[], bool]
+    ws_port: Callable[[], int]
+
+
+@attrs.frozen
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+
+
+def web_client_page(ws_port: int) -> bytes:
+    page = resources.files("mythos_rt.web").joinpath("index.html").read_text(encoding="utf-8")
+    return page.replace("__WS_PORT__", str(ws_port)).encode()
+
+
+def route(state: OpsState, method: str, path: str) -> Response:
+    path = path.split("?", 1)[0]
+    if method not in ("GET", "HEAD"):
+        return Response(405, "text/plain", b"method not allowed\n")
+    if path == "/healthz":
+        return Response(200, "text/plain", b"ok\n")
+    if path == "/readyz":
+        ready = state.ready()
+        return Response(
+            200 if ready else 503, "text/plain", b"ready\n" if ready else b"not ready\n"
+        )
+    if path == "/metrics":
+        return Response(200, "text/plain; version=0.0.4", state.metrics.render().encode())
+    if path in ("/", "/index.html"):
+        return Response(200, "text/html; charset=utf-8", web_client_page(state.ws_port()))
+    return Response(404, "text/plain", b"not found\n")
+
+
+async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Request | None:
+    while True:
+        event = conn.next_event()
+        if isinstance(event, h11.Request):
+            return event
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(MAX_REQUEST_BYTES)
+            if not data:
+                return None
+            conn.receive_data(bytes(data))
+        elif isinstance(event, h11.ConnectionClosed):
+            return None
+
+
+async def handle_ops(state: OpsState, stream: trio.abc.Stream) -> None:
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
+    try:
+        with trio.move_on_after(REQUEST_TIMEOUT_S):
+            request = await _read_request(stream, conn)
+            if request is not None:
+                response = route(state, request.method.decode(), request.target.decode())
+                headers = [
+                    ("content-type", response.content_type),
+                    ("content-length", str(len(response.body))),
+                    ("connection", "close"),
+                ]
+                await stream.send_all(
+                    conn.send(h11.Response(status_code=response.status, headers=headers))
+                )
+                body = b"" if request.method == b"HEAD" else response.body
+                await stream.send_all(
+                    conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+                )
+    except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    except Exception:
+        log.exception("ops HTTP request failed")
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def serve_ops(
+    state: OpsState,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound = listeners[0].socket.getsockname()[1]
+    task_status.started(bound)
+    await trio.serve_listeners(partial(handle_ops, state), listeners)

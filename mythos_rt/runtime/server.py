@@ -1,0 +1,190 @@
+"""The root of the task tree: ``run_server`` → ``trio.run(serve)``.
+
+serve
+└─ open_app: root nursery
+   ├─ hub.serve            timers: grace, ward, game tick   (started before anything connects)
+   ├─ room_saver.serve     coalesced room writes to the store
+   ├─ serve_ops            health, readiness, metrics, web client
+   └─ serve_websockets     listener; connections run in the ``conns`` nursery
+on SIGTERM/SIGINT: drain (503 to newcomers, close every socket 1001, wait, teardown, flush)
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import attrs
+import trio
+
+from mythos_rt.core.world import World, WorldError
+from mythos_rt.runtime.gate import Gate, handle_stream
+from mythos_rt.runtime.hub import Hub, HubConfig
+from mythos_rt.runtime.metrics import Metrics
+from mythos_rt.runtime.ops_http import OpsState, serve_ops
+from mythos_rt.runtime.persistence import RoomSaver
+from mythos_rt.runtime.store import AsyncStore, PlayerRecord, Store, ensure_demo_players
+from mythos_rt.settings import Settings
+from mythos_rt.world import load_world
+
+log = logging.getLogger(__name__)
+
+SHUTTING_DOWN = (1001, "Server shutting down")
+
+
+@attrs.define(eq=False)
+class App:
+    """The running parts of one instance, for the listener and for tests."""
+
+    settings: Settings
+    hub: Hub
+    gate: Gate
+    room_saver: RoomSaver
+    metrics: Metrics
+    ws_port: int = 0
+
+
+@asynccontextmanager
+async def open_app(
+    settings: Settings, world: World, async_store: AsyncStore, secret: str
+) -> AsyncIterator[App]:
+    """Start the hub and the store writer; on exit, tear down presences and flush the store."""
+    metrics = Metrics()
+    saver = RoomSaver(async_store)
+    hub = Hub(world, HubConfig.from_settings(settings), save_room=saver.save)
+    gate = Gate(settings, secret, async_store, hub, metrics)
+    metrics.gauge("sockets", hub.socket_count)
+    metrics.gauge("players_online", lambda: len(hub.presences))
+    app = App(settings, hub, gate, saver, metrics)
+    async with trio.open_nursery() as root:
+        await root.start(hub.serve)
+        root.start_soon(saver.serve)
+        try:
+            yield app
+        finally:
+            with trio.CancelScope(shield=True):
+                hub.end_all_presences()
+                with trio.move_on_after(settings.close_timeout_s):
+                    await saver.flush()
+            root.cancel_scope.cancel()
+
+
+async def serve_websockets(
+    gate: Gate, conns: trio.Nursery, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    # Connections run in ``conns``, not under this task: the drain stops the listener first and
+    # then waits for the connections to finish their closing handshakes.
+    s = gate.settings
+    listeners = await trio.open_tcp_listeners(s.port, host=s.host)
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(partial(handle_stream, gate), listeners, handler_nursery=conns)
+
+
+async def drain(app: App) -> None:
+    """Section 14: refuse newcomers, close every socket 1001, wait for them (bounded)."""
+    app.gate.draining = True
+    app.hub.close_all(*SHUTTING_DOWN)
+    with trio.move_on_after(app.settings.drain_timeout_s * 0.6):
+        await app.gate.tracker.wait_empty()
+
+
+async def wait_for_signal() -> int:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            return signum
+    return 0
+
+
+async def serve(
+    settings: Settings,
+    world: World,
+    store: Store,
+    secret: str,
+    *,
+    task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async with (
+        open_app(settings, world, AsyncStore(store), secret) as app,
+        trio.open_nursery() as conns,
+    ):
+        listener_scope = trio.CancelScope()
+        ops_port = await _start_ops(app, conns) if settings.ops_port else 0
+        app.ws_port = await conns.start(_run_listener, app.gate, conns, listener_scope)
+        print_banner(settings, app.ws_port, ops_port)
+        task_status.started(app)
+        signum = await wait_for_signal()
+        log.info(
+            "%s: draining (at most %.0f s)", signal.Signals(signum).name, settings.drain_timeout_s
+        )
+        await drain(app)
+        listener_scope.cancel()
+        conns.cancel_scope.cancel()
+
+
+async def _run_listener(
+    gate: Gate,
+    conns: trio.Nursery,
+    scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with scope:
+        await serve_websockets(gate, conns, task_status=task_status)
+
+
+async def _start_ops(app: App, nursery: trio.Nursery) -> int:
+    state = OpsState(
+        app.metrics,
+        ready=lambda: app.ws_port > 0 and not app.gate.draining,
+        ws_port=lambda: app.ws_port,
+    )
+    port: int = await nursery.start(serve_ops, state, app.settings.host, app.settings.ops_port)
+    return port
+
+
+def print_banner(settings: Settings, ws_port: int, ops_port: int) -> None:
+    host = settings.host
+    lines = [
+        f"mythos_rt listening on ws://{host}:{ws_port}/v1/api/ws (also /api/ws)",
+        f"data directory: {settings.data_dir.resolve()}",
+    ]
+    if ops_port:
+        lines.append(
+            f"web client: http://{host}:{ops_port}/   health: http://{host}:{ops_port}/healthz"
+        )
+    lines += [
+        "get a token:   python -m mythos_rt token Armitage",
+        f"connect:       ws://{host}:{ws_port}/v1/api/ws?token=<token>",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def prepare_store(settings: Settings, world: World) -> tuple[Store, list[PlayerRecord]]:
+    store = Store.open(settings.store_path)
+    return store, ensure_demo_players(store, world.start_room_id)
+
+
+def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
+    """Load the world and the store, then serve until a signal; returns the exit code."""
+    try:
+        world = load_world(settings.world)
+    except WorldError as exc:
+        print(f"mythos_rt: cannot load the world: {exc}", file=sys.stderr)
+        return 2
+    store, created = prepare_store(settings, world)
+    if secret_created:
+        print(
+            f"created a JWT secret in {settings.secret_path}"
+            " (set MYTHOSMUD_JWT_SECRET to use your own)"
+        )
+    for record in created:
+        print(f"created demo player {record.name}{' (admin)' if record.is_admin else ''}")
+    try:
+        trio.run(serve, settings, world, store, secret)
+    finally:
+        store.close()
+    return 0

@@ -1,0 +1,1 @@
+"""The bundled web client, served at ``/`` of the ops port."""
