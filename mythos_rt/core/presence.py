@@ -23,6 +23,8 @@ class Presence:
     session_id: str | None
     ward_until: float
     linkdead: bool = False
+    pose: str | None = None
+    last_whisperer: str | None = None  # player id, for ``reply``
 
     def warded(self, now: float) -> bool:
         return now < self.ward_until

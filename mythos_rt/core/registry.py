@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import attrs
 
+from mythos_rt.core.chat import ChatLimiter
 from mythos_rt.core.effects import Effect, reply
 from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.world import World
@@ -24,6 +25,8 @@ class CommandContext:
     socket_id: int
     now: float  # trio (monotonic) time, for wards and expiries
     wall_now: float  # epoch seconds, for what players read
+    chat: ChatLimiter
+    new_id: Callable[[], str]  # message ids; injected so rules stay deterministic under test
 
 
 Handler = Callable[[CommandContext, tuple[str, ...]], list[Effect]]

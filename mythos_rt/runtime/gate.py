@@ -35,6 +35,7 @@ class Admission:
     subprotocol: str | None
     session_id: str | None
     deprecated_path: bool
+    resume_from: int | None
 
 
 class ConnectionTracker:
@@ -128,7 +129,7 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         return
     ws = await request.accept(subprotocol=admission.subprotocol)
     socket = hub.new_socket(admission.record.player_id, admission.session_id)
-    refusal = hub.admit(admission.record, socket)
+    refusal = hub.admit(admission.record, socket, admission.resume_from)
     if refusal is not None:  # the world changed while we accepted
         await _bounded_close(
             ws, refusal.close_code, refusal.close_reason, gate.settings.close_timeout_s
@@ -211,9 +212,24 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         return handshake.too_many_attempts(
             gate.player_attempts.retry_after(resolved.player_id, now)
         )
+    resume_from = _int_or_none(endpoint.query.get("resume_from"))
     return Admission(
-        resolved, choice.token, verified, choice.subprotocol, session_id, endpoint.deprecated
+        resolved,
+        choice.token,
+        verified,
+        choice.subprotocol,
+        session_id,
+        endpoint.deprecated,
+        resume_from,
     )
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    """``resume_from`` that is not a number is ignored: the client gets the normal burst."""
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
 
 
 def _verify(gate: Gate, token: str) -> VerifiedToken:

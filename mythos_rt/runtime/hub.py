@@ -15,17 +15,20 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 import trio
 
 from mythos_rt.core import handshake
+from mythos_rt.core.chat import CHANNELS, ChatLimiter
 from mythos_rt.core.commands import CommandContext, dispatch
 from mythos_rt.core.effects import Disconnect, Effect, Emit, SaveRoom, reply
 from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.protocol import FollowResponse, PartyInviteResponse, encode_event
 from mythos_rt.core.ratelimit import KeyedSlidingWindow
+from mythos_rt.core.replay import ReplayBuffer
 from mythos_rt.core.views import (
     game_state_payload,
     occupants_payload,
@@ -41,6 +44,8 @@ from mythos_rt.settings import Settings
 log = logging.getLogger(__name__)
 
 SUPERSEDED = (4000, "New game session established")
+# Not kept for a resume: a tick is stale by the time anyone could replay it.
+EPHEMERAL_EVENTS = frozenset({"game_tick"})
 
 
 @attrs.frozen
@@ -53,6 +58,19 @@ class HubConfig:
     command_rate_window_s: float = 1.0
     max_command_chars: int = 1000
     outbox_max_bytes: int = 1 << 20
+    replay_max_events: int = 1000
+    replay_max_bytes: int = 1 << 20
+    chat_window_s: float = 60.0
+    chat_limit_say: int = 15
+    chat_limit_local: int = 20
+    chat_limit_global: int = 10
+    chat_limit_party: int = 30
+    chat_limit_whisper: int = 5
+    chat_limit_emote: int = 15
+    chat_limit_pose: int = 15
+
+    def chat_limits(self) -> dict[str, int]:
+        return {channel: getattr(self, f"chat_limit_{channel}") for channel in CHANNELS}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HubConfig:
@@ -92,6 +110,8 @@ class Hub:
         self._command_limits = KeyedSlidingWindow(
             config.command_rate_limit, config.command_rate_window_s
         )
+        self._chat_limits = ChatLimiter(config.chat_limits(), config.chat_window_s)
+        self._replay: dict[str, ReplayBuffer] = {}
         self._timers = Timers()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -134,13 +154,17 @@ class Hub:
             return handshake.TOO_MANY_CONNECTIONS
         return None
 
-    def admit(self, record: PlayerRecord, socket: SocketHandle) -> handshake.Refusal | None:
-        """Attach an accepted socket to its player's presence and send the connect burst."""
+    def admit(
+        self, record: PlayerRecord, socket: SocketHandle, resume_from: int | None = None
+    ) -> handshake.Refusal | None:
+        """Attach an accepted socket to its player's presence; send the burst or the replay."""
         refusal = self.precheck(record.player_id, socket.session_id)
         if refusal is not None:
             return refusal
         now = trio.current_time()
         presence = self.presences.get(record.player_id)
+        # Decided before the presence is restored: a resume needs the presence to still exist.
+        replay = self._replay_for(record.player_id, resume_from) if presence else None
         if presence is not None and self._is_new_session(presence, socket.session_id):
             self._supersede(record.player_id)
         if presence is None:
@@ -150,8 +174,23 @@ class Hub:
         if socket.session_id is not None:
             presence.session_id = socket.session_id
         self._sockets.setdefault(record.player_id, {})[socket.socket_id] = socket
-        self._send_burst(socket, presence, now)
+        if replay is None:
+            self._send_burst(socket, presence, now)
+        else:
+            self._send_replay(socket, replay)
         return None
+
+    def _replay_for(self, player_id: str, resume_from: int | None) -> list[bytes] | None:
+        buffer = self._replay.get(player_id)
+        if resume_from is None or buffer is None or resume_from > self._sequence:
+            return None
+        return buffer.since(resume_from)
+
+    def _send_replay(self, socket: SocketHandle, frames: list[bytes]) -> None:
+        for frame in frames:
+            socket.outbox.put(frame)
+        welcome = {"message": "Connected to MythosMUD", "resumed": True, "replayed": len(frames)}
+        socket.outbox.put(self._encode("welcome", welcome, None, socket.player_id)[1])
 
     def detach(self, socket: SocketHandle) -> None:
         """A socket is gone.  Safe to call for sockets the hub already let go of."""
@@ -183,6 +222,9 @@ class Hub:
             ward_until=now + self.config.ward_s,
         )
         self.presences.add(presence)
+        self._replay[record.player_id] = ReplayBuffer(
+            self.config.replay_max_events, self.config.replay_max_bytes, floor=self._sequence
+        )
         if self.config.ward_s > 0:
             self._timers.schedule(
                 ("ward", record.player_id), presence.ward_until, self._ward_ended(record.player_id)
@@ -229,6 +271,8 @@ class Hub:
         for kind in ("grace", "ward"):
             self._timers.cancel((kind, player_id))
         self._command_limits.forget(player_id)
+        self._chat_limits.forget(player_id)
+        self._replay.pop(player_id, None)
         others = self.presences.ids_in_room(presence.room_id)
         self._emit(
             Emit(
@@ -263,7 +307,14 @@ class Hub:
             )
             return
         ctx = CommandContext(
-            self.world, self.presences, presence, socket.socket_id, now, self._wall_clock()
+            self.world,
+            self.presences,
+            presence,
+            socket.socket_id,
+            now,
+            self._wall_clock(),
+            self._chat_limits,
+            new_id=lambda: str(uuid.uuid4()),
         )
         self._apply(dispatch(ctx, command, args, self.config.max_command_chars))
 
@@ -285,7 +336,7 @@ class Hub:
         self, socket: SocketHandle, event_type: str, data: Mapping[str, object]
     ) -> None:
         """An event for one socket only (pong, token notices)."""
-        socket.outbox.put(self._encode(event_type, data, None, socket.player_id))
+        socket.outbox.put(self._encode(event_type, data, None, socket.player_id)[1])
 
     def _presence_of(self, socket: SocketHandle) -> Presence | None:
         if socket.socket_id not in self._sockets.get(socket.player_id, {}):
@@ -316,8 +367,11 @@ class Hub:
     def _emit(self, event: Emit) -> None:
         if not event.to:
             return
-        frame = self._encode(event.event_type, event.data, event.room_id, event.player_id)
+        sequence, frame = self._encode(event.event_type, event.data, event.room_id, event.player_id)
+        replayable = event.event_type not in EPHEMERAL_EVENTS
         for player_id in event.to:
+            if replayable and (buffer := self._replay.get(player_id)) is not None:
+                buffer.append(sequence, frame)
             for socket in self._sockets.get(player_id, {}).values():
                 socket.outbox.put(frame)
 
@@ -331,7 +385,7 @@ class Hub:
         data: Mapping[str, object],
         room_id: str | None,
         player_id: str | None,
-    ) -> bytes:
+    ) -> tuple[int, bytes]:
         self._sequence += 1
         text = encode_event(
             event_type,
@@ -341,7 +395,7 @@ class Hub:
             room_id=room_id,
             player_id=player_id,
         )
-        return text_frame(text)
+        return self._sequence, text_frame(text)
 
     # --- connect burst and tick -----------------------------------------------------------
 
@@ -349,17 +403,17 @@ class Hub:
         room = self.world.rooms[presence.room_id]
         pid, rid = presence.player_id, room.id
         state = game_state_payload(presence, room, self.presences, now)
-        put = socket.outbox.put
-        put(self._encode("game_state", state, rid, pid))
         room_data = room_payload(room, self.presences, now)
         update = {"room": room_data, "entities": [], "occupants": room_data["occupants"]}
-        put(self._encode("room_update", update, rid, None))
-        put(self._encode("room_occupants", occupants_payload(rid, self.presences, now), rid, None))
-        put(
-            self._encode(
-                "welcome", {"message": "Connected to MythosMUD", "resumed": False}, None, pid
-            )
-        )
+        welcome = {"message": "Connected to MythosMUD", "resumed": False}
+        burst = [
+            self._encode("game_state", state, rid, pid),
+            self._encode("room_update", update, rid, None),
+            self._encode("room_occupants", occupants_payload(rid, self.presences, now), rid, None),
+            self._encode("welcome", welcome, None, pid),
+        ]
+        for _, frame in burst:
+            socket.outbox.put(frame)
 
     def _schedule_tick(self, now: float) -> None:
         self._timers.schedule("tick", now + self.config.game_tick_s, self._tick)

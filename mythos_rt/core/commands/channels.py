@@ -1,0 +1,121 @@
+"""say, local, global, emote, pose, whisper, reply and the admin ``system`` (section 9).
+
+Every channel follows the same steps: check the text, check the sender's channel limit, route,
+then echo to the sender as a ``command_response``.  The sender never receives their own
+room/global ``chat_message``; the echo is theirs.
+"""
+
+from __future__ import annotations
+
+from mythos_rt.core.chat import (
+    RATE_LIMITED,
+    ChatLine,
+    chat_event,
+    check_message,
+    everyone_but,
+    room_audience,
+    subzone_audience,
+)
+from mythos_rt.core.effects import Effect, reply
+from mythos_rt.core.presence import Presence
+from mythos_rt.core.registry import REGISTRY, CommandContext
+
+
+def _send(ctx: CommandContext, line: ChatLine, echo: str) -> list[Effect]:
+    """Check, limit, deliver and echo one chat line."""
+    actor = ctx.actor
+    problem = check_message(line.channel, line.original)
+    if problem is not None:
+        return [reply(actor.player_id, f"Error sending message: {problem}")]
+    if not ctx.chat.allow(actor.player_id, line.channel, ctx.now):
+        return [reply(actor.player_id, RATE_LIMITED)]
+    event = chat_event(actor, line, wall_now=ctx.wall_now, new_id=ctx.new_id)
+    return [reply(actor.player_id, echo), event]
+
+
+def _text(args: tuple[str, ...]) -> str:
+    return " ".join(args).strip()
+
+
+@REGISTRY.command("say", usage="say <message>", summary="Speak to the room.")
+def say(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    text, actor = _text(args), ctx.actor
+    to = room_audience(ctx.presences, actor)
+    line = ChatLine("say", text, f"{actor.name} says: {text}", to, room_id=actor.room_id)
+    return _send(ctx, line, f"You say: {text}")
+
+
+@REGISTRY.command("local", "l", usage="local <message>", summary="Speak to your whole subzone.")
+def local(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    text, actor = _text(args), ctx.actor
+    to = subzone_audience(ctx.presences, ctx.world, actor)
+    line = ChatLine("local", text, f"{actor.name} (local): {text}", to, room_id=actor.room_id)
+    return _send(ctx, line, f"You say locally: {text}")
+
+
+@REGISTRY.command("global", "g", usage="global <message>", summary="Speak to everyone online.")
+def global_(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    text, actor = _text(args), ctx.actor
+    to = everyone_but(ctx.presences, actor)
+    line = ChatLine("global", text, f"{actor.name} (global): {text}", to)
+    return _send(ctx, line, f"You say (global): {text}")
+
+
+@REGISTRY.command("emote", "me", usage="emote <action>", summary="Act something out.")
+def emote(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    text, actor = _text(args), ctx.actor
+    shown = f"{actor.name} {text}"
+    to = room_audience(ctx.presences, actor)
+    return _send(ctx, ChatLine("emote", text, shown, to, room_id=actor.room_id), shown)
+
+
+@REGISTRY.command("pose", usage="pose [text]", summary="Set or clear your pose.")
+def pose(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    text, actor = _text(args), ctx.actor
+    if not text:
+        actor.pose = None
+        return [reply(actor.player_id, "Your pose has been cleared.")]
+    to = room_audience(ctx.presences, actor)
+    line = ChatLine("pose", text, f"{actor.name} {text}", to, room_id=actor.room_id)
+    effects = _send(ctx, line, f"Your pose is now: {text}")
+    if len(effects) > 1:  # sent: the pose is set
+        actor.pose = text
+    return effects
+
+
+def _whisper_to(ctx: CommandContext, target: Presence | None, text: str) -> list[Effect]:
+    actor = ctx.actor
+    if target is None:
+        return [reply(actor.player_id, "You whisper into the aether.")]
+    if target.player_id == actor.player_id:
+        return [reply(actor.player_id, "You cannot whisper to yourself")]
+    formatted = f"{actor.name} whispers to you: {text}"
+    line = ChatLine("whisper", text, formatted, (target.player_id,), target=target)
+    effects = _send(ctx, line, f"You whisper to {target.name}: {text}")
+    if len(effects) > 1:
+        target.last_whisperer = actor.player_id
+    return effects
+
+
+@REGISTRY.command("whisper", usage="whisper <name> <message>", summary="Speak to one player.")
+def whisper(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    if not args:
+        return [reply(ctx.actor.player_id, "Usage: whisper <player_name> <message>")]
+    return _whisper_to(ctx, ctx.presences.find_by_name(args[0]), _text(args[1:]))
+
+
+@REGISTRY.command("reply", usage="reply <message>", summary="Whisper back to your last whisperer.")
+def reply_(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    last = ctx.actor.last_whisperer
+    target = ctx.presences.get(last) if last is not None else None
+    if last is None:
+        return [reply(ctx.actor.player_id, "No one has whispered to you recently.")]
+    return _whisper_to(ctx, target, _text(args))
+
+
+@REGISTRY.command("system", usage="system <message>", summary="Announce to everyone.", admin=True)
+def system(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    text, actor = _text(args), ctx.actor
+    to = everyone_but(ctx.presences, actor)
+    line = ChatLine("system", text, f"[SYSTEM] {text}", to)
+    return _send(ctx, line, f"You system: {text}")

@@ -1,0 +1,96 @@
+"""go and the direction shortcuts (section 9): the mover's bundle and both rooms' events."""
+
+from __future__ import annotations
+
+from mythos_rt.core.effects import Effect, Emit, SaveRoom, reply
+from mythos_rt.core.registry import REGISTRY, CommandContext
+from mythos_rt.core.views import occupants_payload, room_state_payload
+from mythos_rt.core.world import DIRECTIONS
+
+SHORTCUTS = {
+    "n": "north",
+    "s": "south",
+    "e": "east",
+    "w": "west",
+    "ne": "northeast",
+    "nw": "northwest",
+    "se": "southeast",
+    "sw": "southwest",
+    "u": "up",
+    "d": "down",
+}
+
+
+def direction_of(word: str) -> str | None:
+    word = word.lower()
+    return word if word in DIRECTIONS else SHORTCUTS.get(word)
+
+
+def move(ctx: CommandContext, direction: str) -> list[Effect]:
+    actor, presences, now = ctx.actor, ctx.presences, ctx.now
+    origin = ctx.world.rooms[actor.room_id]
+    destination_id = origin.exits.get(direction)
+    if destination_id is None:
+        return [reply(actor.player_id, "You can't go that way.")]
+    destination = ctx.world.rooms[destination_id]
+    left_behind = presences.ids_in_room(origin.id, excluding=actor.player_id)
+    presences.move(actor.player_id, destination_id)
+    met = presences.ids_in_room(destination_id, excluding=actor.player_id)
+    state = room_state_payload(destination, presences, now)
+    mover = (actor.player_id,)
+    who = {"player_id": actor.player_id, "player_name": actor.name}
+    return [
+        reply(
+            actor.player_id,
+            f"You go {direction}.",
+            room_changed=True,
+            room_id=destination_id,
+            room_state=state,
+        ),
+        Emit("room_state", state, mover, room_id=destination_id),
+        Emit(
+            "player_left",
+            {**who, "message": f"{actor.name} leaves the room."},
+            left_behind,
+            room_id=origin.id,
+        ),
+        Emit(
+            "room_occupants",
+            occupants_payload(origin.id, presences, now),
+            left_behind,
+            room_id=origin.id,
+        ),
+        Emit(
+            "player_entered",
+            {**who, "message": f"{actor.name} enters the room."},
+            met,
+            room_id=destination_id,
+        ),
+        # One encoding serves the mover's bundle and the newcomers' refresh.
+        Emit(
+            "room_occupants",
+            occupants_payload(destination_id, presences, now),
+            mover + met,
+            room_id=destination_id,
+        ),
+        SaveRoom(actor.player_id, destination_id),
+    ]
+
+
+@REGISTRY.command("go", usage="go <direction>", summary="Walk through an exit.")
+def go(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    direction = direction_of(args[0]) if args else None
+    if direction is None:
+        return [reply(ctx.actor.player_id, "Go where? Usage: go <direction>")]
+    return move(ctx, direction)
+
+
+def _register_direction(direction: str, shortcut: str) -> None:
+    def walk(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+        return move(ctx, direction)
+
+    REGISTRY.command(direction, shortcut, usage=direction, summary=f"Go {direction}.")(walk)
+
+
+for _shortcut, _direction in SHORTCUTS.items():
+    _register_direction(_direction, _shortcut)

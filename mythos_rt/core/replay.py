@@ -1,0 +1,38 @@
+"""A player's replay buffer: the events sent to them, kept for a resume (section 5).
+
+Bounded by count and bytes; the oldest go first.  ``floor`` is the highest sequence number the
+buffer can no longer vouch for (evicted, or from before the presence began): a resume from
+below it cannot be exact, so it is refused and the client gets the normal connect burst.
+"""
+
+from __future__ import annotations
+
+import collections
+
+
+class ReplayBuffer:
+    def __init__(self, max_events: int, max_bytes: int, floor: int) -> None:
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._entries: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._bytes = 0
+        self.floor = floor
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def append(self, sequence: int, frame: bytes) -> None:
+        self._entries.append((sequence, frame))
+        self._bytes += len(frame)
+        while self._entries and (
+            len(self._entries) > self._max_events or self._bytes > self._max_bytes
+        ):
+            dropped, old = self._entries.popleft()
+            self._bytes -= len(old)
+            self.floor = dropped
+
+    def since(self, sequence: int) -> list[bytes] | None:
+        """Every frame after ``sequence``, or None when some of them are no longer held."""
+        if sequence < self.floor:
+            return None
+        return [frame for number, frame in self._entries if number > sequence]
