@@ -34,7 +34,15 @@ class SaveRoom:
     room_id: str
 
 
-Effect = Emit | Disconnect | SaveRoom
+@attrs.frozen
+class StoreWrite:
+    """A store method to call with these arguments, in order, off the hub's path."""
+
+    method: str  # "set_mute", "delete_mute", "set_global_mute", "delete_global_mute"
+    args: tuple[object, ...]
+
+
+Effect = Emit | Disconnect | SaveRoom | StoreWrite
 
 
 def reply(player_id: str, result: str, **extra: object) -> Emit:

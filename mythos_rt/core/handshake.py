@@ -7,6 +7,7 @@ acts on the answers; nothing here touches a socket.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -120,10 +121,13 @@ DRAINING = Refusal(503, "server_draining", "Server is shutting down")
 BAD_SESSION_ID = Refusal(400, "invalid_session_id", "session_id is too long")
 
 
+MAX_RETRY_AFTER_S = 3600
+
+
 def too_many_attempts(retry_after_s: float) -> Refusal:
-    return Refusal(
-        429, "rate_limited", "Too many connection attempts", max(1, round(retry_after_s))
-    )
+    """Retry-After rounds up, so a client that waits exactly that long gets in."""
+    wait_s = min(retry_after_s, MAX_RETRY_AFTER_S)  # a limit of 0 means "never": say an hour
+    return Refusal(429, "rate_limited", "Too many connection attempts", max(1, math.ceil(wait_s)))
 
 
 TOO_MANY_CONNECTIONS = Refusal(429, "too_many_connections", "Too many connections")

@@ -7,13 +7,14 @@ effects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import attrs
 
 from mythos_rt.core.chat import ChatLimiter
 from mythos_rt.core.effects import Effect, reply
 from mythos_rt.core.presence import Presence, Presences
+from mythos_rt.core.social import KnownPlayer, Social
 from mythos_rt.core.world import World
 
 
@@ -27,6 +28,9 @@ class CommandContext:
     wall_now: float  # epoch seconds, for what players read
     chat: ChatLimiter
     new_id: Callable[[], str]  # message ids; injected so rules stay deterministic under test
+    social: Social = attrs.field(factory=Social)
+    directory: Mapping[str, KnownPlayer] = attrs.field(factory=dict)  # casefolded name -> player
+    request_ttl_s: float = 60.0
 
 
 Handler = Callable[[CommandContext, tuple[str, ...]], list[Effect]]

@@ -8,6 +8,7 @@ bounds the handshake with a timeout against slowloris, and always closes the str
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 
 import attrs
@@ -20,7 +21,7 @@ from mythos_rt.core.ratelimit import KeyedSlidingWindow
 from mythos_rt.runtime.connection import Connection
 from mythos_rt.runtime.hub import Hub
 from mythos_rt.runtime.metrics import Metrics
-from mythos_rt.runtime.store import AsyncStore, PlayerRecord
+from mythos_rt.runtime.store import AsyncStore, MuteRecords, PlayerRecord
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_token
 from mythos_rt.settings import Settings
 
@@ -36,6 +37,7 @@ class Admission:
     session_id: str | None
     deprecated_path: bool
     resume_from: int | None
+    mutes: MuteRecords
 
 
 class ConnectionTracker:
@@ -129,7 +131,7 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         return
     ws = await request.accept(subprotocol=admission.subprotocol)
     socket = hub.new_socket(admission.record.player_id, admission.session_id)
-    refusal = hub.admit(admission.record, socket, admission.resume_from)
+    refusal = hub.admit(admission.record, socket, admission.resume_from, admission.mutes)
     if refusal is not None:  # the world changed while we accepted
         await _bounded_close(
             ws, refusal.close_code, refusal.close_reason, gate.settings.close_timeout_s
@@ -213,6 +215,8 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
             gate.player_attempts.retry_after(resolved.player_id, now)
         )
     resume_from = _int_or_none(endpoint.query.get("resume_from"))
+    # Loaded for every socket (one indexed query); the hub installs them when a presence starts.
+    mutes = await gate.store.call(gate.store.store.load_mutes, resolved.player_id, time.time())
     return Admission(
         resolved,
         choice.token,
@@ -221,6 +225,7 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         session_id,
         endpoint.deprecated,
         resume_from,
+        mutes,
     )
 
 

@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 
 import attrs
 import trio
@@ -24,11 +25,14 @@ import trio
 from mythos_rt.core import handshake
 from mythos_rt.core.chat import CHANNELS, ChatLimiter
 from mythos_rt.core.commands import CommandContext, dispatch
-from mythos_rt.core.effects import Disconnect, Effect, Emit, SaveRoom, reply
+from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
+from mythos_rt.core.effects import Disconnect, Effect, Emit, SaveRoom, StoreWrite, reply
 from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.protocol import FollowResponse, PartyInviteResponse, encode_event
 from mythos_rt.core.ratelimit import KeyedSlidingWindow
 from mythos_rt.core.replay import ReplayBuffer
+from mythos_rt.core.social import KnownPlayer, Social, cancel_requests, follow_state
+from mythos_rt.core.social import end_presence as end_social_presence
 from mythos_rt.core.views import (
     game_state_payload,
     occupants_payload,
@@ -36,7 +40,8 @@ from mythos_rt.core.views import (
     room_payload,
 )
 from mythos_rt.core.world import World
-from mythos_rt.runtime.store import PlayerRecord
+from mythos_rt.runtime.persistence import StoreWriter
+from mythos_rt.runtime.store import MuteRecords, PlayerRecord, Store
 from mythos_rt.runtime.timers import Timers
 from mythos_rt.runtime.wsio import Outbox, text_frame
 from mythos_rt.settings import Settings
@@ -46,6 +51,11 @@ log = logging.getLogger(__name__)
 SUPERSEDED = (4000, "New game session established")
 # Not kept for a resume: a tick is stale by the time anyone could replay it.
 EPHEMERAL_EVENTS = frozenset({"game_tick"})
+SWEEP_INTERVAL_S = 10.0
+
+
+def _call_store(method: str, args: tuple[object, ...], store: Store) -> None:
+    getattr(store, method)(*args)
 
 
 @attrs.frozen
@@ -68,6 +78,7 @@ class HubConfig:
     chat_limit_whisper: int = 5
     chat_limit_emote: int = 15
     chat_limit_pose: int = 15
+    request_ttl_s: float = 60.0
 
     def chat_limits(self) -> dict[str, int]:
         return {channel: getattr(self, f"chat_limit_{channel}") for channel in CHANNELS}
@@ -94,13 +105,13 @@ class Hub:
         world: World,
         config: HubConfig,
         *,
-        save_room: Callable[[str, str], None],
+        writer: StoreWriter,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.world = world
         self.config = config
         self.presences = Presences()
-        self._save_room = save_room
+        self._writer = writer
         self._wall_clock = wall_clock
         self._sockets: dict[str, dict[int, SocketHandle]] = {}
         self._socket_ids = itertools.count(1)
@@ -112,6 +123,8 @@ class Hub:
         )
         self._chat_limits = ChatLimiter(config.chat_limits(), config.chat_window_s)
         self._replay: dict[str, ReplayBuffer] = {}
+        self.social = Social()
+        self._directory: dict[str, KnownPlayer] = {}
         self._timers = Timers()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -120,6 +133,7 @@ class Hub:
         """Run the hub's timers (grace, ward, game tick) until cancelled."""
         if self.config.game_tick_s > 0:
             self._schedule_tick(trio.current_time())
+        self._schedule_sweep(trio.current_time())
         task_status.started()
         await self._timers.serve()
 
@@ -154,8 +168,18 @@ class Hub:
             return handshake.TOO_MANY_CONNECTIONS
         return None
 
+    def learn_players(self, records: Iterable[PlayerRecord]) -> None:
+        """Remember players by name, so offline ones can be muted."""
+        for record in records:
+            known = KnownPlayer(record.player_id, record.name, record.is_admin)
+            self._directory[record.name.casefold()] = known
+
     def admit(
-        self, record: PlayerRecord, socket: SocketHandle, resume_from: int | None = None
+        self,
+        record: PlayerRecord,
+        socket: SocketHandle,
+        resume_from: int | None = None,
+        mutes: MuteRecords | None = None,
     ) -> handshake.Refusal | None:
         """Attach an accepted socket to its player's presence; send the burst or the replay."""
         refusal = self.precheck(record.player_id, socket.session_id)
@@ -167,8 +191,9 @@ class Hub:
         replay = self._replay_for(record.player_id, resume_from) if presence else None
         if presence is not None and self._is_new_session(presence, socket.session_id):
             self._supersede(record.player_id)
+        self.learn_players([record])
         if presence is None:
-            presence = self._start_presence(record, socket.session_id, now)
+            presence = self._start_presence(record, socket.session_id, now, mutes)
         elif presence.linkdead:
             self._restore_presence(presence)
         if socket.session_id is not None:
@@ -199,6 +224,7 @@ class Hub:
             return
         if not sockets:
             del self._sockets[socket.player_id]
+            self._apply(cancel_requests(self.social, socket.player_id))
             self._enter_grace(socket.player_id)
 
     @staticmethod
@@ -209,7 +235,9 @@ class Hub:
         for socket in self._sockets.pop(player_id, {}).values():
             socket.outbox.close(*SUPERSEDED)
 
-    def _start_presence(self, record: PlayerRecord, session_id: str | None, now: float) -> Presence:
+    def _start_presence(
+        self, record: PlayerRecord, session_id: str | None, now: float, mutes: MuteRecords | None
+    ) -> Presence:
         room_id = record.room_id if record.room_id in self.world.rooms else self.world.start_room_id
         presence = Presence(
             player_id=record.player_id,
@@ -222,6 +250,10 @@ class Hub:
             ward_until=now + self.config.ward_s,
         )
         self.presences.add(presence)
+        if mutes is not None:
+            self.social.load_mutes(
+                record.player_id, mutes.personal, mutes.globally_muted, mutes.global_expires_at
+            )
         self._replay[record.player_id] = ReplayBuffer(
             self.config.replay_max_events, self.config.replay_max_bytes, floor=self._sequence
         )
@@ -265,6 +297,10 @@ class Hub:
         self._emit_occupants(presence.room_id, others)
 
     def _end_presence(self, player_id: str) -> None:
+        if self.presences.get(player_id) is None:
+            return
+        # Social teardown first, while the player's name and party are still known.
+        self._apply(end_social_presence(self.social, self.presences, player_id))
         presence = self.presences.remove(player_id)
         if presence is None:
             return
@@ -296,41 +332,45 @@ class Hub:
     # --- what clients send -----------------------------------------------------------------
 
     def handle_command(self, socket: SocketHandle, command: str, args: tuple[str, ...]) -> None:
+        ctx = self._context(socket)
+        if ctx is None:
+            return
+        player_id = ctx.actor.player_id
+        if not self._command_limits.allow(player_id, ctx.now):
+            wait_s = self._command_limits.retry_after(player_id, ctx.now)
+            self._emit(reply(player_id, f"Too many commands. Please wait {wait_s:.1f} seconds."))
+            return
+        self._apply(dispatch(ctx, command, args, self.config.max_command_chars))
+
+    def _context(self, socket: SocketHandle) -> CommandContext | None:
         presence = self._presence_of(socket)
         if presence is None:
-            return
-        now = trio.current_time()
-        if not self._command_limits.allow(presence.player_id, now):
-            wait_s = self._command_limits.retry_after(presence.player_id, now)
-            self._emit(
-                reply(presence.player_id, f"Too many commands. Please wait {wait_s:.1f} seconds.")
-            )
-            return
-        ctx = CommandContext(
+            return None
+        return CommandContext(
             self.world,
             self.presences,
             presence,
             socket.socket_id,
-            now,
+            trio.current_time(),
             self._wall_clock(),
             self._chat_limits,
             new_id=lambda: str(uuid.uuid4()),
+            social=self.social,
+            directory=self._directory,
+            request_ttl_s=self.config.request_ttl_s,
         )
-        self._apply(dispatch(ctx, command, args, self.config.max_command_chars))
 
     def handle_response(
         self, socket: SocketHandle, message: FollowResponse | PartyInviteResponse
     ) -> None:
         """A follow_response or party_invite_response frame (section 11)."""
-        presence = self._presence_of(socket)
-        if presence is None:
+        ctx = self._context(socket)
+        if ctx is None:
             return
-        text = (
-            "Invalid follow response."
-            if isinstance(message, FollowResponse)
-            else "Invalid party invite response."
-        )
-        self._emit(reply(presence.player_id, text))
+        if isinstance(message, FollowResponse):
+            self._apply(respond_to_follow(ctx, message.request_id, message.accept))
+        else:
+            self._apply(respond_to_party_invite(ctx, message.invite_id, message.accept))
 
     def send_to_socket(
         self, socket: SocketHandle, event_type: str, data: Mapping[str, object]
@@ -352,7 +392,9 @@ class Hub:
             elif isinstance(effect, Disconnect):
                 self._disconnect(effect)
             elif isinstance(effect, SaveRoom):
-                self._save_room(effect.player_id, effect.room_id)
+                self._writer.save_room(effect.player_id, effect.room_id)
+            elif isinstance(effect, StoreWrite):
+                self._writer.submit(partial(_call_store, effect.method, effect.args))
 
     def _disconnect(self, effect: Disconnect) -> None:
         sockets = self._sockets.get(effect.player_id, {})
@@ -402,7 +444,9 @@ class Hub:
     def _send_burst(self, socket: SocketHandle, presence: Presence, now: float) -> None:
         room = self.world.rooms[presence.room_id]
         pid, rid = presence.player_id, room.id
-        state = game_state_payload(presence, room, self.presences, now)
+        leader = self.presences.get(self.social.following.get(presence.player_id, ""))
+        following = follow_state(leader.name if leader else None)["following"]
+        state = game_state_payload(presence, room, self.presences, now, following)
         room_data = room_payload(room, self.presences, now)
         update = {"room": room_data, "entities": [], "occupants": room_data["occupants"]}
         welcome = {"message": "Connected to MythosMUD", "resumed": False}
@@ -414,6 +458,15 @@ class Hub:
         ]
         for _, frame in burst:
             socket.outbox.put(frame)
+
+    def _schedule_sweep(self, now: float) -> None:
+        """Expired follow requests and party invites are dropped, so memory stays bounded."""
+
+        def sweep(now: float) -> None:
+            self.social.expire_requests(now)
+            self._schedule_sweep(now)
+
+        self._timers.schedule("sweep", now + SWEEP_INTERVAL_S, sweep)
 
     def _schedule_tick(self, now: float) -> None:
         self._timers.schedule("tick", now + self.config.game_tick_s, self._tick)

@@ -1,26 +1,47 @@
-"""Room saves, coalesced: the hub records the latest room per player without waiting; one task
-writes what is pending in one worker-thread call.  Bounded by the number of players, because a
-newer room for the same player replaces the older one before it is written."""
+"""The store writer: the hub records writes without waiting; one task performs them in order in
+a worker thread.
+
+Rooms are coalesced (a newer room for the same player replaces the older one before it is
+written), so that part is bounded by the number of players.  Other writes (mutes) are kept in
+order in a bounded queue; overflow drops the write with an error log and a metric, because the
+hub must never wait on the disk.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Callable
 
 import trio
 
+from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.store import AsyncStore, Store
 
 log = logging.getLogger(__name__)
 
+StoreOp = Callable[[Store], None]
+MAX_PENDING_OPS = 10_000
 
-class RoomSaver:
-    def __init__(self, store: AsyncStore) -> None:
+
+class StoreWriter:
+    def __init__(self, store: AsyncStore, metrics: Metrics) -> None:
         self._store = store
-        self._pending: dict[str, str] = {}
+        self._metrics = metrics
+        self._rooms: dict[str, str] = {}
+        self._ops: deque[StoreOp] = deque()
         self._wakeup = trio.Event()
 
-    def save(self, player_id: str, room_id: str) -> None:
-        self._pending[player_id] = room_id
+    def save_room(self, player_id: str, room_id: str) -> None:
+        self._rooms[player_id] = room_id
+        self._wakeup.set()
+
+    def submit(self, op: StoreOp) -> None:
+        if len(self._ops) >= MAX_PENDING_OPS:
+            self._metrics.inc("store_writes_dropped")
+            log.error("store writer is %d writes behind; dropping one", len(self._ops))
+            return
+        self._ops.append(op)
         self._wakeup.set()
 
     async def serve(self) -> None:
@@ -30,17 +51,21 @@ class RoomSaver:
             await self.flush()
 
     async def flush(self) -> None:
-        batch, self._pending = self._pending, {}
-        if not batch:
+        rooms, self._rooms = self._rooms, {}
+        ops, self._ops = list(self._ops), deque()
+        if not rooms and not ops:
             return
         try:
-            await self._store.call(_save_rooms, self._store.store, batch)
+            await self._store.call(_write, self._store.store, rooms, ops)
         except Exception:
-            log.exception("saving %d rooms failed; will retry with the next change", len(batch))
-            for player_id, room_id in batch.items():
-                self._pending.setdefault(player_id, room_id)
+            self._metrics.inc("store_write_errors")
+            log.exception("store write failed (%d rooms, %d other writes)", len(rooms), len(ops))
+            for player_id, room_id in rooms.items():
+                self._rooms.setdefault(player_id, room_id)
 
 
-def _save_rooms(store: Store, batch: dict[str, str]) -> None:
-    for player_id, room_id in batch.items():
-        store.save_room(player_id, room_id)
+def _write(store: Store, rooms: dict[str, str], ops: list[StoreOp]) -> None:
+    if rooms:
+        store.save_rooms(rooms)
+    for op in ops:
+        op(store)

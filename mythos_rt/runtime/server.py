@@ -3,7 +3,7 @@
 serve
 └─ open_app: root nursery
    ├─ hub.serve            timers: grace, ward, game tick   (started before anything connects)
-   ├─ room_saver.serve     coalesced room writes to the store
+   ├─ store_writer.serve   room saves (coalesced) and mute writes, in a worker thread
    ├─ serve_ops            health, readiness, metrics, web client
    └─ serve_websockets     listener; connections run in the ``conns`` nursery
 on SIGTERM/SIGINT: drain (503 to newcomers, close every socket 1001, wait, teardown, flush)
@@ -26,7 +26,7 @@ from mythos_rt.runtime.gate import Gate, handle_stream
 from mythos_rt.runtime.hub import Hub, HubConfig
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.ops_http import OpsState, serve_ops
-from mythos_rt.runtime.persistence import RoomSaver
+from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import AsyncStore, PlayerRecord, Store, ensure_demo_players
 from mythos_rt.settings import Settings
 from mythos_rt.world import load_world
@@ -43,7 +43,7 @@ class App:
     settings: Settings
     hub: Hub
     gate: Gate
-    room_saver: RoomSaver
+    store_writer: StoreWriter
     metrics: Metrics
     ws_port: int = 0
 
@@ -54,22 +54,23 @@ async def open_app(
 ) -> AsyncIterator[App]:
     """Start the hub and the store writer; on exit, tear down presences and flush the store."""
     metrics = Metrics()
-    saver = RoomSaver(async_store)
-    hub = Hub(world, HubConfig.from_settings(settings), save_room=saver.save)
+    writer = StoreWriter(async_store, metrics)
+    hub = Hub(world, HubConfig.from_settings(settings), writer=writer)
     gate = Gate(settings, secret, async_store, hub, metrics)
     metrics.gauge("sockets", hub.socket_count)
     metrics.gauge("players_online", lambda: len(hub.presences))
-    app = App(settings, hub, gate, saver, metrics)
+    app = App(settings, hub, gate, writer, metrics)
+    hub.learn_players(await async_store.call(async_store.store.list_players))
     async with trio.open_nursery() as root:
         await root.start(hub.serve)
-        root.start_soon(saver.serve)
+        root.start_soon(writer.serve)
         try:
             yield app
         finally:
             with trio.CancelScope(shield=True):
                 hub.end_all_presences()
                 with trio.move_on_after(settings.close_timeout_s):
-                    await saver.flush()
+                    await writer.flush()
             root.cancel_scope.cancel()
 
 

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -49,11 +49,40 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX players_by_user ON players (user_id, created_at)",
     ),
+    (
+        # expires_at is wall-clock epoch seconds; NULL means permanent.
+        """
+        CREATE TABLE mutes (
+            muter_id TEXT NOT NULL REFERENCES players(id),
+            target_id TEXT NOT NULL REFERENCES players(id),
+            expires_at REAL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (muter_id, target_id)
+        )
+        """,
+        """
+        CREATE TABLE global_mutes (
+            target_id TEXT PRIMARY KEY REFERENCES players(id),
+            muted_by TEXT NOT NULL REFERENCES players(id),
+            expires_at REAL,
+            created_at REAL NOT NULL
+        )
+        """,
+    ),
 )
 
 _PLAYER_COLUMNS = "id, user_id, name, room_id, level, is_admin, deleted, created_at"
 # rowid breaks ties between players created in the same instant (one batch shares a timestamp).
 _OLDEST_FIRST = "ORDER BY created_at, rowid"
+
+
+@attrs.frozen
+class MuteRecords:
+    """What the store knows of one player's mutes (loaded when their presence starts)."""
+
+    personal: Mapping[str, float | None]  # target id -> expires_at (epoch s), None = permanent
+    globally_muted: bool = False
+    global_expires_at: float | None = None
 
 
 @attrs.frozen
@@ -161,6 +190,60 @@ class Store:
 
     def save_room(self, player_id: str, room_id: str) -> None:
         self._update_player(player_id, "room_id = ?", room_id)
+
+    def save_rooms(self, rooms: Mapping[str, str]) -> None:
+        """Several players' rooms in one transaction (players deleted meanwhile are skipped)."""
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE players SET room_id = ? WHERE id = ?",
+                [(room_id, player_id) for player_id, room_id in rooms.items()],
+            )
+
+    def set_mute(self, muter_id: str, target_id: str, expires_at: float | None) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO mutes (muter_id, target_id, expires_at, created_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (muter_id, target_id)"
+                " DO UPDATE SET expires_at = excluded.expires_at",
+                (muter_id, target_id, expires_at, time.time()),
+            )
+
+    def delete_mute(self, muter_id: str, target_id: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "DELETE FROM mutes WHERE muter_id = ? AND target_id = ?", (muter_id, target_id)
+            )
+
+    def set_global_mute(self, target_id: str, muted_by: str, expires_at: float | None) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO global_mutes (target_id, muted_by, expires_at, created_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (target_id)"
+                " DO UPDATE SET expires_at = excluded.expires_at, muted_by = excluded.muted_by",
+                (target_id, muted_by, expires_at, time.time()),
+            )
+
+    def delete_global_mute(self, target_id: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM global_mutes WHERE target_id = ?", (target_id,))
+
+    def load_mutes(self, player_id: str, now: float) -> MuteRecords:
+        """The player's own mutes and their global mute, without the expired ones."""
+        live = "(expires_at IS NULL OR expires_at > ?)"
+        with self._lock, _translated():
+            personal = self._conn.execute(
+                f"SELECT target_id, expires_at FROM mutes WHERE muter_id = ? AND {live}",
+                (player_id, now),
+            ).fetchall()
+            global_row = self._conn.execute(
+                f"SELECT expires_at FROM global_mutes WHERE target_id = ? AND {live}",
+                (player_id, now),
+            ).fetchone()
+        return MuteRecords(
+            personal={target: expires for target, expires in personal},
+            globally_muted=global_row is not None,
+            global_expires_at=None if global_row is None else global_row[0],
+        )
 
     def delete_player(self, player_id: str) -> None:
         """Soft delete: the row stays (and its name stays taken) but the player is inactive."""

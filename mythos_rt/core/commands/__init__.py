@@ -1,6 +1,6 @@
 """Every command module registers into :data:`mythos_rt.core.registry.REGISTRY` on import."""
 
-from mythos_rt.core.commands import channels, info, movement, session
+from mythos_rt.core.commands import channels, info, movement, session, social
 from mythos_rt.core.registry import REGISTRY, CommandContext, dispatch
 
 __all__ = [
@@ -11,4 +11,5 @@ __all__ = [
     "info",
     "movement",
     "session",
+    "social",
 ]

@@ -7,6 +7,8 @@ room/global ``chat_message``; the echo is theirs.
 
 from __future__ import annotations
 
+import attrs
+
 from mythos_rt.core.chat import (
     RATE_LIMITED,
     ChatLine,
@@ -20,6 +22,8 @@ from mythos_rt.core.effects import Effect, reply
 from mythos_rt.core.presence import Presence
 from mythos_rt.core.registry import REGISTRY, CommandContext
 
+GLOBALLY_MUTED = "You are globally muted and cannot send messages"
+
 
 def _send(ctx: CommandContext, line: ChatLine, echo: str) -> list[Effect]:
     """Check, limit, deliver and echo one chat line."""
@@ -29,8 +33,27 @@ def _send(ctx: CommandContext, line: ChatLine, echo: str) -> list[Effect]:
         return [reply(actor.player_id, f"Error sending message: {problem}")]
     if not ctx.chat.allow(actor.player_id, line.channel, ctx.now):
         return [reply(actor.player_id, RATE_LIMITED)]
+    line = attrs.evolve(line, to=_audience(ctx, line.to))
+    if ctx.social.globally_muted(actor.player_id, ctx.wall_now):
+        # The speaker is refused, but admins in range still see the line, for moderation.
+        admins = tuple(p for p in line.to if _is_admin(ctx, p))
+        event = chat_event(
+            actor, attrs.evolve(line, to=admins), wall_now=ctx.wall_now, new_id=ctx.new_id
+        )
+        return [reply(actor.player_id, GLOBALLY_MUTED), event]
     event = chat_event(actor, line, wall_now=ctx.wall_now, new_id=ctx.new_id)
     return [reply(actor.player_id, echo), event]
+
+
+def _audience(ctx: CommandContext, to: tuple[str, ...]) -> tuple[str, ...]:
+    """Mutes are receiver-side and apply to every channel."""
+    sender, social, now = ctx.actor.player_id, ctx.social, ctx.wall_now
+    return tuple(receiver for receiver in to if not social.has_muted(receiver, sender, now))
+
+
+def _is_admin(ctx: CommandContext, player_id: str) -> bool:
+    presence = ctx.presences.get(player_id)
+    return presence is not None and presence.is_admin
 
 
 def _text(args: tuple[str, ...]) -> str:

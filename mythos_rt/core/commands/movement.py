@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import attrs
+
 from mythos_rt.core.effects import Effect, Emit, SaveRoom, reply
+from mythos_rt.core.presence import Presence
 from mythos_rt.core.registry import REGISTRY, CommandContext
 from mythos_rt.core.views import occupants_payload, room_state_payload
 from mythos_rt.core.world import DIRECTIONS
@@ -26,23 +29,30 @@ def direction_of(word: str) -> str | None:
     return word if word in DIRECTIONS else SHORTCUTS.get(word)
 
 
-def move(ctx: CommandContext, direction: str) -> list[Effect]:
+def move(
+    ctx: CommandContext,
+    direction: str,
+    result: str | None = None,
+    moved: frozenset[str] = frozenset(),
+) -> list[Effect]:
+    """Move the actor, then everyone following them from the same room (chains too)."""
     actor, presences, now = ctx.actor, ctx.presences, ctx.now
     origin = ctx.world.rooms[actor.room_id]
     destination_id = origin.exits.get(direction)
     if destination_id is None:
         return [reply(actor.player_id, "You can't go that way.")]
     destination = ctx.world.rooms[destination_id]
+    followers = _followers_here(ctx, origin.id, moved | {actor.player_id})
     left_behind = presences.ids_in_room(origin.id, excluding=actor.player_id)
     presences.move(actor.player_id, destination_id)
     met = presences.ids_in_room(destination_id, excluding=actor.player_id)
     state = room_state_payload(destination, presences, now)
     mover = (actor.player_id,)
     who = {"player_id": actor.player_id, "player_name": actor.name}
-    return [
+    effects: list[Effect] = [
         reply(
             actor.player_id,
-            f"You go {direction}.",
+            result or f"You go {direction}.",
             room_changed=True,
             room_id=destination_id,
             room_state=state,
@@ -74,6 +84,21 @@ def move(ctx: CommandContext, direction: str) -> list[Effect]:
             room_id=destination_id,
         ),
         SaveRoom(actor.player_id, destination_id),
+    ]
+    moved = moved | {actor.player_id} | {f.player_id for f in followers}
+    for follower in followers:
+        follower_ctx = attrs.evolve(ctx, actor=follower)
+        effects += move(follower_ctx, direction, f"You follow {actor.name} {direction}.", moved)
+    return effects
+
+
+def _followers_here(ctx: CommandContext, room_id: str, moved: frozenset[str]) -> list[Presence]:
+    """Followers standing in the room the leader leaves (linkdead ones stay behind)."""
+    candidates = [ctx.presences.get(f) for f in ctx.social.followers_of(ctx.actor.player_id)]
+    return [
+        f
+        for f in candidates
+        if f is not None and f.room_id == room_id and not f.linkdead and f.player_id not in moved
     ]
 
 

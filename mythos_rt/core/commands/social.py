@@ -1,0 +1,404 @@
+"""mute, unmute, mutes, mute_global, unmute_global, follow, unfollow, following, party, and the
+follow/party responses (PROTOCOL.md sections 10 and 11)."""
+
+from __future__ import annotations
+
+import uuid
+
+from mythos_rt.core.chat import RATE_LIMITED, ChatLine, chat_event, check_message
+from mythos_rt.core.effects import Effect, Emit, StoreWrite, reply
+from mythos_rt.core.presence import Presence
+from mythos_rt.core.registry import REGISTRY, CommandContext
+from mythos_rt.core.social import (
+    KnownPlayer,
+    Party,
+    Request,
+    follow_state,
+    leave_party,
+    party_update,
+)
+
+MUTE_USAGE = "Usage: mute <player_name> [duration_in_minutes]"
+NOT_IN_PARTY = "You are not in a party."
+
+
+# --- lookups -----------------------------------------------------------------------------
+
+
+def _known(ctx: CommandContext, name: str) -> KnownPlayer | None:
+    online = ctx.presences.find_by_name(name)
+    if online is not None:
+        return KnownPlayer(online.player_id, online.name, online.is_admin)
+    return ctx.directory.get(name.casefold())
+
+
+def _not_found(ctx: CommandContext, name: str) -> list[Effect]:
+    return [reply(ctx.actor.player_id, f"Player '{name}' not found.")]
+
+
+def _minutes(args: tuple[str, ...]) -> int | str | None:
+    """Duration in minutes, None for permanent, or "bad" for unusable input."""
+    if len(args) == 1:
+        return None
+    if len(args) == 2 and args[1].isdigit() and int(args[1]) > 0:
+        return int(args[1])
+    return "bad"
+
+
+def _duration_text(minutes: int | None) -> str:
+    return "permanently" if minutes is None else f"for {minutes} minutes"
+
+
+# --- mute --------------------------------------------------------------------------------
+
+
+def _mute_target(ctx: CommandContext, args: tuple[str, ...]) -> KnownPlayer | list[Effect]:
+    target = _known(ctx, args[0])
+    if target is None:
+        return _not_found(ctx, args[0])
+    if target.player_id == ctx.actor.player_id:
+        return [reply(ctx.actor.player_id, "You cannot mute yourself.")]
+    if target.is_admin:
+        return [reply(ctx.actor.player_id, "Admins cannot be muted.")]
+    return target
+
+
+@REGISTRY.command("mute", usage="mute <name> [minutes]", summary="Stop hearing a player.")
+def mute(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    minutes = _minutes(args) if args else "bad"
+    if minutes == "bad":
+        return [reply(ctx.actor.player_id, MUTE_USAGE)]
+    assert not isinstance(minutes, str)
+    target = _mute_target(ctx, args)
+    if isinstance(target, list):
+        return target
+    expires = None if minutes is None else ctx.wall_now + minutes * 60
+    ctx.social.mutes.setdefault(ctx.actor.player_id, {})[target.player_id] = expires
+    text = f"You have muted {target.name} {_duration_text(minutes)}."
+    write = StoreWrite("set_mute", (ctx.actor.player_id, target.player_id, expires))
+    return [reply(ctx.actor.player_id, text), write]
+
+
+@REGISTRY.command("unmute", usage="unmute <name>", summary="Hear a muted player again.")
+def unmute(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    if len(args) != 1:
+        return [reply(ctx.actor.player_id, "Usage: unmute <player_name>")]
+    target = _known(ctx, args[0])
+    if target is None:
+        return _not_found(ctx, args[0])
+    mine = ctx.social.mutes.get(ctx.actor.player_id, {})
+    if not ctx.social.has_muted(ctx.actor.player_id, target.player_id, ctx.wall_now):
+        mine.pop(target.player_id, None)
+        return [reply(ctx.actor.player_id, f"You have not muted {target.name}.")]
+    del mine[target.player_id]
+    write = StoreWrite("delete_mute", (ctx.actor.player_id, target.player_id))
+    return [reply(ctx.actor.player_id, f"You have unmuted {target.name}."), write]
+
+
+def _names_by_id(ctx: CommandContext) -> dict[str, str]:
+    names = {known.player_id: known.name for known in ctx.directory.values()}
+    names.update({p.player_id: p.name for p in ctx.presences})
+    return names
+
+
+@REGISTRY.command("mutes", usage="mutes", summary="List the players you have muted.")
+def mutes(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    live = ctx.social.live_mutes(ctx.actor.player_id, ctx.wall_now)
+    if not live:
+        return [reply(ctx.actor.player_id, "You have not muted anyone.")]
+    names = _names_by_id(ctx)
+    entries = []
+    for target_id, expires in sorted(live.items(), key=lambda item: names.get(item[0], "")):
+        left = (
+            "permanent"
+            if expires is None
+            else f"{max(1, round((expires - ctx.wall_now) / 60))} minutes left"
+        )
+        entries.append(f"{names.get(target_id, target_id)} ({left})")
+    return [reply(ctx.actor.player_id, "Muted players: " + ", ".join(entries))]
+
+
+@REGISTRY.command(
+    "mute_global", usage="mute_global <name> [minutes]", summary="Silence a player.", admin=True
+)
+def mute_global(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    minutes = _minutes(args) if args else "bad"
+    if minutes == "bad":
+        return [
+            reply(ctx.actor.player_id, "Usage: mute_global <player_name> [duration_in_minutes]")
+        ]
+    assert not isinstance(minutes, str)
+    target = _mute_target(ctx, args)
+    if isinstance(target, list):
+        return target
+    expires = None if minutes is None else ctx.wall_now + minutes * 60
+    if ctx.presences.get(target.player_id) is not None:
+        ctx.social.global_mutes[target.player_id] = expires
+    text = f"You have globally muted {target.name} {_duration_text(minutes)}."
+    write = StoreWrite("set_global_mute", (target.player_id, ctx.actor.player_id, expires))
+    return [reply(ctx.actor.player_id, text), write]
+
+
+@REGISTRY.command(
+    "unmute_global", usage="unmute_global <name>", summary="Let a player speak again.", admin=True
+)
+def unmute_global(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    if len(args) != 1:
+        return [reply(ctx.actor.player_id, "Usage: unmute_global <player_name>")]
+    target = _known(ctx, args[0])
+    if target is None:
+        return _not_found(ctx, args[0])
+    ctx.social.global_mutes.pop(target.player_id, None)
+    write = StoreWrite("delete_global_mute", (target.player_id,))
+    return [reply(ctx.actor.player_id, f"You have globally unmuted {target.name}."), write]
+
+
+# --- follow ------------------------------------------------------------------------------
+
+
+def _online(ctx: CommandContext, name: str) -> Presence | None:
+    return ctx.presences.find_by_name(name)
+
+
+@REGISTRY.command("follow", usage="follow <name>", summary="Ask to follow a player.")
+def follow(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    actor = ctx.actor
+    if len(args) != 1:
+        return [reply(actor.player_id, "Usage: follow <player_name>")]
+    target = _online(ctx, args[0])
+    if target is None:
+        return _not_found(ctx, args[0])
+    if target.player_id == actor.player_id:
+        return [reply(actor.player_id, "You cannot follow yourself.")]
+    if actor.player_id in ctx.social.following:
+        return [reply(actor.player_id, "You are already following someone. Use /unfollow first.")]
+    if ctx.social.has_muted(target.player_id, actor.player_id, ctx.wall_now):
+        return [reply(actor.player_id, "They are not accepting follow requests.")]
+    request = Request(
+        ctx.new_id(), "follow", actor.player_id, target.player_id, ctx.now + ctx.request_ttl_s
+    )
+    ctx.social.requests[request.request_id] = request
+    data = {
+        "request_id": request.request_id,
+        "requestor_name": actor.name,
+        "requestor_id": actor.player_id,
+    }
+    return [
+        reply(actor.player_id, "Follow request sent. Waiting for them to accept."),
+        Emit("follow_request", data, (target.player_id,), player_id=actor.player_id),
+    ]
+
+
+def _valid_id(raw: str) -> bool:
+    try:
+        uuid.UUID(raw)
+    except ValueError:
+        return False
+    return True
+
+
+def respond_to_follow(ctx: CommandContext, request_id: str, accept: bool) -> list[Effect]:
+    actor = ctx.actor
+    if not _valid_id(request_id):
+        return [reply(actor.player_id, "Invalid follow response.")]
+    request = ctx.social.live_request(request_id, "follow", actor.player_id, ctx.now)
+    requester = ctx.presences.get(request.from_id) if request is not None else None
+    if request is None or requester is None:
+        return [reply(actor.player_id, "Invalid or expired follow request.")]
+    del ctx.social.requests[request_id]
+    if not accept:
+        return [
+            reply(actor.player_id, "You declined the follow request."),
+            reply(requester.player_id, "Your follow request was declined."),
+            Emit("follow_state", follow_state(None), (requester.player_id,)),
+        ]
+    if requester.player_id in ctx.social.following:
+        return [reply(actor.player_id, "Invalid or expired follow request.")]
+    ctx.social.following[requester.player_id] = actor.player_id
+    return [
+        reply(actor.player_id, f"You are now being followed by {requester.name}."),
+        reply(requester.player_id, f"You are now following {actor.name}."),
+        Emit("follow_state", follow_state(actor.name), (requester.player_id,)),
+    ]
+
+
+@REGISTRY.command("unfollow", usage="unfollow", summary="Stop following.")
+def unfollow(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    actor = ctx.actor
+    leader_id = ctx.social.following.pop(actor.player_id, None)
+    if leader_id is None:
+        return [reply(actor.player_id, "You are not following anyone.")]
+    leader = ctx.presences.get(leader_id)
+    leader_name = leader.name if leader is not None else "them"
+    effects: list[Effect] = [
+        reply(actor.player_id, f"You are no longer following {leader_name}."),
+        Emit("follow_state", follow_state(None), (actor.player_id,)),
+    ]
+    if leader is not None:
+        effects.append(reply(leader_id, f"{actor.name} is no longer following you."))
+    return effects
+
+
+@REGISTRY.command("following", usage="following", summary="Who you follow, who follows you.")
+def following(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    actor = ctx.actor
+    leader = ctx.presences.get(ctx.social.following.get(actor.player_id, ""))
+    lines = [f"You are following {leader.name}." if leader else "You are not following anyone."]
+    followers = [ctx.presences.get(f) for f in ctx.social.followers_of(actor.player_id)]
+    names = [f.name for f in followers if f is not None]
+    if names:
+        lines.append("Followed by: " + ", ".join(names))
+    return [reply(actor.player_id, "\n".join(lines))]
+
+
+# --- party -------------------------------------------------------------------------------
+
+
+def _party_invite(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    actor, social = ctx.actor, ctx.social
+    if len(args) != 1:
+        return [reply(actor.player_id, "Usage: party invite <player_name>")]
+    target = _online(ctx, args[0])
+    if target is None:
+        return _not_found(ctx, args[0])
+    if target.player_id == actor.player_id:
+        return [reply(actor.player_id, "You cannot invite yourself.")]
+    party = social.party_for(actor.player_id)
+    if party is not None and party.leader_id != actor.player_id:
+        return [reply(actor.player_id, "Only the party leader can invite.")]
+    if social.party_for(target.player_id) is not None:
+        return [reply(actor.player_id, f"{target.name} is already in a party.")]
+    if social.has_muted(target.player_id, actor.player_id, ctx.wall_now):
+        return [reply(actor.player_id, "They are not accepting party invites.")]
+    effects: list[Effect] = []
+    if party is None:
+        party = Party(ctx.new_id(), actor.player_id, [actor.player_id])
+        social.parties[party.party_id] = party
+        social.party_of[actor.player_id] = party.party_id
+        effects.append(
+            Emit("party_update", party_update(party, ctx.presences, "created"), (actor.player_id,))
+        )
+    invite = Request(
+        ctx.new_id(),
+        "party",
+        actor.player_id,
+        target.player_id,
+        ctx.now + ctx.request_ttl_s,
+        party.party_id,
+    )
+    social.requests[invite.request_id] = invite
+    data = {
+        "invite_id": invite.request_id,
+        "inviter_name": actor.name,
+        "inviter_id": actor.player_id,
+    }
+    return [
+        *effects,
+        reply(actor.player_id, "Party invite sent. Waiting for them to accept."),
+        Emit("party_invite", data, (target.player_id,), player_id=actor.player_id),
+    ]
+
+
+def respond_to_party_invite(ctx: CommandContext, invite_id: str, accept: bool) -> list[Effect]:
+    actor, social = ctx.actor, ctx.social
+    if not _valid_id(invite_id):
+        return [reply(actor.player_id, "Invalid party invite response.")]
+    invite = social.live_request(invite_id, "party", actor.player_id, ctx.now)
+    party = social.parties.get(invite.party_id or "") if invite is not None else None
+    if invite is None or party is None:
+        return [reply(actor.player_id, "Invalid or expired party invite.")]
+    del social.requests[invite_id]
+    if not accept:
+        return [
+            reply(actor.player_id, "You declined the party invite."),
+            reply(invite.from_id, f"{actor.name} declined your party invite."),
+        ]
+    if social.party_for(actor.player_id) is not None:
+        return [reply(actor.player_id, "You are already in a party.")]
+    others = tuple(party.members)
+    party.members.append(actor.player_id)
+    social.party_of[actor.player_id] = party.party_id
+    leader = ctx.presences.get(party.leader_id)
+    leader_name = leader.name if leader is not None else "the leader"
+    return [
+        reply(actor.player_id, f"You have joined {leader_name}'s party."),
+        *(reply(member, f"{actor.name} has joined your party.") for member in others),
+        Emit("party_update", party_update(party, ctx.presences, "joined"), tuple(party.members)),
+    ]
+
+
+def _party_list(ctx: CommandContext) -> list[Effect]:
+    party = ctx.social.party_for(ctx.actor.player_id)
+    if party is None:
+        return [reply(ctx.actor.player_id, NOT_IN_PARTY)]
+    update = party_update(party, ctx.presences, "list")
+    members = update["members"]
+    assert isinstance(members, list)
+    text = f"Party (leader: {update['leader']}): {', '.join(members)}"
+    return [reply(ctx.actor.player_id, text)]
+
+
+def _party_leave(ctx: CommandContext) -> list[Effect]:
+    if ctx.social.party_for(ctx.actor.player_id) is None:
+        return [reply(ctx.actor.player_id, NOT_IN_PARTY)]
+    effects = leave_party(ctx.social, ctx.presences, ctx.actor.player_id)
+    return [reply(ctx.actor.player_id, "You left the party."), *effects]
+
+
+def _party_kick(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    actor, social = ctx.actor, ctx.social
+    party = social.party_for(actor.player_id)
+    if party is None:
+        return [reply(actor.player_id, NOT_IN_PARTY)]
+    if party.leader_id != actor.player_id:
+        return [reply(actor.player_id, "Only the party leader can kick.")]
+    if len(args) != 1:
+        return [reply(actor.player_id, "Usage: party kick <player_name>")]
+    target = _online(ctx, args[0])
+    if target is None or target.player_id not in party.members:
+        return [reply(actor.player_id, f"{args[0]} is not in your party.")]
+    if target.player_id == actor.player_id:
+        return [reply(actor.player_id, "You cannot kick yourself. Use party leave.")]
+    effects = leave_party(social, ctx.presences, target.player_id, change="kicked")
+    return [
+        reply(actor.player_id, f"You kicked {target.name} from the party."),
+        reply(target.player_id, "You have been kicked from the party."),
+        *effects,
+    ]
+
+
+def _party_chat(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    actor = ctx.actor
+    party = ctx.social.party_for(actor.player_id)
+    if party is None:
+        return [reply(actor.player_id, NOT_IN_PARTY)]
+    text = " ".join(args).strip()
+    problem = check_message("party", text)
+    if problem is not None:
+        return [reply(actor.player_id, f"Error sending message: {problem}")]
+    if not ctx.chat.allow(actor.player_id, "party", ctx.now):
+        return [reply(actor.player_id, RATE_LIMITED)]
+    # Members, the sender included, get the chat_message (section 9); mutes still apply.
+    to = tuple(
+        m for m in party.members if not ctx.social.has_muted(m, actor.player_id, ctx.wall_now)
+    )
+    line = ChatLine("party", text, f"{actor.name} (party): {text}", to)
+    event = chat_event(actor, line, wall_now=ctx.wall_now, new_id=ctx.new_id)
+    return [reply(actor.player_id, "Sent."), event]
+
+
+PARTY_USAGE = "Usage: party [list | invite <name> | leave | kick <name> | <message>]"
+
+
+@REGISTRY.command("party", usage="party [list|invite|leave|kick|<message>]", summary="Parties.")
+def party(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    sub = args[0].lower() if args else "list"
+    if sub == "list" and len(args) <= 1:
+        return _party_list(ctx)
+    if sub == "invite":
+        return _party_invite(ctx, args[1:])
+    if sub == "leave" and len(args) == 1:
+        return _party_leave(ctx)
+    if sub == "kick":
+        return _party_kick(ctx, args[1:])
+    return _party_chat(ctx, args)

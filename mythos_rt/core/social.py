@@ -1,0 +1,196 @@
+"""Mutes, follows, parties and pending requests as data (PROTOCOL.md sections 10 and 11).
+
+Owned by the hub like the presences.  Mute expiries are wall-clock epoch seconds (they are stored
+and survive restarts); request expiries are trio time (they live only in memory).
+
+Teardown lives here too, as two pure functions the hub calls on every path:
+:func:`cancel_requests` when a player's last socket closes, :func:`end_presence` when the
+presence ends (grace expiry, quit, logout, shutdown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from mythos_rt.core.effects import Effect, Emit, reply
+from mythos_rt.core.presence import Presences
+
+
+@attrs.frozen
+class KnownPlayer:
+    """A player the server knows of, online or not (for mutes of offline players)."""
+
+    player_id: str
+    name: str
+    is_admin: bool
+
+
+@attrs.define
+class Request:
+    request_id: str
+    kind: str  # "follow" or "party"
+    from_id: str
+    to_id: str
+    expires_at: float  # trio time
+    party_id: str | None = None
+
+
+@attrs.define
+class Party:
+    party_id: str
+    leader_id: str
+    members: list[str]
+
+
+@attrs.define
+class Social:
+    following: dict[str, str] = attrs.field(factory=dict)  # follower -> followed
+    requests: dict[str, Request] = attrs.field(factory=dict)
+    parties: dict[str, Party] = attrs.field(factory=dict)
+    party_of: dict[str, str] = attrs.field(factory=dict)  # player -> party id
+    mutes: dict[str, dict[str, float | None]] = attrs.field(factory=dict)  # muter -> target -> exp
+    global_mutes: dict[str, float | None] = attrs.field(factory=dict)  # target -> exp
+
+    # --- mutes -----------------------------------------------------------------------------
+
+    def load_mutes(
+        self,
+        player_id: str,
+        personal: Mapping[str, float | None],
+        globally_muted: bool,
+        global_expires_at: float | None,
+    ) -> None:
+        self.mutes[player_id] = dict(personal)
+        if globally_muted:
+            self.global_mutes[player_id] = global_expires_at
+
+    def drop_mutes(self, player_id: str) -> None:
+        self.mutes.pop(player_id, None)
+        self.global_mutes.pop(player_id, None)
+
+    def has_muted(self, receiver_id: str, sender_id: str, wall_now: float) -> bool:
+        expires = self.mutes.get(receiver_id, {}).get(sender_id, 0.0)
+        return expires is None or expires > wall_now
+
+    def globally_muted(self, player_id: str, wall_now: float) -> bool:
+        if player_id not in self.global_mutes:
+            return False
+        expires = self.global_mutes[player_id]
+        return expires is None or expires > wall_now
+
+    def live_mutes(self, player_id: str, wall_now: float) -> dict[str, float | None]:
+        return {
+            target: expires
+            for target, expires in self.mutes.get(player_id, {}).items()
+            if expires is None or expires > wall_now
+        }
+
+    # --- follows and parties -------------------------------------------------------------
+
+    def followers_of(self, leader_id: str) -> list[str]:
+        return [follower for follower, leader in self.following.items() if leader == leader_id]
+
+    def party_for(self, player_id: str) -> Party | None:
+        party_id = self.party_of.get(player_id)
+        return None if party_id is None else self.parties.get(party_id)
+
+    def live_request(self, request_id: str, kind: str, to_id: str, now: float) -> Request | None:
+        request = self.requests.get(request_id)
+        if request is None or request.kind != kind or request.to_id != to_id:
+            return None
+        if request.expires_at <= now:
+            del self.requests[request_id]
+            return None
+        return request
+
+    def expire_requests(self, now: float) -> None:
+        for request_id in [r.request_id for r in self.requests.values() if r.expires_at <= now]:
+            del self.requests[request_id]
+
+
+# --- payloads ----------------------------------------------------------------------------
+
+
+def follow_state(leader_name: str | None) -> dict[str, object]:
+    following = (
+        None if leader_name is None else {"target_name": leader_name, "target_type": "player"}
+    )
+    return {"following": following}
+
+
+def party_update(party: Party, presences: Presences, change: str) -> dict[str, object]:
+    return {
+        "party_id": party.party_id,
+        "leader": _name(presences, party.leader_id),
+        "members": [_name(presences, member) for member in party.members],
+        "change": change,
+    }
+
+
+def _name(presences: Presences, player_id: str) -> str:
+    presence = presences.get(player_id)
+    return presence.name if presence is not None else "someone"
+
+
+# --- party membership changes (shared by commands and teardown) ------------------------
+
+
+def leave_party(
+    social: Social, presences: Presences, player_id: str, change: str = "left"
+) -> list[Effect]:
+    """Take a player out of their party; a leader leaving disbands it."""
+    party = social.party_for(player_id)
+    if party is None:
+        return []
+    if party.leader_id == player_id:
+        return disband(social, presences, party)
+    everyone = tuple(party.members)
+    party.members.remove(player_id)
+    del social.party_of[player_id]
+    return [Emit("party_update", party_update(party, presences, change), everyone)]
+
+
+def disband(social: Social, presences: Presences, party: Party) -> list[Effect]:
+    everyone = tuple(party.members)
+    update = party_update(party, presences, "disbanded")
+    for member in everyone:
+        social.party_of.pop(member, None)
+    del social.parties[party.party_id]
+    notices = [reply(m, "The party has been disbanded.") for m in everyone if m != party.leader_id]
+    return [Emit("party_update", update, everyone), *notices]
+
+
+# --- teardown ----------------------------------------------------------------------------
+
+_CANCELLED = {
+    "follow": "Follow request was cancelled (player disconnected).",
+    "party": "Party invite was cancelled (player disconnected).",
+}
+
+
+def cancel_requests(social: Social, player_id: str) -> list[Effect]:
+    """The player's last socket closed: pending requests to or from them are cancelled."""
+    effects: list[Effect] = []
+    for request in [r for r in social.requests.values() if player_id in (r.from_id, r.to_id)]:
+        del social.requests[request.request_id]
+        other = request.to_id if request.from_id == player_id else request.from_id
+        effects.append(reply(other, _CANCELLED[request.kind]))
+    return effects
+
+
+def end_presence(social: Social, presences: Presences, player_id: str) -> list[Effect]:
+    """Everything social a presence holds ends with it.  Call before removing the presence."""
+    effects = cancel_requests(social, player_id)
+    name = _name(presences, player_id)
+    leader = social.following.pop(player_id, None)
+    if leader is not None:
+        effects.append(reply(leader, f"{name} is no longer following you."))
+    for follower in social.followers_of(player_id):
+        del social.following[follower]
+        effects.append(reply(follower, f"You are no longer following {name}."))
+        effects.append(Emit("follow_state", follow_state(None), (follower,)))
+    effects += leave_party(social, presences, player_id)
+    social.drop_mutes(player_id)
+    return effects

@@ -1,0 +1,182 @@
+"""Resilience end to end: a client reset mid-send, slowloris, and the ops HTTP port.
+
+ENGINEERING.md "Known pitfalls": with trio-websocket, one exception escaping a connection handler
+kills every other connection; these tests drive that path over real TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import socket
+import struct
+import time
+
+from websockets.asyncio.client import ClientConnection
+
+from tests.e2e.conftest import (
+    FRAME_TIMEOUT_S,
+    HOST,
+    ServerProcess,
+    StartServer,
+    http_get,
+    next_event,
+    ping_pong,
+    read_burst,
+    send_command,
+    ws_connect,
+)
+
+CROWD = [f"Crowd{i:02d}" for i in range(20)]
+VANISHING = "Vanisher"
+OBSERVER = "Observer"  # reads room events only, so it cannot skip the one that matters
+LATECOMER = "Latecomer"
+FLOOD_FRAMES = 300  # more than the frame rate limit: pongs, then error frames, all to be written
+
+
+def masked_text_frame(text: str) -> bytes:
+    """A client-to-server text frame (clients must mask)."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, 0x80 | size)
+    else:
+        header = struct.pack("!BBH", 0x81, 0x80 | 126, size)
+    return header + mask + masked
+
+
+def raw_upgrade(port: int, target: str) -> socket.socket:
+    """A WebSocket upgrade by hand over a plain socket with a tiny receive buffer."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the server's writes back up
+        sock.settimeout(FRAME_TIMEOUT_S)
+        sock.connect((HOST, port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {target} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        sock.sendall(request.encode())
+        response = b""
+        while b"\r\n\r\n" not in response:
+            chunk = sock.recv(1)  # byte by byte: leave the first frames unread in the kernel
+            assert chunk, f"closed during the upgrade: {response!r}"
+            response += chunk
+        assert response.startswith(b"HTTP/1.1 101"), response
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def flood_then_reset(sock: socket.socket, token: str) -> None:
+    """Send frames whose replies the server must write, then vanish with a TCP reset.
+
+    The reset comes once the first reply has arrived, so the server is demonstrably writing to
+    us, with hundreds of replies still to write (and a 4 KiB receive buffer we never drain).
+    """
+    try:
+        ping = json.dumps({"type": "ping", "csrfToken": token})
+        look = {"type": "game_command", "data": {"command": "look", "args": []}}
+        frames = [ping] * (FLOOD_FRAMES // 2) + [json.dumps({**look, "csrfToken": token})] * 5
+        frames += [ping] * (FLOOD_FRAMES - len(frames))
+        sock.sendall(b"".join(masked_text_frame(f) for f in frames))
+        received = b""
+        while b'"pong"' not in received:  # bounded by the socket timeout
+            chunk = sock.recv(4096)
+            assert chunk, "the server closed the raw client before replying"
+            received += chunk
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    finally:
+        sock.close()  # with SO_LINGER (1, 0): RST, unread data discarded
+
+
+async def chatter(ws: ClientConnection, token: str, rounds: int = 3) -> None:
+    """Traffic from one client: look commands and pings, each answered."""
+    for _ in range(rounds):
+        await send_command(ws, token, "look")
+        await next_event(ws, "command_response")
+        await ping_pong(ws, token)
+
+
+def test_client_reset_mid_send_leaves_everyone_else_served(start_server: StartServer) -> None:
+    server = start_server(players=[*CROWD, OBSERVER, VANISHING, LATECOMER])
+    tokens = {name: server.token(name) for name in server.players}
+
+    async def scenario() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            crowd: list[ClientConnection] = []
+            for name in CROWD:
+                ws = await stack.enter_async_context(
+                    ws_connect(server.url(token=tokens[name]))
+                )
+                await read_burst(ws)
+                crowd.append(ws)
+            observer = await stack.enter_async_context(
+                ws_connect(server.url(token=tokens[OBSERVER]))
+            )
+            await read_burst(observer)
+            target = f"/v1/api/ws?token={tokens[VANISHING]}"
+            raw = await asyncio.to_thread(raw_upgrade, server.ws_port, target)
+            await asyncio.gather(
+                asyncio.to_thread(flood_then_reset, raw, tokens[VANISHING]),
+                *(chatter(ws, tokens[name]) for ws, name in zip(crowd, CROWD, strict=True)),
+            )
+            # The vanished socket is noticed at once: the room hears "linkdead" (grace begins),
+            # well before the login ward's end (10 s) would refresh the occupants anyway.
+            async with asyncio.timeout(5):
+                occupants: list[str] = []
+                while f"{VANISHING} (linkdead)" not in occupants:
+                    occupants = (await next_event(observer, "room_occupants"))["data"]["occupants"]
+            for ws, name in zip(crowd, CROWD, strict=True):
+                await ping_pong(ws, tokens[name])
+            async with ws_connect(server.url(token=tokens[LATECOMER])) as late:
+                burst = await read_burst(late)
+                assert burst[-1]["event_type"] == "welcome"
+            status, body = await asyncio.to_thread(http_get, f"{server.ops_url}/healthz")
+            assert (status, body) == (200, "ok\n")
+
+    asyncio.run(scenario())
+    assert server.proc.poll() is None, server.output()
+    log = server.log_path.read_text()
+    assert "Traceback" not in log, log[-4000:]
+
+
+def test_slowloris_is_cut_off_after_the_handshake_timeout(start_server: StartServer) -> None:
+    server = start_server("--handshake-timeout-s", "1")
+
+    async def scenario() -> None:
+        with socket.create_connection((HOST, server.ws_port), timeout=FRAME_TIMEOUT_S) as idle:
+            opened = time.monotonic()
+            async with ws_connect(server.url(token=server.token("Carter"))) as ws:
+                await read_burst(ws)  # others connect fine meanwhile
+                await ping_pong(ws, server.token("Carter"))
+            data = await asyncio.to_thread(idle.recv, 1024)  # bounded by the socket timeout
+            waited_s = time.monotonic() - opened
+            assert data == b"", "the silent client must see EOF"
+            assert 0.5 <= waited_s < FRAME_TIMEOUT_S, waited_s
+            async with ws_connect(server.url(token=server.token("Pickman"))) as ws:
+                await read_burst(ws)
+
+    asyncio.run(scenario())
+
+
+def test_ops_endpoints(server: ServerProcess) -> None:
+    status, body = http_get(f"{server.ops_url}/healthz")
+    assert (status, body) == (200, "ok\n")
+    status, _ = http_get(f"{server.ops_url}/readyz")
+    assert status == 200
+    status, body = http_get(f"{server.ops_url}/metrics")
+    assert status == 200 and "mythos_rt_" in body
+    status, body = http_get(f"{server.ops_url}/")
+    assert status == 200
+    assert "new WebSocket" in body
+    assert f'"{server.ws_port}"' in body, "the page must know the WebSocket port"
+    status, _ = http_get(f"{server.ops_url}/no-such-page")
+    assert status == 404
