@@ -42,7 +42,15 @@ class StoreWrite:
     args: tuple[object, ...]
 
 
-Effect = Emit | Disconnect | SaveRoom | StoreWrite
+@attrs.frozen
+class ShutdownCountdown:
+    """Start (``seconds``) or cancel (None) the admin shutdown countdown (section 14)."""
+
+    requested_by: str
+    seconds: int | None
+
+
+Effect = Emit | Disconnect | SaveRoom | StoreWrite | ShutdownCountdown
 
 
 def reply(player_id: str, result: str, **extra: object) -> Emit:

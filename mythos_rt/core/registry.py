@@ -7,6 +7,7 @@ effects.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 
 import attrs
@@ -44,6 +45,7 @@ class CommandSpec:
     summary: str
     aliases: tuple[str, ...] = ()
     admin: bool = False
+    listed: bool = True  # shown in the ``help`` overview
 
 
 class Registry:
@@ -52,10 +54,16 @@ class Registry:
         self._lookup: dict[str, CommandSpec] = {}
 
     def command(
-        self, name: str, *aliases: str, usage: str, summary: str, admin: bool = False
+        self,
+        name: str,
+        *aliases: str,
+        usage: str,
+        summary: str,
+        admin: bool = False,
+        listed: bool = True,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            spec = CommandSpec(name, handler, usage, summary, aliases, admin)
+            spec = CommandSpec(name, handler, usage, summary, aliases, admin, listed)
             self._specs[name] = spec
             for key in (name, *aliases):
                 self._lookup[key] = spec
@@ -77,7 +85,8 @@ _ALLOWED_CONTROLS = {"\t", "\n"}
 
 
 def _has_bad_controls(text: str) -> bool:
-    return any((ord(ch) < 32 or ord(ch) == 127) and ch not in _ALLOWED_CONTROLS for ch in text)
+    # Category Cc covers C0, DEL and C1 (U+0080..U+009F, e.g. the 8-bit terminal CSI).
+    return any(unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROLS for ch in text)
 
 
 def normalize(

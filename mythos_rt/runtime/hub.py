@@ -26,7 +26,15 @@ from mythos_rt.core import handshake
 from mythos_rt.core.chat import CHANNELS, ChatLimiter
 from mythos_rt.core.commands import CommandContext, dispatch
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
-from mythos_rt.core.effects import Disconnect, Effect, Emit, SaveRoom, StoreWrite, reply
+from mythos_rt.core.effects import (
+    Disconnect,
+    Effect,
+    Emit,
+    SaveRoom,
+    ShutdownCountdown,
+    StoreWrite,
+    reply,
+)
 from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.protocol import FollowResponse, PartyInviteResponse, encode_event
 from mythos_rt.core.ratelimit import KeyedSlidingWindow
@@ -124,6 +132,8 @@ class Hub:
         self._chat_limits = ChatLimiter(config.chat_limits(), config.chat_window_s)
         self._replay: dict[str, ReplayBuffer] = {}
         self.social = Social()
+        # Set when an admin's shutdown countdown reaches zero; the server then drains.
+        self.shutdown_requested = trio.Event()
         self._directory: dict[str, KnownPlayer] = {}
         self._timers = Timers()
 
@@ -395,6 +405,8 @@ class Hub:
                 self._writer.save_room(effect.player_id, effect.room_id)
             elif isinstance(effect, StoreWrite):
                 self._writer.submit(partial(_call_store, effect.method, effect.args))
+            elif isinstance(effect, ShutdownCountdown):
+                self._countdown(effect)
 
     def _disconnect(self, effect: Disconnect) -> None:
         sockets = self._sockets.get(effect.player_id, {})
@@ -458,6 +470,43 @@ class Hub:
         ]
         for _, frame in burst:
             socket.outbox.put(frame)
+
+    # --- admin shutdown countdown (section 14) ---------------------------------------------
+
+    def _countdown(self, effect: ShutdownCountdown) -> None:
+        everyone = tuple(self.presences_ids())
+        if effect.seconds is None:
+            if not self._timers.pending("shutdown"):
+                self._emit(reply(effect.requested_by, "No shutdown is scheduled."))
+                return
+            self._timers.cancel("shutdown")
+            self._emit(reply(effect.requested_by, "Shutdown cancelled."))
+            data = {"message": "The scheduled shutdown has been cancelled", "channel": "system"}
+            self._emit(Emit("shutdown_cancelled", data, everyone))
+            return
+        self._emit(reply(effect.requested_by, f"Shutdown scheduled in {effect.seconds} seconds."))
+        self._shutdown_notice(effect.seconds, trio.current_time())
+
+    def _shutdown_notice(self, remaining: int, now: float) -> None:
+        if remaining <= 0:
+            self.shutdown_requested.set()
+            return
+        data = {
+            "message": f"The server will be shutting down in {remaining} seconds",
+            "seconds_remaining": remaining,
+            "channel": "system",
+        }
+        self._emit(Emit("shutdown_notification", data, tuple(self.presences_ids())))
+        # Every 10 s while more than 10 s remain, then every second.
+        following = max(remaining - 10, 10) if remaining > 10 else remaining - 1
+        self._timers.schedule(
+            "shutdown",
+            now + (remaining - following),
+            lambda at: self._shutdown_notice(following, at),
+        )
+
+    def presences_ids(self) -> list[str]:
+        return [presence.player_id for presence in self.presences]
 
     def _schedule_sweep(self, now: float) -> None:
         """Expired follow requests and party invites are dropped, so memory stays bounded."""

@@ -93,11 +93,26 @@ async def drain(app: App) -> None:
         await app.gate.tracker.wait_empty()
 
 
-async def wait_for_signal() -> int:
+async def wait_for_stop(hub: Hub) -> str:
+    """Until SIGTERM/SIGINT or an admin's shutdown countdown ends; returns which."""
+    reason = "admin shutdown"
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            return signum
-    return 0
+        async with trio.open_nursery() as nursery:
+
+            async def on_signal() -> None:
+                nonlocal reason
+                async for signum in signals:
+                    reason = signal.Signals(signum).name
+                    break
+                nursery.cancel_scope.cancel()
+
+            async def on_admin() -> None:
+                await hub.shutdown_requested.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(on_signal)
+            nursery.start_soon(on_admin)
+    return reason
 
 
 async def serve(
@@ -117,10 +132,8 @@ async def serve(
         app.ws_port = await conns.start(_run_listener, app.gate, conns, listener_scope)
         print_banner(settings, app.ws_port, ops_port)
         task_status.started(app)
-        signum = await wait_for_signal()
-        log.info(
-            "%s: draining (at most %.0f s)", signal.Signals(signum).name, settings.drain_timeout_s
-        )
+        reason = await wait_for_stop(app.hub)
+        log.info("%s: draining (at most %.0f s)", reason, settings.drain_timeout_s)
         await drain(app)
         listener_scope.cancel()
         conns.cancel_scope.cancel()

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: a real ``python -m mythos_rt`` process, real sockets, another client library.
+"""End-to-end fixtures: a real ``python -m mythos_rt`` process, real sockets, another client.
 
 The server runs as a subprocess on free loopback ports.  Tests are plain sync functions that call
 ``asyncio.run(scenario())`` and talk to it with the ``websockets`` asyncio client, so client and

@@ -14,6 +14,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.e2e.conftest import (
+    Frame,
     ServerProcess,
     StartServer,
     close_of,
@@ -26,12 +27,12 @@ OTHER_SECRET = "a-different-secret-" + "z" * 32
 SNAKE_CASE = re.compile(r"^[a-z]+(?:_[a-z]+)*$")
 
 
-async def connect_and_read_burst(url: str, **kwargs: object) -> tuple[str | None, list[dict]]:
+async def connect_and_read_burst(url: str, **kwargs: object) -> tuple[str | None, list[Frame]]:
     async with ws_connect(url, **kwargs) as ws:
         return ws.subprotocol, await read_burst(ws)
 
 
-async def refused_http(url: str, **kwargs: object) -> tuple[int, str | None, dict]:
+async def refused_http(url: str, **kwargs: object) -> tuple[int, str | None, Frame]:
     """Expect a refusal before the upgrade: (status, Content-Type, JSON body)."""
     with pytest.raises(InvalidStatus) as caught:
         async with ws_connect(url, **kwargs):
@@ -227,8 +228,9 @@ def test_deprecated_path_with_a_wrong_player_id_is_refused_401(
 
 def test_deprecated_path_is_logged_and_tokens_never_are(start_server: StartServer) -> None:
     server = start_server("--log-level", "DEBUG")
-    good, expired = server.token("Carter"), mint_token(
-        server.players["Pickman"]["user_id"], now=time.time() - 7200
+    good, expired = (
+        server.token("Carter"),
+        mint_token(server.players["Pickman"]["user_id"], now=time.time() - 7200),
     )
     forged = mint_token(server.players["Upton"]["user_id"], secret=OTHER_SECRET)
     deprecated = server.url(f"/v1/api/ws/{server.player_id('Carter')}", token=good)

@@ -113,9 +113,7 @@ def test_client_reset_mid_send_leaves_everyone_else_served(start_server: StartSe
         async with contextlib.AsyncExitStack() as stack:
             crowd: list[ClientConnection] = []
             for name in CROWD:
-                ws = await stack.enter_async_context(
-                    ws_connect(server.url(token=tokens[name]))
-                )
+                ws = await stack.enter_async_context(ws_connect(server.url(token=tokens[name])))
                 await read_burst(ws)
                 crowd.append(ws)
             observer = await stack.enter_async_context(

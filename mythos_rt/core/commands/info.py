@@ -59,7 +59,8 @@ def help_(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
             return [reply(ctx.actor.player_id, f"No help for '{args[0]}'.")]
         aliases = f" (also: {', '.join(spec.aliases)})" if spec.aliases else ""
         return [reply(ctx.actor.player_id, f"{spec.usage}{aliases}\n{spec.summary}")]
-    lines = ["Available commands:", *(f"  {s.usage} - {s.summary}" for s in visible)]
+    listed = [spec for spec in visible if spec.listed]
+    lines = ["Available commands:", *(f"  {s.usage} - {s.summary}" for s in listed)]
     return [reply(ctx.actor.player_id, "\n".join(lines))]
 
 

@@ -102,7 +102,11 @@ def _followers_here(ctx: CommandContext, room_id: str, moved: frozenset[str]) ->
     ]
 
 
-@REGISTRY.command("go", usage="go <direction>", summary="Walk through an exit.")
+@REGISTRY.command(
+    "go",
+    usage="go <direction>",
+    summary="Walk through an exit (or just: n, s, e, w, ne, u, d ...).",
+)
 def go(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
     direction = direction_of(args[0]) if args else None
     if direction is None:
@@ -114,7 +118,9 @@ def _register_direction(direction: str, shortcut: str) -> None:
     def walk(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
         return move(ctx, direction)
 
-    REGISTRY.command(direction, shortcut, usage=direction, summary=f"Go {direction}.")(walk)
+    REGISTRY.command(
+        direction, shortcut, usage=direction, summary=f"Go {direction}.", listed=False
+    )(walk)
 
 
 for _shortcut, _direction in SHORTCUTS.items():

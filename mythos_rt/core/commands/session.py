@@ -6,7 +6,7 @@ socket); ``logout`` closes every socket of the player and ends the presence.
 
 from __future__ import annotations
 
-from mythos_rt.core.effects import Disconnect, Effect, reply
+from mythos_rt.core.effects import Disconnect, Effect, ShutdownCountdown, reply
 from mythos_rt.core.registry import REGISTRY, CommandContext
 
 GOODBYE = (1000, "Goodbye")
@@ -19,6 +19,24 @@ def quit_(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
         reply(player_id, "Goodbye! You have been disconnected from the game."),
         Disconnect(player_id, *GOODBYE, socket_id=ctx.socket_id),
     ]
+
+
+SHUTDOWN_USAGE = "Usage: shutdown <seconds> | shutdown cancel"
+MAX_SHUTDOWN_S = 24 * 3600
+
+
+@REGISTRY.command(
+    "shutdown", usage="shutdown <seconds>|cancel", summary="Shut the server down.", admin=True
+)
+def shutdown(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    player_id = ctx.actor.player_id
+    if len(args) != 1:
+        return [reply(player_id, SHUTDOWN_USAGE)]
+    if args[0].lower() == "cancel":
+        return [ShutdownCountdown(player_id, None)]
+    if not args[0].isdigit() or int(args[0]) > MAX_SHUTDOWN_S:
+        return [reply(player_id, SHUTDOWN_USAGE)]
+    return [ShutdownCountdown(player_id, int(args[0]))]
 
 
 @REGISTRY.command("logout", usage="logout", summary="Log out everywhere.")
