@@ -184,6 +184,14 @@ def prepare_store(settings: Settings, world: World) -> tuple[Store, list[PlayerR
 
 def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
     """Load the world and the store, then serve until a signal; returns the exit code."""
+    if settings.nats_url:
+        # Refuse rather than run single-instance while the operator expects a shared world.
+        print(
+            "mythos_rt: NATS_URL is set, but the NATS bridge is not part of this version;"
+            " unset it to run on the in-process bus",
+            file=sys.stderr,
+        )
+        return 2
     try:
         world = load_world(settings.world)
     except WorldError as exc:
