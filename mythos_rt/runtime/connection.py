@@ -24,7 +24,7 @@ from mythos_rt.core.protocol import FrameLimits
 from mythos_rt.core.ratelimit import SlidingWindow
 from mythos_rt.runtime.hub import Hub, SocketHandle
 from mythos_rt.runtime.metrics import Metrics
-from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_token
+from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
 from mythos_rt.runtime.wsio import text_frame, write_frames
 from mythos_rt.settings import Settings
 
@@ -180,16 +180,8 @@ class Connection:
         return trio.current_time() + (expires_at - self._wall_clock())
 
     def _refresh_token(self, token: str) -> None:
-        s = self._settings
         try:
-            verified = verify_token(
-                token,
-                self._secret,
-                algorithms=s.jwt_algorithms,
-                audience=s.jwt_audience,
-                leeway_s=s.jwt_leeway_s,
-                max_bytes=s.max_token_bytes,
-            )
+            verified = verify_with_settings(token, self._secret, self._settings)
             if verified.user_id != self._user_id:
                 raise TokenError("Token belongs to another user")
         except TokenError as exc:

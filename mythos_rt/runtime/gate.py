@@ -22,7 +22,7 @@ from mythos_rt.runtime.connection import Connection
 from mythos_rt.runtime.hub import Hub
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.store import AsyncStore, MuteRecords, PlayerRecord
-from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_token
+from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
 from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
     if choice.token is None:
         return handshake.MISSING_TOKEN
     try:
-        verified = _verify(gate, choice.token)
+        verified = verify_with_settings(choice.token, gate.secret, s)
     except TokenError as exc:
         return handshake.unauthorized(str(exc))
     session_id = endpoint.query.get("session_id")
@@ -235,18 +235,6 @@ def _int_or_none(raw: str | None) -> int | None:
         return int(raw) if raw is not None else None
     except ValueError:
         return None
-
-
-def _verify(gate: Gate, token: str) -> VerifiedToken:
-    s = gate.settings
-    return verify_token(
-        token,
-        gate.secret,
-        algorithms=s.jwt_algorithms,
-        audience=s.jwt_audience,
-        leeway_s=s.jwt_leeway_s,
-        max_bytes=s.max_token_bytes,
-    )
 
 
 async def _resolve_player(

@@ -281,15 +281,15 @@ class Hub:
 
     def _announce_arrival(self, presence: Presence) -> None:
         others = self.presences.ids_in_room(presence.room_id, excluding=presence.player_id)
-        self._emit(
-            Emit(
-                "player_entered_game",
-                presence_event_payload(presence),
-                others,
-                room_id=presence.room_id,
-            )
-        )
-        self._emit_occupants(presence.room_id, others)
+        self._announce_to_room("player_entered_game", presence, others)
+
+    def _announce_to_room(
+        self, event_type: str, presence: Presence, others: tuple[str, ...]
+    ) -> None:
+        """player_entered_game / player_left_game, then the room's fresh occupant list."""
+        room_id = presence.room_id
+        self._emit(Emit(event_type, presence_event_payload(presence), others, room_id=room_id))
+        self._emit_occupants(room_id, others)
 
     def _enter_grace(self, player_id: str) -> None:
         presence = self.presences.get(player_id)
@@ -319,16 +319,9 @@ class Hub:
         self._command_limits.forget(player_id)
         self._chat_limits.forget(player_id)
         self._replay.pop(player_id, None)
-        others = self.presences.ids_in_room(presence.room_id)
-        self._emit(
-            Emit(
-                "player_left_game",
-                presence_event_payload(presence),
-                others,
-                room_id=presence.room_id,
-            )
+        self._announce_to_room(
+            "player_left_game", presence, self.presences.ids_in_room(presence.room_id)
         )
-        self._emit_occupants(presence.room_id, others)
 
     def _ward_ended(self, player_id: str) -> Callable[[float], None]:
         def refresh(_now: float) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import attrs
 import jwt
 
+from mythos_rt.settings import Settings
+
 # Asymmetric or "none" algorithms are never accepted: with an HMAC secret they would open the door
 # to algorithm confusion (an RS256 public key used as an HS256 secret) or unsigned tokens.
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -35,6 +37,18 @@ def issue_token(
 
 def accepted_algorithms(configured: Sequence[str]) -> list[str]:
     return [alg for alg in configured if alg.upper() in HMAC_ALGORITHMS]
+
+
+def verify_with_settings(token: str, secret: str, settings: Settings) -> VerifiedToken:
+    """:func:`verify_token` with the algorithms, audience and limits of the settings."""
+    return verify_token(
+        token,
+        secret,
+        algorithms=settings.jwt_algorithms,
+        audience=settings.jwt_audience,
+        leeway_s=settings.jwt_leeway_s,
+        max_bytes=settings.max_token_bytes,
+    )
 
 
 def verify_token(
