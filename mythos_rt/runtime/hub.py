@@ -222,8 +222,7 @@ class Hub:
         return buffer.since(resume_from)
 
     def _send_replay(self, socket: SocketHandle, frames: list[bytes]) -> None:
-        for frame in frames:
-            socket.outbox.put(frame)
+        socket.outbox.preload(frames)
         welcome = {"message": "Connected to MythosMUD", "resumed": True, "replayed": len(frames)}
         socket.outbox.put(self._encode("welcome", welcome, None, socket.player_id)[1])
 
@@ -265,7 +264,7 @@ class Hub:
                 record.player_id, mutes.personal, mutes.globally_muted, mutes.global_expires_at
             )
         self._replay[record.player_id] = ReplayBuffer(
-            self.config.replay_max_events, self.config.replay_max_bytes, floor=self._sequence
+            self.config.replay_max_events, self.config.replay_max_bytes, start=self._sequence
         )
         if self.config.ward_s > 0:
             self._timers.schedule(

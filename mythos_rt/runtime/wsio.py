@@ -89,6 +89,16 @@ class Outbox:
         self._wakeup.set()
         return True
 
+    def preload(self, frames: list[bytes]) -> None:
+        """Queue a resume's replay without counting it against the bound.
+
+        A replay after a 1013 is by definition larger than the outbox, so counting it would close
+        the resumed socket at once; it is bounded by REPLAY_MAX_BYTES instead.
+        """
+        self._frames.extend(frames)
+        if frames:
+            self._wakeup.set()
+
     def close(self, code: int, reason: str, *, discard: bool = False) -> None:
         """Ask the sender to close after the queued frames (or instead of them)."""
         if self._close is not None:

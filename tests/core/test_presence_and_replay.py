@@ -317,7 +317,7 @@ def frame(n: int) -> bytes:
 def filled(
     numbers: list[int], *, floor: int, max_events: int = 100, max_bytes: int = 10_000
 ) -> ReplayBuffer:
-    buffer = ReplayBuffer(max_events, max_bytes, floor=floor)
+    buffer = ReplayBuffer(max_events, max_bytes, start=floor)
     for n in numbers:
         buffer.append(n, frame(n))
     return buffer
@@ -326,7 +326,7 @@ def filled(
 @pytest.mark.parametrize(
     ("since", "expected"),
     [
-        (100, [101, 102, 103, 104, 105]),  # from the very start of the presence
+        (100, None),  # the presence's start: that client never saw this presence's state
         (101, [102, 103, 104, 105]),
         (103, [104, 105]),
         (104, [105]),
@@ -345,7 +345,7 @@ def test_since_returns_exactly_the_frames_after(since: int, expected: list[int] 
 @pytest.mark.parametrize(
     ("since", "expected"),
     [
-        (50, [60, 75, 90]),
+        (50, None),
         (59, [60, 75, 90]),
         (60, [75, 90]),
         (61, [75, 90]),  # numbers between a player's events belong to other players
@@ -361,9 +361,10 @@ def test_since_with_gaps_in_the_numbers(since: int, expected: list[int] | None) 
 
 
 def test_an_empty_buffer() -> None:
-    buffer = ReplayBuffer(10, 1000, floor=42)
+    buffer = ReplayBuffer(10, 1000, start=42)
     assert len(buffer) == 0
-    assert buffer.since(42) == []
+    assert buffer.since(42) is None  # the presence's start number itself
+    assert buffer.since(43) == []
     assert buffer.since(100) == []
     assert buffer.since(41) is None
 
@@ -382,14 +383,14 @@ def test_exactly_at_the_count_bound_nothing_is_evicted() -> None:
     buffer = filled([1, 2, 3], floor=0, max_events=3)
     assert len(buffer) == 3
     assert buffer.floor == 0
-    assert buffer.since(0) == [frame(1), frame(2), frame(3)]
+    assert buffer.since(1) == [frame(2), frame(3)]
 
 
 def test_bounded_by_bytes_oldest_first() -> None:
     # 9-byte frames, 27 bytes allowed: three fit exactly, the fourth pushes the first out.
     buffer = filled([1, 2, 3], floor=0, max_bytes=27)
     assert len(buffer) == 3
-    assert buffer.since(0) == [frame(1), frame(2), frame(3)]
+    assert buffer.floor == 0
 
     buffer.append(4, frame(4))
     assert len(buffer) == 3

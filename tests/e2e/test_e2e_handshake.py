@@ -203,6 +203,31 @@ def test_origin_allow_list(start_server: StartServer) -> None:
     asyncio.run(scenario())
 
 
+# --- connection attempt limits ------------------------------------------------------------------
+
+
+def test_connection_attempts_over_the_limit_are_refused_429(start_server: StartServer) -> None:
+    server = start_server("--connect-rate-player", "2")
+    url = server.url(token=server.token("Carter"))
+
+    async def scenario() -> None:
+        for _ in range(2):
+            await connect_and_read_burst(url)
+        with pytest.raises(InvalidStatus) as caught:
+            async with ws_connect(url):
+                pass
+        response = caught.value.response
+        assert response.status_code == 429
+        assert json.loads(response.body)["error"]["message"] == "Too many connection attempts"
+        assert int(response.headers["Retry-After"]) >= 1
+        _, close = await refused_by_close(url, origin="http://browser.example")
+        assert close == (4429, "Too many connection attempts")
+        _, burst = await connect_and_read_burst(server.url(token=server.token("Pickman")))
+        assert burst[-1]["event_type"] == "welcome"  # the limit is per player
+
+    asyncio.run(scenario())
+
+
 # --- deprecated path --------------------------------------------------------------------------
 
 

@@ -146,6 +146,53 @@ def test_client_reset_mid_send_leaves_everyone_else_served(start_server: StartSe
     assert "Traceback" not in log, log[-4000:]
 
 
+def test_client_that_never_answers_pings_is_dropped_others_stay(
+    start_server: StartServer,
+) -> None:
+    server = start_server(
+        "--ping-interval-s", "0.5", "--ping-timeout-s", "0.5", players=[OBSERVER, VANISHING]
+    )
+
+    async def scenario() -> None:
+        token = server.token(OBSERVER)
+        async with ws_connect(server.url(token=token)) as observer:  # answers pings by itself
+            await read_burst(observer)
+            target = f"/v1/api/ws?token={server.token(VANISHING)}"
+            raw = await asyncio.to_thread(raw_upgrade, server.ws_port, target)
+            with raw:  # upgraded, then silent: it never reads, never answers a ping
+                async with asyncio.timeout(FRAME_TIMEOUT_S):
+                    occupants: list[str] = []
+                    while f"{VANISHING} (linkdead)" not in occupants:
+                        event = await next_event(observer, "room_occupants")
+                        occupants = event["data"]["occupants"]
+                rest = await asyncio.to_thread(read_to_eof, raw)
+            assert 0x9 in opcodes(rest), "the server should have pinged the silent client"
+            await ping_pong(observer, token)
+
+    asyncio.run(scenario())
+
+
+def opcodes(data: bytes) -> list[int]:
+    """The opcodes of the (unmasked, server-to-client) frames in ``data``, in order."""
+    found, at = [], 0
+    while at + 2 <= len(data):
+        size, header = data[at + 1] & 0x7F, 2
+        if size == 126:
+            size, header = struct.unpack_from("!H", data, at + 2)[0], 4
+        elif size == 127:
+            size, header = struct.unpack_from("!Q", data, at + 2)[0], 10
+        found.append(data[at] & 0x0F)
+        at += header + size
+    return found
+
+
+def read_to_eof(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):  # bounded by the socket timeout
+        data += chunk
+    return data
+
+
 def test_slowloris_is_cut_off_after_the_handshake_timeout(start_server: StartServer) -> None:
     server = start_server("--handshake-timeout-s", "1")
 

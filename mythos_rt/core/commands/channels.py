@@ -25,24 +25,35 @@ from mythos_rt.core.registry import REGISTRY, CommandContext
 GLOBALLY_MUTED = "You are globally muted and cannot send messages"
 
 
-def _send(ctx: CommandContext, line: ChatLine, echo: str) -> list[Effect]:
-    """Check, limit, deliver and echo one chat line."""
+@attrs.frozen
+class Sent:
+    """What sending one chat line produced, and whether the speaker was heard."""
+
+    effects: list[Effect]
+    accepted: bool = False  # passed every check; the speaker gets their echo
+    reached: tuple[str, ...] = ()  # who actually receives the line
+
+
+def send_line(ctx: CommandContext, line: ChatLine, echo: str) -> Sent:
+    """The one path of every channel: check, limit, apply mutes, deliver, echo."""
     actor = ctx.actor
     problem = check_message(line.channel, line.original)
     if problem is not None:
-        return [reply(actor.player_id, f"Error sending message: {problem}")]
+        return Sent([reply(actor.player_id, f"Error sending message: {problem}")])
     if not ctx.chat.allow(actor.player_id, line.channel, ctx.now):
-        return [reply(actor.player_id, RATE_LIMITED)]
+        return Sent([reply(actor.player_id, RATE_LIMITED)])
     line = attrs.evolve(line, to=_audience(ctx, line.to))
     if ctx.social.globally_muted(actor.player_id, ctx.wall_now):
         # The speaker is refused, but admins in range still see the line, for moderation.
-        admins = tuple(p for p in line.to if _is_admin(ctx, p))
-        event = chat_event(
-            actor, attrs.evolve(line, to=admins), wall_now=ctx.wall_now, new_id=ctx.new_id
-        )
-        return [reply(actor.player_id, GLOBALLY_MUTED), event]
+        line = attrs.evolve(line, to=tuple(p for p in line.to if _is_admin(ctx, p)))
+        event = chat_event(actor, line, wall_now=ctx.wall_now, new_id=ctx.new_id)
+        return Sent([reply(actor.player_id, GLOBALLY_MUTED), event], reached=line.to)
     event = chat_event(actor, line, wall_now=ctx.wall_now, new_id=ctx.new_id)
-    return [reply(actor.player_id, echo), event]
+    return Sent([reply(actor.player_id, echo), event], accepted=True, reached=line.to)
+
+
+def _send(ctx: CommandContext, line: ChatLine, echo: str) -> list[Effect]:
+    return send_line(ctx, line, echo).effects
 
 
 def _audience(ctx: CommandContext, to: tuple[str, ...]) -> tuple[str, ...]:
@@ -100,10 +111,10 @@ def pose(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
         return [reply(actor.player_id, "Your pose has been cleared.")]
     to = room_audience(ctx.presences, actor)
     line = ChatLine("pose", text, f"{actor.name} {text}", to, room_id=actor.room_id)
-    effects = _send(ctx, line, f"Your pose is now: {text}")
-    if len(effects) > 1:  # sent: the pose is set
+    sent = send_line(ctx, line, f"Your pose is now: {text}")
+    if sent.accepted:
         actor.pose = text
-    return effects
+    return sent.effects
 
 
 def _whisper_to(ctx: CommandContext, target: Presence | None, text: str) -> list[Effect]:
@@ -114,10 +125,10 @@ def _whisper_to(ctx: CommandContext, target: Presence | None, text: str) -> list
         return [reply(actor.player_id, "You cannot whisper to yourself")]
     formatted = f"{actor.name} whispers to you: {text}"
     line = ChatLine("whisper", text, formatted, (target.player_id,), target=target)
-    effects = _send(ctx, line, f"You whisper to {target.name}: {text}")
-    if len(effects) > 1:
+    sent = send_line(ctx, line, f"You whisper to {target.name}: {text}")
+    if target.player_id in sent.reached:  # an undelivered whisper must not reveal itself
         target.last_whisperer = actor.player_id
-    return effects
+    return sent.effects
 
 
 @REGISTRY.command("whisper", usage="whisper <name> <message>", summary="Speak to one player.")

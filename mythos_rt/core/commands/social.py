@@ -3,9 +3,11 @@ follow/party responses (PROTOCOL.md sections 10 and 11)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
-from mythos_rt.core.chat import RATE_LIMITED, ChatLine, chat_event, check_message
+from mythos_rt.core.chat import ChatLine
+from mythos_rt.core.commands.channels import send_line
 from mythos_rt.core.effects import Effect, Emit, StoreWrite, reply
 from mythos_rt.core.presence import Presence
 from mythos_rt.core.registry import REGISTRY, CommandContext
@@ -36,12 +38,18 @@ def _not_found(ctx: CommandContext, name: str) -> list[Effect]:
     return [reply(ctx.actor.player_id, f"Player '{name}' not found.")]
 
 
+MAX_MUTE_MINUTES = 10 * 365 * 24 * 60  # ten years; longer is what "permanent" is for
+
+
 def _minutes(args: tuple[str, ...]) -> int | str | None:
     """Duration in minutes, None for permanent, or "bad" for unusable input."""
     if len(args) == 1:
         return None
-    if len(args) == 2 and args[1].isdigit() and int(args[1]) > 0:
-        return int(args[1])
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if len(args) == 2 and re.fullmatch(r"[0-9]{1,9}", args[1]):
+        minutes = int(args[1])
+        if 0 < minutes <= MAX_MUTE_MINUTES:
+            return minutes
     return "bad"
 
 
@@ -373,18 +381,9 @@ def _party_chat(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
     if party is None:
         return [reply(actor.player_id, NOT_IN_PARTY)]
     text = " ".join(args).strip()
-    problem = check_message("party", text)
-    if problem is not None:
-        return [reply(actor.player_id, f"Error sending message: {problem}")]
-    if not ctx.chat.allow(actor.player_id, "party", ctx.now):
-        return [reply(actor.player_id, RATE_LIMITED)]
-    # Members, the sender included, get the chat_message (section 9); mutes still apply.
-    to = tuple(
-        m for m in party.members if not ctx.social.has_muted(m, actor.player_id, ctx.wall_now)
-    )
-    line = ChatLine("party", text, f"{actor.name} (party): {text}", to)
-    event = chat_event(actor, line, wall_now=ctx.wall_now, new_id=ctx.new_id)
-    return [reply(actor.player_id, "Sent."), event]
+    # Members, the sender included, get the chat_message (section 9).
+    line = ChatLine("party", text, f"{actor.name} (party): {text}", tuple(party.members))
+    return send_line(ctx, line, "Sent.").effects
 
 
 PARTY_USAGE = "Usage: party [list | invite <name> | leave | kick <name> | <message>]"

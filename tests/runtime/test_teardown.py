@@ -1,0 +1,596 @@
+"""Presence teardown on every path (PROTOCOL.md sections 11 "Teardown" and 12).
+
+Each path test builds the same social web around Armitage (A), then ends A's presence one way:
+
+    party      A leads it; Wilmarth (B) and Dyer (C) are members
+    follows    B follows A; A follows Lake (D)
+    mute       A has muted C (stored, and in memory while A is present)
+    requests   C's follow request to A and A's party invite to Pabodie (E) are pending
+
+When A's last socket closes, the pending requests go at once (C and E are told); the follows and
+the party stay until the presence ends (grace expiry, quit, logout, shutdown).  Then nothing in
+``hub.social`` mentions A any more, the members saw the party disbanded, and A's mutes are gone
+from memory but still in the store.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+from trio_websocket import ConnectionClosed, HandshakeError, wrap_client_stream
+
+from mythos_rt.core.effects import Emit
+from mythos_rt.runtime.gate import handle_stream
+from mythos_rt.runtime.hub import Hub, SocketHandle
+from mythos_rt.runtime.store import Store
+from tests.runtime.harness import Client, Harness, running
+
+Frame = dict[str, Any]
+NAMES = ("Armitage", "Wilmarth", "Dyer", "Lake", "Pabodie")
+GRACE_S = 30.0
+FOLLOW_CANCELLED = "Follow request was cancelled (player disconnected)."
+INVITE_CANCELLED = "Party invite was cancelled (player disconnected)."
+
+
+# --- reading frames ------------------------------------------------------------------------
+
+
+def is_result(text: str) -> Callable[[Frame], bool]:
+    return lambda f: f.get("event_type") == "command_response" and f["data"]["result"] == text
+
+
+def is_party_update(change: str) -> Callable[[Frame], bool]:
+    return lambda f: f.get("event_type") == "party_update" and f["data"]["change"] == change
+
+
+def is_event(event_type: str, **data: object) -> Callable[[Frame], bool]:
+    return lambda f: f.get("event_type") == event_type and all(
+        f["data"].get(key) == value for key, value in data.items()
+    )
+
+
+async def until(client: Client, wanted: Callable[[Frame], bool]) -> Frame:
+    """Skip frames until one matches."""
+    while True:
+        frame = await client.next()
+        if wanted(frame):
+            return frame
+
+
+async def seen(client: Client, wanted: Callable[[Frame], bool]) -> Frame:
+    """A matching frame among those already read, else the next one that matches."""
+    for frame in client.received:
+        if wanted(frame):
+            return frame
+    return await until(client, wanted)
+
+
+async def expect_all(client: Client, *wanted: Callable[[Frame], bool]) -> list[Frame]:
+    """Read until every predicate has matched a frame, in any order."""
+    found: dict[int, Frame] = {}
+    while len(found) < len(wanted):
+        frame = await client.next()
+        for index, predicate in enumerate(wanted):
+            if index not in found and predicate(frame):
+                found[index] = frame
+                break
+    return [found[index] for index in range(len(wanted))]
+
+
+async def accept_follow(leader: Client, follower_name: str) -> None:
+    request = await until(leader, is_event("follow_request", requestor_name=follower_name))
+    data = {"request_id": request["data"]["request_id"], "accept": True}
+    await leader.send({"type": "follow_response", "data": data})
+
+
+async def accept_invite(member: Client) -> None:
+    invite = await until(member, is_event("party_invite"))
+    data = {"invite_id": invite["data"]["invite_id"], "accept": True}
+    await member.send({"type": "party_invite_response", "data": data})
+
+
+# --- the social web around A ---------------------------------------------------------------
+
+
+@attrs.define
+class Web:
+    h: Harness
+    a: Client
+    b: Client
+    c: Client
+    d: Client
+    e: Client
+    ids: dict[str, str]
+    party_id: str
+
+    @property
+    def hub(self) -> Hub:
+        return self.h.app.hub
+
+    @property
+    def a_id(self) -> str:
+        return self.ids["Armitage"]
+
+
+async def build_web(h: Harness, a: Client) -> Web:
+    """A (already connected as ``a``) gets a led party, a follower, a leader, a mute and two
+    pending requests; see the module docstring."""
+    b, c, d, e = [await h.connect(name) for name in NAMES[1:]]
+    ids = {name: h.players[name].player_id for name in NAMES}
+    for member, name in ((b, "Wilmarth"), (c, "Dyer")):
+        await a.command("party", "invite", name)
+        await accept_invite(member)
+        await until(member, is_result("You have joined Armitage's party."))
+        await until(a, is_result(f"{name} has joined your party."))
+    await b.command("follow", "Armitage")
+    await accept_follow(a, "Wilmarth")
+    await until(b, is_result("You are now following Armitage."))
+    await a.command("follow", "Lake")
+    await accept_follow(d, "Armitage")
+    await until(a, is_result("You are now following Lake."))
+    await c.command("follow", "Armitage")  # asked before the mute, so it is pending
+    await until(a, is_event("follow_request", requestor_name="Dyer"))
+    await a.command("mute", "Dyer")
+    await until(a, is_result("You have muted Dyer permanently."))
+    await a.command("party", "invite", "Pabodie")
+    await until(e, is_event("party_invite", inviter_name="Armitage"))
+    await trio.testing.wait_all_tasks_blocked()
+    web = Web(h, a, b, c, d, e, ids, h.app.hub.social.party_of[ids["Armitage"]])
+    assert_social_intact(web)
+    assert len(pending_requests(web.hub, web.a_id)) == 2
+    assert set(h.store.load_mutes(web.a_id, time.time()).personal) == {ids["Dyer"]}
+    return web
+
+
+def pending_requests(hub: Hub, player_id: str) -> list[object]:
+    return [r for r in hub.social.requests.values() if player_id in (r.from_id, r.to_id)]
+
+
+def assert_social_intact(web: Web) -> None:
+    """Follows, the party and the mute: what lasts until the presence ends."""
+    social, ids = web.hub.social, web.ids
+    assert social.following == {ids["Wilmarth"]: ids["Armitage"], ids["Armitage"]: ids["Lake"]}
+    party = social.parties[web.party_id]
+    assert party.leader_id == ids["Armitage"]
+    assert party.members == [ids["Armitage"], ids["Wilmarth"], ids["Dyer"]]
+    assert social.mutes[ids["Armitage"]] == {ids["Dyer"]: None}
+
+
+async def expect_requests_cancelled(web: Web) -> None:
+    """A's last socket is gone: the pending requests went at once, the rest stays."""
+    await trio.testing.wait_all_tasks_blocked()
+    presence = web.hub.presences.get(web.a_id)
+    assert presence is not None and presence.linkdead
+    assert web.a_id not in web.hub._sockets
+    assert pending_requests(web.hub, web.a_id) == []
+    await until(web.c, is_result(FOLLOW_CANCELLED))
+    await until(web.e, is_result(INVITE_CANCELLED))
+    assert_social_intact(web)
+
+
+def assert_hub_forgot(hub: Hub, a_id: str, party_id: str, store: Store, muted_id: str) -> None:
+    """Nothing in memory mentions A any more; A's mute is still in the store."""
+    social = hub.social
+    assert hub.presences.get(a_id) is None
+    assert a_id not in hub._sockets
+    assert a_id not in social.following
+    assert a_id not in social.following.values()
+    assert party_id not in social.parties
+    assert all(a_id != p.leader_id and a_id not in p.members for p in social.parties.values())
+    assert a_id not in social.party_of
+    assert party_id not in social.party_of.values()
+    assert a_id not in social.mutes
+    assert a_id not in social.global_mutes
+    assert pending_requests(hub, a_id) == []
+    assert set(store.load_mutes(a_id, time.time()).personal) == {muted_id}
+
+
+async def expect_torn_down(web: Web) -> None:
+    await trio.testing.wait_all_tasks_blocked()
+    ids = web.ids
+    assert_hub_forgot(web.hub, web.a_id, web.party_id, web.h.store, ids["Dyer"])
+    assert web.hub.social.following == {}  # B no longer follows A, A no longer follows D
+    disbanded = is_party_update("disbanded")
+    b_update, _ = await expect_all(
+        web.b, disbanded, is_result("You are no longer following Armitage.")
+    )
+    c_update, _ = await expect_all(web.c, disbanded, is_result("The party has been disbanded."))
+    for update in (b_update, c_update):
+        assert update["data"] == {
+            "party_id": web.party_id,
+            "leader": "Armitage",
+            "members": ["Armitage", "Wilmarth", "Dyer"],
+            "change": "disbanded",
+        }
+    await until(web.d, is_result("Armitage is no longer following you."))
+    await until(web.b, is_event("player_left_game", player_name="Armitage"))
+
+
+async def wait_out_grace(web: Web) -> None:
+    await trio.sleep(GRACE_S - 1)
+    presence = web.hub.presences.get(web.a_id)
+    assert presence is not None and presence.linkdead
+    assert_social_intact(web)
+    await trio.sleep(2)
+
+
+# --- the paths -----------------------------------------------------------------------------
+
+
+async def test_clean_close_then_grace_expiry(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path, NAMES, grace_s=GRACE_S) as h:
+        web = await build_web(h, await h.connect("Armitage"))
+        await web.a.ws.aclose()
+        await expect_requests_cancelled(web)
+        await wait_out_grace(web)
+        await expect_torn_down(web)
+
+
+async def test_tcp_drop(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    async with running(tmp_path, NAMES, grace_s=0.0) as h:
+        token = h.token("Armitage")
+        stream = h.open_stream()
+        ws = await wrap_client_stream(
+            h.nursery, stream, "localhost", f"/v1/api/ws?token={token}", message_queue_size=10_000
+        )
+        a = Client(ws, token)
+        await a.burst()
+        web = await build_web(h, a)
+        await stream.aclose()  # no close frame: the TCP connection just goes
+        await until(web.c, is_result(FOLLOW_CANCELLED))
+        await until(web.e, is_result(INVITE_CANCELLED))
+        await expect_torn_down(web)
+
+
+async def test_missing_pong_then_grace_expiry(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path, NAMES, grace_s=GRACE_S) as h:
+        web = await build_web(h, await h.connect("Armitage"))
+        # A second socket of A: a raw client that completes the handshake and never answers
+        # a ping.  Then the well-behaved first socket closes, leaving the deaf one as the last.
+        raw = h.open_stream()
+        request = (
+            f"GET /v1/api/ws?token={h.token('Armitage')} HTTP/1.1\r\nHost: localhost\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await raw.send_all(request.encode())
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(web.hub._sockets[web.a_id]) == 2
+        await web.a.ws.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        # Not the last socket: nothing is cancelled yet.
+        assert len(web.hub._sockets[web.a_id]) == 1
+        assert len(pending_requests(web.hub, web.a_id)) == 2
+        start = trio.current_time()
+        while await raw.receive_some(65536):
+            pass  # read (and ignore) everything until the server hangs up
+        assert 40 <= trio.current_time() - start < 41
+        await expect_requests_cancelled(web)
+        await wait_out_grace(web)
+        await expect_torn_down(web)
+
+
+async def test_crash_inside_the_connection_then_grace_expiry(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path, NAMES, grace_s=GRACE_S) as h:
+        web = await build_web(h, await h.connect("Armitage"))
+        original = h.app.hub.handle_command
+
+        def explode(socket: SocketHandle, command: str, args: tuple[str, ...]) -> None:
+            if command == "explode":
+                raise RuntimeError("boom")
+            original(socket, command, args)
+
+        h.app.hub.handle_command = explode  # type: ignore[method-assign]
+        await web.a.command("explode")
+        assert await web.a.closed() == (1011, "Internal error")
+        await expect_requests_cancelled(web)
+        await wait_out_grace(web)
+        await expect_torn_down(web)
+
+
+async def test_cancellation_of_the_whole_server(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    emitted: list[Emit] = []
+    async with running(tmp_path, NAMES, grace_s=GRACE_S) as h:
+        web = await build_web(h, await h.connect("Armitage"))
+        hub, a_id, party_id, ids = web.hub, web.a_id, web.party_id, web.ids
+        store_path = h.app.settings.store_path
+        original = hub._emit
+
+        def record(event: Emit) -> None:
+            emitted.append(event)
+            original(event)
+
+        hub._emit = record  # type: ignore[method-assign]
+    # Everything was cancelled with A connected; open_app's finally ran the teardown.
+    assert len(hub.presences) == 0
+    assert hub.socket_count() == 0
+    store = Store.open(store_path)
+    try:
+        assert_hub_forgot(hub, a_id, party_id, store, ids["Dyer"])
+    finally:
+        store.close()
+    social = hub.social
+    assert (social.following, social.parties, social.party_of, social.requests) == ({}, {}, {}, {})
+    assert social.mutes == {} and social.global_mutes == {}
+    disbanded = [
+        e for e in emitted if e.event_type == "party_update" and e.data["change"] == "disbanded"
+    ]
+    assert len(disbanded) == 1
+    assert disbanded[0].data["party_id"] == party_id
+    assert {ids["Wilmarth"], ids["Dyer"]} <= set(disbanded[0].to)
+
+
+@pytest.mark.parametrize("command", ["quit", "logout"])
+async def test_quit_and_logout_end_the_presence_at_once(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, command: str
+) -> None:
+    async with running(tmp_path, NAMES, grace_s=GRACE_S) as h:
+        web = await build_web(h, await h.connect("Armitage"))
+        await web.a.command(command)
+        assert await web.a.closed() == (1000, "Goodbye")
+        await until(web.c, is_result(FOLLOW_CANCELLED))
+        await until(web.e, is_result(INVITE_CANCELLED))
+        await expect_torn_down(web)  # no grace: no time has passed
+
+
+async def test_only_the_last_socket_cancels_requests_and_grace_keeps_the_rest(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path, NAMES, grace_s=GRACE_S) as h:
+        web = await build_web(h, await h.connect("Armitage", query="&session_id=s"))
+        second = await h.connect("Armitage", query="&session_id=s")
+        await web.a.ws.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(pending_requests(web.hub, web.a_id)) == 2
+        assert_social_intact(web)
+        await second.ws.aclose()
+        await expect_requests_cancelled(web)
+        # A follower in the room stays put while its leader is linkdead, and the party stays.
+        await web.b.command("party", "list")
+        await until(web.b, is_result("Party (leader: Armitage): Armitage, Wilmarth, Dyer"))
+        await wait_out_grace(web)
+        await expect_torn_down(web)
+
+
+async def test_reconnect_within_grace_keeps_follows_and_party(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path, NAMES, grace_s=GRACE_S) as h:
+        web = await build_web(h, await h.connect("Armitage"))
+        await web.a.ws.aclose()
+        await expect_requests_cancelled(web)
+        await trio.sleep(GRACE_S - 1)
+        back = await h.connect("Armitage")
+        state = back.received[0]
+        assert state["data"]["following"] == {"target_name": "Lake", "target_type": "player"}
+        await trio.sleep(GRACE_S)  # the old grace deadline passes harmlessly
+        presence = web.hub.presences.get(web.a_id)
+        assert presence is not None and not presence.linkdead
+        assert_social_intact(web)
+        await back.command("party", "list")
+        await until(back, is_result("Party (leader: Armitage): Armitage, Wilmarth, Dyer"))
+
+
+# --- cancellation at every checkpoint ------------------------------------------------------
+
+
+class StepCanceller(trio.abc.Instrument):
+    """Cancels ``scope`` right after the ``limit``-th task step taken by ``root`` or any task
+    below it (its nursery children, their children, ...)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.steps = 0
+        self.scope = trio.CancelScope()
+        self.root: trio.lowlevel.Task | None = None
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.steps >= self.limit or not self._below_root(task):
+            return
+        self.steps += 1
+        if self.steps == self.limit:
+            self.scope.cancel()
+
+    def _below_root(self, task: trio.lowlevel.Task | None) -> bool:
+        while task is not None:
+            if task is self.root:
+                return True
+            nursery = task.parent_nursery
+            task = nursery.parent_task if nursery is not None else None
+        return False
+
+
+async def helper(client: Client, *, follow_on_cue: bool, join_parties: bool) -> None:
+    """A bystander: accepts follow requests, maybe party invites, maybe asks to follow A."""
+    while True:
+        frame = await client.next()
+        event, data = frame.get("event_type"), frame.get("data", {})
+        if event == "follow_request":
+            response = {"request_id": data["request_id"], "accept": True}
+            await client.send({"type": "follow_response", "data": response})
+        elif event == "party_invite" and join_parties:
+            response = {"invite_id": data["invite_id"], "accept": True}
+            await client.send({"type": "party_invite_response", "data": response})
+        elif follow_on_cue and data.get("message") == "Armitage says: follow me":
+            await client.command("follow", "Armitage")
+
+
+async def script_of_a(a: Client) -> tuple[int, str | None]:
+    """A's whole session: it ends with ``quit``, so an uncancelled run finishes by itself."""
+    await a.burst()
+    await a.command("say", "follow me")  # Wilmarth and Dyer ask to follow A
+    await accept_follow(a, "Wilmarth")
+    await seen(a, is_result("You are now being followed by Wilmarth."))
+    await seen(a, is_event("follow_request", requestor_name="Dyer"))  # left pending
+    await a.command("mute", "Dyer")
+    await seen(a, is_result("You have muted Dyer permanently."))
+    await a.command("party", "invite", "Wilmarth")
+    await seen(a, is_party_update("joined"))
+    await a.command("party", "invite", "Pabodie")  # Pabodie never answers
+    await seen(a, is_result("Party invite sent. Waiting for them to accept."))
+    await a.command("follow", "Lake")
+    await seen(a, is_result("You are now following Lake."))
+    await a.command("quit")
+    return await a.closed()
+
+
+def dangling_ids(hub: Hub) -> set[str]:
+    """Player ids in ``hub.social`` (or in the socket table) that have no presence."""
+    social = hub.social
+    mentioned = {*social.following, *social.following.values(), *social.party_of}
+    mentioned |= {*social.mutes, *social.global_mutes, *hub._sockets}
+    for request in social.requests.values():
+        mentioned |= {request.from_id, request.to_id}
+    for party in social.parties.values():
+        mentioned |= {party.leader_id, *party.members}
+    return {pid for pid in mentioned if hub.presences.get(pid) is None}
+
+
+def assert_parties_consistent(hub: Hub) -> None:
+    social = hub.social
+    for party in social.parties.values():
+        assert party.leader_id in party.members
+        assert all(social.party_of.get(member) == party.party_id for member in party.members)
+    for player_id, party_id in social.party_of.items():
+        assert player_id in social.parties[party_id].members
+
+
+async def run_cancelled_at(data_dir: Path, limit: int) -> bool:
+    """One fresh server; A's connection is cancelled after ``limit`` steps of its tasks.
+
+    Returns whether the cancellation happened (False: the connection finished first)."""
+    async with running(data_dir, NAMES, grace_s=GRACE_S) as h:
+        hub = h.app.hub
+        bystanders = [await h.connect(name) for name in NAMES[1:]]
+        wilmarth, dyer, lake, pabodie = bystanders
+        h.nursery.start_soon(partial(helper, wilmarth, follow_on_cue=True, join_parties=True))
+        h.nursery.start_soon(partial(helper, dyer, follow_on_cue=True, join_parties=False))
+        for quiet in (lake, pabodie):  # Lake accepts A's follow; Pabodie's invite stays pending
+            h.nursery.start_soon(partial(helper, quiet, follow_on_cue=False, join_parties=False))
+        a_id = h.players["Armitage"].player_id
+        stale_requests: list[object] = []
+        original_detach = hub.detach
+
+        def detach(socket: SocketHandle) -> None:
+            # Checked at the very moment A's last socket goes, before anyone else can act.
+            original_detach(socket)
+            if socket.player_id == a_id and a_id not in hub._sockets:
+                stale_requests.extend(pending_requests(hub, a_id))
+
+        hub.detach = detach  # type: ignore[method-assign]
+        canceller = StepCanceller(limit)
+        client_stream, server_stream = trio.testing.memory_stream_pair()
+
+        served, client_done = trio.Event(), trio.Event()
+        closes: list[tuple[int, str | None]] = []
+
+        async def serve_a() -> None:
+            canceller.root = trio.lowlevel.current_task()
+            with canceller.scope:
+                await handle_stream(h.app.gate, server_stream)
+            served.set()
+
+        async def client_a() -> None:
+            token = h.token("Armitage")
+            try:
+                async with trio.open_nursery() as nursery:
+                    ws = await wrap_client_stream(
+                        nursery, client_stream, "localhost", f"/v1/api/ws?token={token}"
+                    )
+                    closes.append(await script_of_a(Client(ws, token)))
+                    nursery.cancel_scope.cancel()
+            except* (ConnectionClosed, HandshakeError, trio.BrokenResourceError):
+                pass  # the server went away mid-way: expected whenever the run is cancelled
+            client_done.set()
+
+        trio.lowlevel.add_instrument(canceller)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(serve_a)
+                nursery.start_soon(client_a)
+                await served.wait()
+                # trio-websocket's client waits forever for a handshake answer when the server
+                # hangs up before giving one; the server side is done, so stop waiting for it.
+                with trio.move_on_after(10):
+                    await client_done.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            trio.lowlevel.remove_instrument(canceller)
+        cancelled = canceller.scope.cancel_called
+        if not cancelled:
+            assert closes == [(1000, "Goodbye")]
+
+        await trio.testing.wait_all_tasks_blocked()
+        assert stale_requests == []
+        assert a_id not in hub._sockets
+        assert all(sockets for sockets in hub._sockets.values())
+        assert all(hub.presences.get(pid) is not None for pid in hub._sockets)
+        assert hub.socket_count() == len(bystanders) == h.app.gate.tracker.active
+        presence = hub.presences.get(a_id)
+        assert presence is None or presence.linkdead
+        assert hub._timers.pending(("grace", a_id)) == (presence is not None)
+        assert_parties_consistent(hub)
+
+        fresh = await h.connect("Armitage", read_burst=False)
+        burst = await fresh.burst()
+        assert [f["event_type"] for f in burst] == [
+            "game_state",
+            "room_update",
+            "room_occupants",
+            "welcome",
+        ]
+        assert burst[-1]["data"] == {"message": "Connected to MythosMUD", "resumed": False}
+        restored = hub.presences.get(a_id)
+        assert restored is not None and not restored.linkdead
+        await fresh.ws.aclose()
+
+        await trio.sleep(GRACE_S + 1)
+        await trio.testing.wait_all_tasks_blocked()
+        assert hub.presences.get(a_id) is None
+        assert dangling_ids(hub) == set()
+        assert_parties_consistent(hub)
+        assert a_id not in hub.social.mutes
+        return cancelled
+
+
+async def test_cancelling_a_connection_at_every_checkpoint_keeps_the_hub_consistent(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Enumerate the checkpoints of one connection's lifetime by cancelling it after each.
+
+    Run ``n`` (n = 1, 2, ...) starts a fresh server with four bystanders, then serves A's
+    connection through ``handle_stream`` inside a cancel scope.  A trio Instrument counts the
+    task steps taken by that handler task and every task below it (trio-websocket's reader,
+    the connection's receive loop, sender, pinger, token watch and close watchdog); right after
+    the n-th step it cancels the scope.  Each step ends at a checkpoint, so run n is cancelled
+    at the n-th checkpoint of the connection's life: in the handshake, during admission, while
+    A builds its party, follows and mute, or while it says goodbye.  A's client script ends
+    with ``quit``, so once n exceeds the number of steps a whole connection takes, the run
+    finishes uncancelled and the enumeration stops.  After every run the hub's tables must be
+    consistent, A must reconnect normally, and after the grace nothing may mention A.
+    """
+    cancelled_runs = 0
+    for n in itertools.count(1):
+        assert n < 5000, "the connection never finished on its own"
+        if not await run_cancelled_at(tmp_path / f"run{n}", n):
+            break
+        cancelled_runs += 1
+    assert cancelled_runs > 10
+    print(f"cancelled A's connection at {cancelled_runs} checkpoints")
