@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import pytest
 import trio
 import trio.testing
 from trio_websocket import ConnectionClosed
