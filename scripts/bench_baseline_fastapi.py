@@ -41,9 +41,8 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-
 import bench_server as bench
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 SCRIPTS_DIR = Path(__file__).resolve().parent
 START_ROOM = "earth_arkhamcity_campus_quad"
@@ -109,12 +108,22 @@ def room_payload(manager: ConnectionManager, room: str) -> dict[str, object]:
 
 def room_info(manager: ConnectionManager, room: str) -> dict[str, object]:
     names = manager.occupants(room)
-    return {"id": room, "name": "Campus Quad", "description": "A quad.", "exits": {}, "players": names}
+    return {
+        "id": room,
+        "name": "Campus Quad",
+        "description": "A quad.",
+        "exits": {},
+        "players": names,
+    }
 
 
 async def send_burst(manager: ConnectionManager, ws: WebSocket, name: str, room: str) -> None:
     player = {"id": name, "name": name, "level": 1, "room_id": room, "is_admin": False}
-    state = {"player": player, "room": room_info(manager, room), "occupants": manager.occupants(room)}
+    state = {
+        "player": player,
+        "room": room_info(manager, room),
+        "occupants": manager.occupants(room),
+    }
     await ws.send_text(manager.event("game_state", state, room, name))
     update = {"room": room_info(manager, room), "entities": [], "occupants": []}
     await ws.send_text(manager.event("room_update", update, room))

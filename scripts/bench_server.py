@@ -9,7 +9,8 @@ players P0001..PNNNN in the start room, rate limits lifted, game tick and login 
 
 - handshake: all players connect at once (token in the query); time until every socket has its
   ``welcome`` frame -> connections/s, and server CPU per connection;
-- fan-out: the first player sends ``say line <i>`` L times as fast as it can; time until every
+- fan-out: once the join storm has settled (no frame arrived for 0.2 s, bounded), the
+  first player sends ``say line <i>`` L times as fast as it can; time until every
   other socket has all L ``chat_message`` events -> deliveries/s = L*(N-1)/elapsed; every
   receiver must see lines 0..L-1 exactly once and in order;
 - ping: 500 sequential ``ping`` -> ``pong`` on one socket -> p50/p99 in ms;
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -61,6 +63,8 @@ PHASE_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
 CLOSE_TIMEOUT_S = 2.0
 PINGS = 500
+SETTLE_QUIET_S = 0.2
+SETTLE_MAX_CHECKS = 50
 LINE_RE = re.compile(r"line (\d+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 UNLIMITED = "1000000"
@@ -325,7 +329,7 @@ def order_problems(receivers: Sequence[Client], lines: int) -> tuple[str, ...]:
 
 def describe_lines(index: int, got: list[int], lines: int) -> str:
     missing = len(set(range(lines)) - set(got))
-    out_of_order = sum(1 for a, b in zip(got, got[1:], strict=False) if b <= a)
+    out_of_order = sum(1 for a, b in itertools.pairwise(got) if b <= a)
     return (
         f"receiver {index}: got {len(got)}/{lines} lines, {missing} missing, "
         f"{out_of_order} out of order or repeated"
@@ -343,8 +347,20 @@ async def wait_lines(receivers: Sequence[Client]) -> None:
             await asyncio.gather(*(client.lines_done.wait() for client in receivers))
 
 
+async def settle(clients: Sequence[Client]) -> None:
+    """Wait (bounded) until no frame has arrived for a while: the join storm is over."""
+    seen = -1
+    for _ in range(SETTLE_MAX_CHECKS):
+        total = sum(client.frames for client in clients)
+        if total == seen:
+            return
+        seen = total
+        await asyncio.sleep(SETTLE_QUIET_S)
+
+
 async def measure_fan_out(pid: int, clients: Sequence[Client], lines: int) -> FanOut:
     sender, receivers = clients[0], clients[1:]
+    await settle(clients)
     for client in receivers:
         client.expect_lines(lines)
     cpu0, own0, start = cpu_seconds(pid), time.process_time(), time.perf_counter()
@@ -493,7 +509,9 @@ def mint_tokens(user_ids: Sequence[str]) -> list[str]:
     from mythos_rt.runtime.tokens import issue_token
 
     now = time.time()
-    return [issue_token(JWT_SECRET, uid, ttl_s=3600, audience=AUDIENCE, now=now) for uid in user_ids]
+    return [
+        issue_token(JWT_SECRET, uid, ttl_s=3600, audience=AUDIENCE, now=now) for uid in user_ids
+    ]
 
 
 def server_env() -> dict[str, str]:

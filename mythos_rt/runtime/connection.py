@@ -225,7 +225,8 @@ class Connection:
                     await self._ws.aclose(close.code, close.reason)
                     break
         except ConnectionClosed:
-            pass
+            # A failed write means the transport is gone: no closing handshake to attempt.
+            self._dropped = self._ws.closed is None
         self._end()
 
     async def _ping_loop(self) -> None:

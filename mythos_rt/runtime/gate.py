@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import attrs
 import trio
-from trio_websocket import WebSocketConnection, WebSocketRequest, wrap_server_stream
+from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from mythos_rt.core import handshake
 from mythos_rt.core.handshake import Refusal
@@ -21,8 +21,10 @@ from mythos_rt.core.ratelimit import KeyedSlidingWindow
 from mythos_rt.runtime.connection import Connection
 from mythos_rt.runtime.hub import Hub
 from mythos_rt.runtime.metrics import Metrics
+from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import AsyncStore, MuteRecords, PlayerRecord
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
+from mythos_rt.runtime.wsio import wrap_server_stream
 from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class Gate:
     secret: str
     store: AsyncStore
     hub: Hub
+    writer: StoreWriter
     metrics: Metrics
     draining: bool = False
     tracker: ConnectionTracker = attrs.field(factory=ConnectionTracker)
@@ -216,7 +219,9 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         )
     resume_from = _int_or_none(endpoint.query.get("resume_from"))
     # Loaded for every socket (one indexed query); the hub installs them when a presence starts.
-    mutes = await gate.store.call(gate.store.store.load_mutes, resolved.player_id, time.time())
+    mutes = await gate.writer.read_after_writes(
+        gate.store.store.load_mutes, resolved.player_id, time.time()
+    )
     return Admission(
         resolved,
         choice.token,

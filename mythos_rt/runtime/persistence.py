@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import trio
 
@@ -21,6 +22,8 @@ from mythos_rt.runtime.store import AsyncStore, Store
 log = logging.getLogger(__name__)
 
 StoreOp = Callable[[Store], None]
+P = ParamSpec("P")
+T = TypeVar("T")
 MAX_PENDING_OPS = 10_000
 
 
@@ -31,6 +34,7 @@ class StoreWriter:
         self._rooms: dict[str, str] = {}
         self._ops: deque[StoreOp] = deque()
         self._wakeup = trio.Event()
+        self._in_flight: trio.Event | None = None  # set when the write under way has landed
 
     def save_room(self, player_id: str, room_id: str) -> None:
         self._rooms[player_id] = room_id
@@ -44,6 +48,16 @@ class StoreWriter:
         self._ops.append(op)
         self._wakeup.set()
 
+    async def read_after_writes(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """A store read that sees every write submitted before it (read-your-writes).
+
+        A write already under way is waited for, then whatever is still pending is written.
+        """
+        while self._in_flight is not None:
+            await self._in_flight.wait()
+        await self.flush()
+        return await self._store.call(fn, *args, **kwargs)
+
     async def serve(self) -> None:
         while True:
             await self._wakeup.wait()
@@ -55,6 +69,9 @@ class StoreWriter:
         ops, self._ops = list(self._ops), deque()
         if not rooms and not ops:
             return
+        while self._in_flight is not None:  # one write at a time keeps them in order
+            await self._in_flight.wait()
+        self._in_flight = landed = trio.Event()
         try:
             await self._store.call(_write, self._store.store, rooms, ops)
         except Exception:
@@ -62,6 +79,9 @@ class StoreWriter:
             log.exception("store write failed (%d rooms, %d other writes)", len(rooms), len(ops))
             for player_id, room_id in rooms.items():
                 self._rooms.setdefault(player_id, room_id)
+        finally:
+            self._in_flight = None
+            landed.set()
 
 
 def _write(store: Store, rooms: dict[str, str], ops: list[StoreOp]) -> None:

@@ -56,7 +56,7 @@ async def open_app(
     metrics = Metrics()
     writer = StoreWriter(async_store, metrics)
     hub = Hub(world, HubConfig.from_settings(settings), writer=writer)
-    gate = Gate(settings, secret, async_store, hub, metrics)
+    gate = Gate(settings, secret, async_store, hub, writer, metrics)
     metrics.gauge("sockets", hub.socket_count)
     metrics.gauge("players_online", lambda: len(hub.presences))
     app = App(settings, hub, gate, writer, metrics)

@@ -18,9 +18,33 @@ import struct
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import CloseConnection, Event
 
 _OPCODE_TEXT = 0x81  # FIN + text
+MESSAGE_TOO_BIG = (1009, "Message too big")
+
+
+class _ServerConnection(WebSocketConnection):
+    """trio-websocket closes an oversized message with its own reason text; PROTOCOL.md
+    section 15 promises "Message too big", so the close frame is reworded on its way out."""
+
+    async def _send(self, event: Event) -> None:
+        if isinstance(event, CloseConnection) and event.code == MESSAGE_TOO_BIG[0]:
+            event = CloseConnection(*MESSAGE_TOO_BIG)
+        await super()._send(event)
+
+
+async def wrap_server_stream(
+    nursery: trio.Nursery, stream: trio.abc.Stream, max_message_size: int
+) -> WebSocketRequest:
+    """trio_websocket.wrap_server_stream, with the reworded 1009 close."""
+    connection = _ServerConnection(
+        stream, WSConnection(ConnectionType.SERVER), max_message_size=max_message_size
+    )
+    nursery.start_soon(connection._reader_task)
+    return await connection._get_request()
 
 
 def text_frame(text: str) -> bytes:

@@ -98,9 +98,11 @@ def flood_then_reset(sock: socket.socket, token: str) -> None:
 
 
 async def chatter(ws: ClientConnection, token: str, rounds: int = 3) -> None:
-    """Traffic from one client: look commands and pings, each answered."""
-    for _ in range(rounds):
+    """Traffic from one client: look, say (the room, the vanishing client too, hears it), ping."""
+    for n in range(rounds):
         await send_command(ws, token, "look")
+        await next_event(ws, "command_response")
+        await send_command(ws, token, "say", f"round {n}")
         await next_event(ws, "command_response")
         await ping_pong(ws, token)
 

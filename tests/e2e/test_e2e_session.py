@@ -275,14 +275,6 @@ def test_frame_over_the_transport_cap_closes_1009(server: ServerProcess) -> None
     assert code == 1009
 
 
-@pytest.mark.xfail(
-    reason=(
-        "server bug: a frame over 64 KiB closes 1009 with trio-websocket's reason "
-        "'Exceeded maximum message size: 65536 bytes', not PROTOCOL.md section 15's "
-        "'Message too big' (mythos_rt/runtime/gate.py:111 leaves the close to trio-websocket)"
-    ),
-    strict=True,
-)
 def test_frame_over_the_transport_cap_close_reason_is_message_too_big(
     server: ServerProcess,
 ) -> None:

@@ -298,7 +298,8 @@ async def test_oversized_transport_frame_closes_1009(
             while True:
                 await client.next()
         except ConnectionClosed as exc:
-            assert exc.reason is not None and exc.reason.code == 1009
+            assert exc.reason is not None
+            assert (exc.reason.code, exc.reason.reason) == (1009, "Message too big")
 
 
 async def test_shutdown_closes_sockets_1001(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:

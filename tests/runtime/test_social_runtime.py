@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import trio
 import trio.testing
 
+from mythos_rt.runtime.store import AsyncStore
 from tests.runtime.harness import Client, Harness, running
 
 Frame = dict[str, Any]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 async def until(client: Client, wanted: Callable[[Frame], bool]) -> Frame:
@@ -383,3 +386,32 @@ async def test_request_answered_just_inside_its_ttl_is_accepted(
             }
         )
         await result(wilmarth, "You are now following Armitage.")
+
+
+class SlowStore(AsyncStore):
+    """The store writer's view of the store on a slow disk: every call takes 1 s (mock time)."""
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        await trio.sleep(1)
+        return fn(*args, **kwargs)
+
+
+async def test_mute_survives_a_reconnect_while_its_write_is_still_pending(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path, grace_s=30.0) as h:
+        armitage, wilmarth, dyer = await connect_all(h, "Armitage", "Wilmarth", "Dyer")
+        muter, muted = h.players["Wilmarth"].player_id, h.players["Dyer"].player_id
+        # A slow disk: the mute write is still under way when the player comes back.
+        h.app.store_writer._store = SlowStore(h.store)
+        await wilmarth.command("mute", "Dyer")
+        await result(wilmarth, "You have muted Dyer permanently.")
+        await wilmarth.command("quit")
+        assert await wilmarth.closed() == (1000, "Goodbye")
+        assert h.store.load_mutes(muter, time.time()).personal == {}  # not written yet
+        wilmarth = await h.connect("Wilmarth")  # the handshake reads after pending writes
+        assert set(h.store.load_mutes(muter, time.time()).personal) == {muted}
+        assert set(h.app.hub.social.mutes.get(muter, {})) == {muted}
+        await _speak_muted_then_marker(dyer, armitage)
+        marker = await wilmarth.next_event("chat_message")
+        assert marker["data"]["message"] == "Armitage says: marker"

@@ -15,6 +15,7 @@ from memory but still in the store.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import time
 from collections.abc import Callable
@@ -53,8 +54,9 @@ def is_party_update(change: str) -> Callable[[Frame], bool]:
 
 
 def is_event(event_type: str, **data: object) -> Callable[[Frame], bool]:
-    return lambda f: f.get("event_type") == event_type and all(
-        f["data"].get(key) == value for key, value in data.items()
+    return lambda f: (
+        f.get("event_type") == event_type
+        and all(f["data"].get(key) == value for key, value in data.items())
     )
 
 
@@ -388,6 +390,46 @@ async def test_reconnect_within_grace_keeps_follows_and_party(
         await until(back, is_result("Party (leader: Armitage): Armitage, Wilmarth, Dyer"))
 
 
+async def test_requests_the_other_way_round_are_cancelled_too(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A's own follow request and a party invite to A (the web has the opposite two)."""
+    async with running(tmp_path, NAMES, grace_s=GRACE_S) as h:
+        a, b, c = [await h.connect(name) for name in NAMES[:3]]
+        await a.command("follow", "Wilmarth")
+        await until(b, is_event("follow_request", requestor_name="Armitage"))
+        await c.command("party", "invite", "Armitage")
+        await until(a, is_event("party_invite", inviter_name="Dyer"))
+        a_id = h.players["Armitage"].player_id
+        assert len(pending_requests(h.app.hub, a_id)) == 2
+        await a.ws.aclose()
+        await until(b, is_result(FOLLOW_CANCELLED))
+        await until(c, is_result(INVITE_CANCELLED))
+        assert pending_requests(h.app.hub, a_id) == []
+        # Dyer's own new party (just Dyer) is Dyer's business and stays.
+        await c.command("party", "list")
+        await until(c, is_result("Party (leader: Dyer): Dyer"))
+
+
+async def test_a_member_whose_presence_ends_leaves_the_party(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path, NAMES, grace_s=GRACE_S) as h:
+        web = await build_web(h, await h.connect("Armitage"))
+        await web.b.command("quit")
+        assert await web.b.closed() == (1000, "Goodbye")
+        left_a, _ = await expect_all(
+            web.a, is_party_update("left"), is_result("Wilmarth is no longer following you.")
+        )
+        left_c = await until(web.c, is_party_update("left"))
+        for left in (left_a, left_c):
+            assert left["data"]["members"] == ["Armitage", "Dyer"]
+        social, ids = web.hub.social, web.ids
+        assert social.following == {ids["Armitage"]: ids["Lake"]}
+        assert social.parties[web.party_id].members == [ids["Armitage"], ids["Dyer"]]
+        assert ids["Wilmarth"] not in social.party_of
+
+
 # --- cancellation at every checkpoint ------------------------------------------------------
 
 
@@ -395,11 +437,12 @@ class StepCanceller(trio.abc.Instrument):
     """Cancels ``scope`` right after the ``limit``-th task step taken by ``root`` or any task
     below it (its nursery children, their children, ...)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_cancel: Callable[[], None]) -> None:
         self.limit = limit
         self.steps = 0
         self.scope = trio.CancelScope()
         self.root: trio.lowlevel.Task | None = None
+        self._on_cancel = on_cancel
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         if self.steps >= self.limit or not self._below_root(task):
@@ -407,6 +450,7 @@ class StepCanceller(trio.abc.Instrument):
         self.steps += 1
         if self.steps == self.limit:
             self.scope.cancel()
+            self._on_cancel()
 
     def _below_root(self, task: trio.lowlevel.Task | None) -> bool:
         while task is not None:
@@ -451,6 +495,21 @@ async def script_of_a(a: Client) -> tuple[int, str | None]:
     return await a.closed()
 
 
+def social_phase(hub: Hub, a_id: str) -> str:
+    """What A holds right now, e.g. "party+followed+mute" (for the enumeration's coverage)."""
+    if hub.presences.get(a_id) is None:
+        return "absent"
+    social = hub.social
+    held = {
+        "party": a_id in social.party_of,
+        "followed": a_id in social.following.values(),
+        "following": a_id in social.following,
+        "mute": bool(social.mutes.get(a_id)),
+        "requests": bool(pending_requests(hub, a_id)),
+    }
+    return "+".join(name for name, holds in held.items() if holds) or "present"
+
+
 def dangling_ids(hub: Hub) -> set[str]:
     """Player ids in ``hub.social`` (or in the socket table) that have no presence."""
     social = hub.social
@@ -472,10 +531,10 @@ def assert_parties_consistent(hub: Hub) -> None:
         assert player_id in social.parties[party_id].members
 
 
-async def run_cancelled_at(data_dir: Path, limit: int) -> bool:
+async def run_cancelled_at(data_dir: Path, limit: int) -> str | None:
     """One fresh server; A's connection is cancelled after ``limit`` steps of its tasks.
 
-    Returns whether the cancellation happened (False: the connection finished first)."""
+    Returns what A held when it was cancelled, or None: the connection finished first."""
     async with running(data_dir, NAMES, grace_s=GRACE_S) as h:
         hub = h.app.hub
         bystanders = [await h.connect(name) for name in NAMES[1:]]
@@ -495,7 +554,8 @@ async def run_cancelled_at(data_dir: Path, limit: int) -> bool:
                 stale_requests.extend(pending_requests(hub, a_id))
 
         hub.detach = detach  # type: ignore[method-assign]
-        canceller = StepCanceller(limit)
+        phases: list[str] = []
+        canceller = StepCanceller(limit, lambda: phases.append(social_phase(hub, a_id)))
         client_stream, server_stream = trio.testing.memory_stream_pair()
 
         served, client_done = trio.Event(), trio.Event()
@@ -512,7 +572,10 @@ async def run_cancelled_at(data_dir: Path, limit: int) -> bool:
             try:
                 async with trio.open_nursery() as nursery:
                     ws = await wrap_client_stream(
-                        nursery, client_stream, "localhost", f"/v1/api/ws?token={token}"
+                        nursery,
+                        client_stream,  # type: ignore[arg-type]  # any trio Stream works
+                        "localhost",
+                        f"/v1/api/ws?token={token}",
                     )
                     closes.append(await script_of_a(Client(ws, token)))
                     nursery.cancel_scope.cancel()
@@ -567,7 +630,7 @@ async def run_cancelled_at(data_dir: Path, limit: int) -> bool:
         assert dangling_ids(hub) == set()
         assert_parties_consistent(hub)
         assert a_id not in hub.social.mutes
-        return cancelled
+        return phases[0] if cancelled else None
 
 
 async def test_cancelling_a_connection_at_every_checkpoint_keeps_the_hub_consistent(
@@ -586,11 +649,14 @@ async def test_cancelling_a_connection_at_every_checkpoint_keeps_the_hub_consist
     finishes uncancelled and the enumeration stops.  After every run the hub's tables must be
     consistent, A must reconnect normally, and after the grace nothing may mention A.
     """
-    cancelled_runs = 0
+    phases: list[str] = []
     for n in itertools.count(1):
         assert n < 5000, "the connection never finished on its own"
-        if not await run_cancelled_at(tmp_path / f"run{n}", n):
+        phase = await run_cancelled_at(tmp_path / f"run{n}", n)
+        if phase is None:
             break
-        cancelled_runs += 1
-    assert cancelled_runs > 10
-    print(f"cancelled A's connection at {cancelled_runs} checkpoints")
+        phases.append(phase)
+    assert len(phases) > 10
+    # Cancelled before admission or after quit, right after admission, and with A holding all.
+    assert {"absent", "present", "party+followed+following+mute+requests"} <= set(phases)
+    print(f"cancelled A's connection at {len(phases)} checkpoints: {collections.Counter(phases)}")
