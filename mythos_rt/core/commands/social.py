@@ -165,7 +165,9 @@ def unmute_global(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
 
 
 def _online(ctx: CommandContext, name: str) -> Presence | None:
-    return ctx.presences.find_by_name(name)
+    """A player who can answer a request now: online and not linkdead."""
+    presence = ctx.presences.find_by_name(name)
+    return None if presence is None or presence.linkdead else presence
 
 
 @REGISTRY.command("follow", usage="follow <name>", summary="Ask to follow a player.")
@@ -362,7 +364,7 @@ def _party_kick(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
         return [reply(actor.player_id, "Only the party leader can kick.")]
     if len(args) != 1:
         return [reply(actor.player_id, "Usage: party kick <player_name>")]
-    target = _online(ctx, args[0])
+    target = ctx.presences.find_by_name(args[0])  # a linkdead member can be kicked too
     if target is None or target.player_id not in party.members:
         return [reply(actor.player_id, f"{args[0]} is not in your party.")]
     if target.player_id == actor.player_id:

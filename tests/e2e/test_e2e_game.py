@@ -1,0 +1,442 @@
+"""Playing the game end to end (PROTOCOL.md sections 3, 5, 9, 12, 13; issue 3 "must show").
+
+A conversation across rooms and subzones on every channel, one player on two sockets, a linkdead
+player resuming, and a slow reader in a crowded room.  Every negative check ("X did not get it")
+is proven with a marker: a ``ping`` sent after the action is applied, whose ``pong`` must arrive
+after anything the action produced for that socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+
+from tests.e2e.conftest import (
+    FRAME_TIMEOUT_S,
+    HOST,
+    Frame,
+    ServerProcess,
+    StartServer,
+    read_burst,
+    recv_frame,
+    send_command,
+    wrapped,
+    ws_connect,
+)
+
+QUAD = "earth_arkhamcity_campus_quad"  # start room: zone arkham, subzone miskatonic_university
+LIBRARY = "earth_arkhamcity_campus_library_hall"  # north of the quad, same subzone
+FRENCH_HILL = "earth_arkhamcity_frenchhill_west_street"  # west of the quad, subzone french_hill
+RESTRICTED = "earth_arkhamcity_campus_library_restricted"  # up from the library
+# No ward (its end refreshes room_occupants) and room for the many steps of a scenario.
+CALM = ("--ward-s", "0", "--command-rate-limit", "1000", "--frame-rate-limit", "1000")
+CHAT_KEYS = {
+    "sender_id",
+    "player_name",
+    "channel",
+    "message",
+    "message_id",
+    "timestamp",
+    "original_content",
+}
+
+
+# --- a player's view of its socket ----------------------------------------------------------
+
+
+@dataclass
+class Player:
+    """One socket of a named player; checks that its sequence numbers strictly increase."""
+
+    name: str
+    ws: ClientConnection
+    token: str
+    player_id: str
+    label: str = ""  # tells a player's sockets apart in observe()'s result
+    last_seq: int = 0
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
+
+    async def recv(self, timeout_s: float = FRAME_TIMEOUT_S) -> Frame:
+        frame = await recv_frame(self.ws, timeout_s)
+        seq = frame.get("sequence_number")
+        if seq is not None:
+            assert seq > self.last_seq, f"{self.name}: {seq} after {self.last_seq}"
+            self.last_seq = seq
+        return frame
+
+    async def until(
+        self, event_type: str, timeout_s: float = FRAME_TIMEOUT_S
+    ) -> tuple[list[Frame], Frame]:
+        """Frames before the first event of this type, and that event."""
+        skipped: list[Frame] = []
+        async with asyncio.timeout(timeout_s):
+            while True:
+                frame = await self.recv(timeout_s)
+                if frame.get("event_type") == event_type:
+                    return skipped, frame
+                skipped.append(frame)
+
+    async def settle(self) -> list[Frame]:
+        """Everything queued for this socket so far: the frames that arrive before a pong."""
+        await self.ws.send(wrapped({"type": "ping"}, self.token))
+        frames, _ = await self.until("pong")
+        return frames
+
+    async def command(self, command: str, *args: str) -> None:
+        await send_command(self.ws, self.token, command, *args)
+
+    async def burst(self) -> list[Frame]:
+        frames = await read_burst(self.ws)
+        for frame in frames:
+            self.last_seq = max(self.last_seq, frame["sequence_number"])
+        return frames
+
+
+async def join(
+    stack: contextlib.AsyncExitStack,
+    server: ServerProcess,
+    name: str,
+    label: str = "",
+    **query: str,
+) -> Player:
+    """Connect ``name`` and read its connect burst."""
+    token = server.token(name)
+    ws = await stack.enter_async_context(ws_connect(server.url(token=token, **query)))
+    player = Player(name, ws, token, server.player_id(name), label)
+    await player.burst()
+    return player
+
+
+async def observe(actor: Player, everyone: list[Player]) -> dict[str, list[Frame]]:
+    """After ``actor`` sent something: what each player received because of it.
+
+    The actor's ``command_response`` proves the hub applied the command (its reply and its events
+    are queued in one synchronous step); each player's pong then follows all of it.
+    """
+    before, response = await actor.until("command_response")
+    seen = {p.label: await p.settle() for p in everyone}
+    seen[actor.label] = [*before, response, *seen[actor.label]]
+    return seen
+
+
+async def act(actor: Player, everyone: list[Player], command: str, *args: str) -> dict[str, Any]:
+    await actor.command(command, *args)
+    return await observe(actor, everyone)
+
+
+def types(frames: list[Frame]) -> list[str]:
+    return [f.get("event_type", f.get("type", "?")) for f in frames]
+
+
+def result_of(frames: list[Frame]) -> str:
+    (response,) = [f for f in frames if f.get("event_type") == "command_response"]
+    text: str = response["data"]["result"]
+    return text
+
+
+def assert_chat(
+    frame: Frame,
+    sender: Player,
+    channel: str,
+    message: str,
+    original: str,
+    *,
+    room_id: str | None = None,
+    target: Player | None = None,
+) -> None:
+    """A chat_message exactly as section 9 shapes it."""
+    assert frame["event_type"] == "chat_message", frame
+    assert frame["player_id"] == sender.player_id
+    assert frame.get("room_id") == room_id
+    data = frame["data"]
+    keys = CHAT_KEYS | ({"target_id", "target_name"} if target is not None else set())
+    assert set(data) == keys, data
+    assert data["sender_id"] == sender.player_id
+    assert data["player_name"] == sender.name
+    assert data["channel"] == channel
+    assert data["message"] == message
+    assert data["original_content"] == original
+    if target is not None:
+        assert (data["target_id"], data["target_name"]) == (target.player_id, target.name)
+
+
+def occupants(frame: Frame) -> list[str]:
+    assert frame["event_type"] == "room_occupants", frame
+    names: list[str] = frame["data"]["occupants"]
+    assert frame["data"]["players"] == names and frame["data"]["count"] == len(names)
+    return sorted(names)
+
+
+# --- a conversation across rooms and subzones -----------------------------------------------
+
+
+def test_conversation_on_every_channel_across_rooms_and_subzones(
+    start_server: StartServer,
+) -> None:
+    server = start_server(*CALM, players=["Carter", "Pickman", "Upton"])
+
+    async def scenario() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            a = await join(stack, server, "Carter")
+            b = await join(stack, server, "Pickman")
+            c = await join(stack, server, "Upton")
+            everyone = [a, b, c]
+            for p in everyone:
+                await p.settle()  # arrivals of the others
+
+            # Upton walks to the library (same subzone); the quad sees him leave.
+            seen = await act(c, everyone, "go", "north")
+            assert types(seen["Upton"]) == ["command_response", "room_state", "room_occupants"]
+            response, state, here = seen["Upton"]
+            assert response["data"]["result"] == "You go north."
+            assert response["data"]["room_changed"] is True
+            assert response["data"]["room_id"] == LIBRARY
+            assert response["data"]["room_state"]["room"]["id"] == LIBRARY
+            assert state["room_id"] == LIBRARY and state["data"]["room"]["id"] == LIBRARY
+            assert here["room_id"] == LIBRARY and occupants(here) == ["Upton"]
+            for p in (a, b):
+                assert types(seen[p.name]) == ["player_left", "room_occupants"]
+                left, quad = seen[p.name]
+                assert left["room_id"] == QUAD
+                assert left["data"] == {
+                    "player_id": c.player_id,
+                    "player_name": "Upton",
+                    "message": "Upton leaves the room.",
+                }
+                assert quad["room_id"] == QUAD and occupants(quad) == ["Carter", "Pickman"]
+
+            # say: the room only, never the sender.
+            seen = await act(a, everyone, "say", "Hello", "there")
+            assert types(seen["Carter"]) == ["command_response"]
+            assert result_of(seen["Carter"]) == "You say: Hello there"
+            (line,) = seen["Pickman"]
+            assert_chat(line, a, "say", "Carter says: Hello there", "Hello there", room_id=QUAD)
+            assert seen["Upton"] == []
+
+            # local: the whole subzone, so Upton in the library hears it.
+            seen = await act(a, everyone, "local", "Meet me at the library")
+            assert types(seen["Carter"]) == ["command_response"]
+            assert result_of(seen["Carter"]) == "You say locally: Meet me at the library"
+            for p in (b, c):
+                (line,) = seen[p.name]
+                text = "Carter (local): Meet me at the library"
+                assert_chat(line, a, "local", text, "Meet me at the library", room_id=QUAD)
+
+            # The legacy chat frame goes out as say.
+            await b.ws.send(wrapped({"type": "chat", "data": {"message": "Old habits"}}, b.token))
+            seen = await observe(b, everyone)
+            assert types(seen["Pickman"]) == ["command_response"]
+            assert result_of(seen["Pickman"]) == "You say: Old habits"
+            (line,) = seen["Carter"]
+            assert_chat(line, b, "say", "Pickman says: Old habits", "Old habits", room_id=QUAD)
+            assert seen["Upton"] == []
+
+            # emote and its alias me: the room only.
+            for command, action in (("me", "waves."), ("emote", "nods slowly.")):
+                seen = await act(b, everyone, command, *action.split())
+                assert types(seen["Pickman"]) == ["command_response"]
+                assert result_of(seen["Pickman"]) == f"Pickman {action}"
+                (line,) = seen["Carter"]
+                assert_chat(line, b, "emote", f"Pickman {action}", action, room_id=QUAD)
+                assert seen["Upton"] == []
+
+            # pose: the room sees it; clearing it is the poser's business only.
+            seen = await act(b, everyone, "pose", "leans on the sundial")
+            assert result_of(seen["Pickman"]) == "Your pose is now: leans on the sundial"
+            assert types(seen["Pickman"]) == ["command_response"]
+            (line,) = seen["Carter"]
+            text = "Pickman leans on the sundial"
+            assert_chat(line, b, "pose", text, "leans on the sundial", room_id=QUAD)
+            assert seen["Upton"] == []
+            seen = await act(b, everyone, "pose")
+            assert result_of(seen["Pickman"]) == "Your pose has been cleared."
+            assert (seen["Carter"], seen["Upton"]) == ([], [])
+
+            # Upton walks back through the quad to French Hill (another subzone).
+            seen = await act(c, everyone, "go", "south")
+            assert types(seen["Upton"]) == ["command_response", "room_state", "room_occupants"]
+            assert occupants(seen["Upton"][2]) == ["Carter", "Pickman", "Upton"]
+            for p in (a, b):
+                assert types(seen[p.name]) == ["player_entered", "room_occupants"]
+                entered, quad = seen[p.name]
+                assert entered["room_id"] == QUAD
+                assert entered["data"] == {
+                    "player_id": c.player_id,
+                    "player_name": "Upton",
+                    "message": "Upton enters the room.",
+                }
+                assert occupants(quad) == ["Carter", "Pickman", "Upton"]
+            seen = await act(c, everyone, "w")
+            assert result_of(seen["Upton"]) == "You go west."
+            assert seen["Upton"][1]["data"]["room"]["subzone"] == "french_hill"
+            assert occupants(seen["Upton"][2]) == ["Upton"]
+            for p in (a, b):
+                assert types(seen[p.name]) == ["player_left", "room_occupants"]
+                assert occupants(seen[p.name][1]) == ["Carter", "Pickman"]
+
+            # local no longer reaches Upton ...
+            seen = await act(a, everyone, "l", "Where did he go?")
+            assert result_of(seen["Carter"]) == "You say locally: Where did he go?"
+            (line,) = seen["Pickman"]
+            text = "Carter (local): Where did he go?"
+            assert_chat(line, a, "local", text, "Where did he go?", room_id=QUAD)
+            assert seen["Upton"] == []
+
+            # ... and Upton's local and say reach nobody in the quad.
+            for command, echo in (("local", "You say locally: "), ("say", "You say: ")):
+                seen = await act(c, everyone, command, "Anyone?")
+                assert types(seen["Upton"]) == ["command_response"]
+                assert result_of(seen["Upton"]) == echo + "Anyone?"
+                assert (seen["Carter"], seen["Pickman"]) == ([], [])
+
+            # global reaches everyone but the sender, wherever they are.
+            for sender, command in ((a, "global"), (c, "g")):
+                seen = await act(sender, everyone, command, "All", "hands!")
+                assert types(seen[sender.name]) == ["command_response"]
+                assert result_of(seen[sender.name]) == "You say (global): All hands!"
+                for p in everyone:
+                    if p is not sender:
+                        (line,) = seen[p.name]
+                        text = f"{sender.name} (global): All hands!"
+                        assert_chat(line, sender, "global", text, "All hands!")
+
+            # whisper across subzones, then reply.
+            seen = await act(a, everyone, "whisper", "Upton", "psst,", "up", "here")
+            assert types(seen["Carter"]) == ["command_response"]
+            assert result_of(seen["Carter"]) == "You whisper to Upton: psst, up here"
+            (line,) = seen["Upton"]
+            text = "Carter whispers to you: psst, up here"
+            assert_chat(line, a, "whisper", text, "psst, up here", target=c)
+            assert seen["Pickman"] == []
+            seen = await act(c, everyone, "reply", "On my way")
+            assert types(seen["Upton"]) == ["command_response"]
+            assert result_of(seen["Upton"]) == "You whisper to Carter: On my way"
+            (line,) = seen["Carter"]
+            assert_chat(line, c, "whisper", "Upton whispers to you: On my way", "On my way", target=a)
+            assert seen["Pickman"] == []
+
+    asyncio.run(scenario())
+
+
+# --- one player, two sockets ----------------------------------------------------------------
+
+
+def test_a_player_with_two_sockets_gets_everything_on_both(start_server: StartServer) -> None:
+    server = start_server(*CALM, players=["Carter", "Pickman", "Upton"])
+
+    async def scenario() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            first = await join(stack, server, "Carter")
+            second = await join(stack, server, "Carter", label="Carter#2")
+            b = await join(stack, server, "Pickman")
+            c = await join(stack, server, "Upton")
+            await c.command("go", "north")  # out of the room: only global and whisper reach him
+            await c.until("command_response")
+            everyone = [first, second, b, c]
+            for p in everyone:
+                await p.settle()
+
+            heard: list[Frame] = []
+            for sender, command, args in (
+                (b, "say", ("Two", "windows?")),
+                (c, "whisper", ("Carter", "Psst.")),
+                (c, "global", ("Hear", "ye.")),
+                (b, "me", ("squints.",)),
+            ):
+                seen = await act(sender, everyone, command, *args)
+                (on_first,) = seen["Carter"]
+                (on_second,) = seen["Carter#2"]
+                assert on_first == on_second  # the same event, the same sequence number
+                heard.append(on_first)
+
+            say, whisper, shout, emote = heard
+            assert_chat(say, b, "say", "Pickman says: Two windows?", "Two windows?", room_id=QUAD)
+            text = "Upton whispers to you: Psst."
+            assert_chat(whisper, c, "whisper", text, "Psst.", target=first)
+            assert_chat(shout, c, "global", "Upton (global): Hear ye.", "Hear ye.")
+            assert_chat(emote, b, "emote", "Pickman squints.", "squints.", room_id=QUAD)
+
+            # A command from either socket is answered on both.
+            await second.command("whoami")
+            for p in (first, second):
+                _, response = await p.until("command_response")
+                assert response["data"]["result"].startswith("You are Carter")
+
+    asyncio.run(scenario())
+
+
+# --- linkdead and resume ----------------------------------------------------------------------
+
+
+def abort(ws: ClientConnection) -> None:
+    """Drop the TCP connection without a close frame: SO_LINGER (1, 0) makes it a reset."""
+    sock = ws.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    ws.transport.abort()
+
+
+def test_linkdead_player_resumes_and_gets_exactly_what_it_missed(
+    start_server: StartServer,
+) -> None:
+    server = start_server(*CALM, players=["Carter", "Pickman", "Upton"])
+    lines = ["The door is open.", "Something moves.", "Carter, answer!"]
+
+    async def scenario() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            b = await join(stack, server, "Pickman")
+            witness = await join(stack, server, "Upton")
+            async with ws_connect(server.url(token=server.token("Carter"))) as ws:
+                a = Player("Carter", ws, server.token("Carter"), server.player_id("Carter"))
+                await a.burst()
+                for p in (a, b, witness):
+                    await p.settle()
+                last = a.last_seq  # the last number Carter saw (its pong's)
+                abort(ws)
+            _, linkdead = await b.until("room_occupants")
+            assert occupants(linkdead) == ["Carter (linkdead)", "Pickman", "Upton"]
+            assert await b.settle() == []
+            _, linkdead = await witness.until("room_occupants")
+            assert occupants(linkdead) == ["Carter (linkdead)", "Pickman", "Upton"]
+
+            witnessed: list[Frame] = []
+            for text in lines:
+                seen = await act(b, [b, witness], "say", text)
+                assert types(seen["Pickman"]) == ["command_response"]
+                assert result_of(seen["Pickman"]) == f"You say: {text}"
+                witnessed += seen["Upton"]
+
+            url = server.url(token=server.token("Carter"), resume_from=str(last))
+            async with ws_connect(url) as ws:
+                a = Player("Carter", ws, server.token("Carter"), server.player_id("Carter"))
+                a.last_seq = last
+                resumed = [await a.recv() for _ in range(4)]
+                assert await a.settle() == []  # nothing after the welcome
+                back = await b.settle()
+
+            assert types(resumed) == ["chat_message"] * 3 + ["welcome"]
+            *replayed, welcome = resumed
+            for frame, text in zip(replayed, lines, strict=True):
+                assert_chat(frame, b, "say", f"Pickman says: {text}", text, room_id=QUAD)
+            assert replayed == witnessed  # the original events, numbers included
+            assert welcome["data"] == {
+                "message": "Connected to MythosMUD",
+                "resumed": True,
+                "replayed": 3,
+            }
+            assert types(back) == ["player_entered_game", "room_occupants"]
+            assert back[0]["data"] == {"player_id": a.player_id, "player_name": "Carter"}
+            assert occupants(back[1]) == ["Carter", "Pickman", "Upton"]
+
+    asyncio.run(scenario())
