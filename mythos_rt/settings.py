@@ -35,7 +35,9 @@ class Settings:
     ops_port: int = _setting(54769, "ops HTTP port: health, metrics, web client (0 = off)")
     data_dir: Path = _setting(Path(".mythos_rt"), "data directory (SQLite store, JWT secret)")
     world: Path | None = _setting(None, "world JSON file (default: the bundled world)")
-    nats_url: str | None = _setting(None, "NATS URL; unset = in-process bus")
+    nats_url: str | None = _setting(
+        None, "NATS URL for multi-instance play (not in this version: serve refuses to start)"
+    )
     instance_id: str = attrs.field(
         factory=_random_instance_id,
         metadata={"help": "this instance's id (default: random)", "group": "server"},

@@ -65,8 +65,8 @@ the same secret, so tokens it prints are accepted by a server sharing the data d
 
 **Caveats.** Setting `nats_url` makes `serve` refuse to start (exit code 2):
 the NATS bridge is not implemented. `instance_id` is accepted but unused (it matters only with
-NATS). Of `jwt_algorithms` only `HS256`, `HS384` and `HS512` are used, written in upper case
-(`hs256` matches no token); the others are ignored, and when none is left every token is refused.
+NATS). Of `jwt_algorithms` only `HS256`, `HS384` and `HS512` are used (in any case); the others
+are ignored, and when none is left every token is refused.
 """
 
 

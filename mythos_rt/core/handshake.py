@@ -130,4 +130,5 @@ def too_many_attempts(retry_after_s: float) -> Refusal:
     return Refusal(429, "rate_limited", "Too many connection attempts", max(1, math.ceil(wait_s)))
 
 
-TOO_MANY_CONNECTIONS = Refusal(429, "too_many_connections", "Too many connections")
+# Retry-After: a socket of the player must close first; a few seconds is a polite guess.
+TOO_MANY_CONNECTIONS = Refusal(429, "too_many_connections", "Too many connections", 5)

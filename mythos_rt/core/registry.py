@@ -7,6 +7,7 @@ effects.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 
@@ -87,6 +88,14 @@ _ALLOWED_CONTROLS = {"\t", "\n"}
 def _has_bad_controls(text: str) -> bool:
     # Category Cc covers C0, DEL and C1 (U+0080..U+009F, e.g. the 8-bit terminal CSI).
     return any(unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROLS for ch in text)
+
+
+def whole_number(text: str, low: int, high: int) -> int | None:
+    """An ASCII decimal in [low, high], or None.  (str.isdigit() accepts "²", int() does not.)"""
+    if not re.fullmatch(r"[0-9]{1,12}", text):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
 
 
 def normalize(

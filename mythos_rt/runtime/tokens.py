@@ -36,7 +36,7 @@ def issue_token(
 
 
 def accepted_algorithms(configured: Sequence[str]) -> list[str]:
-    return [alg for alg in configured if alg.upper() in HMAC_ALGORITHMS]
+    return [alg.upper() for alg in configured if alg.upper() in HMAC_ALGORITHMS]
 
 
 def verify_with_settings(token: str, secret: str, settings: Settings) -> VerifiedToken:

@@ -256,7 +256,8 @@ def test_named_refusals(refusal: Refusal, code: int, reason: str, body: dict[str
     assert refusal.close_code == code
     assert refusal.close_reason == reason
     assert json.loads(refusal.body()) == {"error": body}
-    assert refusal.retry_after_s is None
+    # Every 429 tells the client when to come back (section 2); nothing else does.
+    assert (refusal.retry_after_s is not None) is (refusal.status == 429)
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 429, 503])

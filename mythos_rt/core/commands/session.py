@@ -7,7 +7,7 @@ socket); ``logout`` closes every socket of the player and ends the presence.
 from __future__ import annotations
 
 from mythos_rt.core.effects import Disconnect, Effect, ShutdownCountdown, reply
-from mythos_rt.core.registry import REGISTRY, CommandContext
+from mythos_rt.core.registry import REGISTRY, CommandContext, whole_number
 
 GOODBYE = (1000, "Goodbye")
 
@@ -34,9 +34,10 @@ def shutdown(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
         return [reply(player_id, SHUTDOWN_USAGE)]
     if args[0].lower() == "cancel":
         return [ShutdownCountdown(player_id, None)]
-    if not args[0].isdigit() or int(args[0]) > MAX_SHUTDOWN_S:
+    seconds = whole_number(args[0], 0, MAX_SHUTDOWN_S)
+    if seconds is None:
         return [reply(player_id, SHUTDOWN_USAGE)]
-    return [ShutdownCountdown(player_id, int(args[0]))]
+    return [ShutdownCountdown(player_id, seconds)]
 
 
 @REGISTRY.command("logout", usage="logout", summary="Log out everywhere.")

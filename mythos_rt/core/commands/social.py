@@ -3,14 +3,13 @@ follow/party responses (PROTOCOL.md sections 10 and 11)."""
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from mythos_rt.core.chat import ChatLine
 from mythos_rt.core.commands.channels import send_line
 from mythos_rt.core.effects import Effect, Emit, StoreWrite, reply
 from mythos_rt.core.presence import Presence
-from mythos_rt.core.registry import REGISTRY, CommandContext
+from mythos_rt.core.registry import REGISTRY, CommandContext, whole_number
 from mythos_rt.core.social import (
     KnownPlayer,
     Party,
@@ -45,12 +44,8 @@ def _minutes(args: tuple[str, ...]) -> int | str | None:
     """Duration in minutes, None for permanent, or "bad" for unusable input."""
     if len(args) == 1:
         return None
-    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-    if len(args) == 2 and re.fullmatch(r"[0-9]{1,9}", args[1]):
-        minutes = int(args[1])
-        if 0 < minutes <= MAX_MUTE_MINUTES:
-            return minutes
-    return "bad"
+    minutes = whole_number(args[1], 1, MAX_MUTE_MINUTES) if len(args) == 2 else None
+    return "bad" if minutes is None else minutes
 
 
 def _duration_text(minutes: int | None) -> str:
