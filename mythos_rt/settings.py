@@ -7,6 +7,7 @@ Every field is a ``serve`` flag (``--grace-s``) and an environment variable
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from pathlib import Path
@@ -127,6 +128,11 @@ def load_or_create_secret(data_dir: Path, from_env: str | None) -> tuple[str, bo
         return path.read_text(encoding="utf-8").strip(), False
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
-    path.write_text(secret + "\n", encoding="utf-8")
-    path.chmod(0o600)
+    try:
+        # Exclusive create, owner-only: a server and a CLI starting together agree on one secret.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip(), False
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(secret + "\n")
     return secret, True
