@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -128,11 +129,15 @@ def load_or_create_secret(data_dir: Path, from_env: str | None) -> tuple[str, bo
         return path.read_text(encoding="utf-8").strip(), False
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
+    # Written in full under a private name, then linked into place: link() fails if the file
+    # exists, so a server and a CLI starting together agree on one secret, never a half one.
+    fd, temp_name = tempfile.mkstemp(dir=data_dir, prefix=".jwt_secret.")
     try:
-        # Exclusive create, owner-only: a server and a CLI starting together agree on one secret.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(secret + "\n")
+        os.link(temp_name, path)
     except FileExistsError:
         return path.read_text(encoding="utf-8").strip(), False
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(secret + "\n")
+    finally:
+        os.unlink(temp_name)
     return secret, True
