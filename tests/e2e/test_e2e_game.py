@@ -13,9 +13,9 @@ import base64
 import contextlib
 import json
 import os
+import re
 import socket
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ FRENCH_HILL = "earth_arkhamcity_frenchhill_west_street"  # west of the quad, sub
 RESTRICTED = "earth_arkhamcity_campus_library_restricted"  # up from the library
 # No ward (its end refreshes room_occupants) and room for the many steps of a scenario.
 CALM = ("--ward-s", "0", "--command-rate-limit", "1000", "--frame-rate-limit", "1000")
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 CHAT_KEYS = {
     "sender_id",
     "player_name",
@@ -100,7 +101,8 @@ class Player:
     async def burst(self) -> list[Frame]:
         frames = await read_burst(self.ws)
         for frame in frames:
-            self.last_seq = max(self.last_seq, frame["sequence_number"])
+            assert frame["sequence_number"] > self.last_seq, frames
+            self.last_seq = frame["sequence_number"]
         return frames
 
 
@@ -131,13 +133,15 @@ async def observe(actor: Player, everyone: list[Player]) -> dict[str, list[Frame
     return seen
 
 
-async def act(actor: Player, everyone: list[Player], command: str, *args: str) -> dict[str, Any]:
+async def act(
+    actor: Player, everyone: list[Player], command: str, *args: str
+) -> dict[str, list[Frame]]:
     await actor.command(command, *args)
     return await observe(actor, everyone)
 
 
 def types(frames: list[Frame]) -> list[str]:
-    return [f.get("event_type", f.get("type", "?")) for f in frames]
+    return [str(f.get("event_type") or f.get("type") or "?") for f in frames]
 
 
 def result_of(frames: list[Frame]) -> str:
@@ -168,6 +172,7 @@ def assert_chat(
     assert data["channel"] == channel
     assert data["message"] == message
     assert data["original_content"] == original
+    assert TIMESTAMP.match(data["timestamp"]) and data["message_id"], data
     if target is not None:
         assert (data["target_id"], data["target_name"]) == (target.player_id, target.name)
 
@@ -280,7 +285,9 @@ def test_conversation_on_every_channel_across_rooms_and_subzones(
                 assert occupants(quad) == ["Carter", "Pickman", "Upton"]
             seen = await act(c, everyone, "w")
             assert result_of(seen["Upton"]) == "You go west."
-            assert seen["Upton"][1]["data"]["room"]["subzone"] == "french_hill"
+            state = seen["Upton"][1]
+            assert state["room_id"] == FRENCH_HILL
+            assert state["data"]["room"]["subzone"] == "french_hill"
             assert occupants(seen["Upton"][2]) == ["Upton"]
             for p in (a, b):
                 assert types(seen[p.name]) == ["player_left", "room_occupants"]
@@ -324,7 +331,9 @@ def test_conversation_on_every_channel_across_rooms_and_subzones(
             assert types(seen["Upton"]) == ["command_response"]
             assert result_of(seen["Upton"]) == "You whisper to Carter: On my way"
             (line,) = seen["Carter"]
-            assert_chat(line, c, "whisper", "Upton whispers to you: On my way", "On my way", target=a)
+            assert_chat(
+                line, c, "whisper", "Upton whispers to you: On my way", "On my way", target=a
+            )
             assert seen["Pickman"] == []
 
     asyncio.run(scenario())
@@ -440,3 +449,178 @@ def test_linkdead_player_resumes_and_gets_exactly_what_it_missed(
             assert occupants(back[1]) == ["Carter", "Pickman", "Upton"]
 
     asyncio.run(scenario())
+
+
+# --- a slow reader in a crowded room ----------------------------------------------------------
+
+CROWD = [f"P{i:02d}" for i in range(50)]  # P00 speaks, P01..P48 listen, P49 stops reading
+LINES = 300
+AHEAD = 30  # lines the speaker may run ahead of the slowest listener (about 33 KiB per socket)
+FILLER = "Ph'nglui mglw'nafh Cthulhu R'lyeh wgah'nagl fhtagn; the stars are right again. " * 6
+SLOW_ROOM = (
+    "--ward-s",
+    "0",
+    "--outbox-max-bytes",
+    "65536",
+    "--close-timeout-s",
+    "30",  # a requested close may take 2 x 30 s: time for the slow reader to read again
+    "--ping-interval-s",
+    "600",  # keep the heartbeat out of it: its pings would wait behind the blocked write
+    "--chat-limit-say",
+    "100000",
+    "--command-rate-limit",
+    "100000",
+    "--frame-rate-limit",
+    "100000",
+)
+OP_TEXT, OP_CLOSE = 0x1, 0x8
+
+
+def raw_upgrade(port: int, target: str) -> socket.socket:
+    """A WebSocket upgrade by hand over a socket with a tiny receive buffer; reads no frame."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # set before connecting
+        sock.settimeout(FRAME_TIMEOUT_S)
+        sock.connect((HOST, port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {target} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        sock.sendall(request.encode())
+        response = b""
+        while b"\r\n\r\n" not in response:
+            chunk = sock.recv(1)  # byte by byte: the first frames stay unread in the kernel
+            assert chunk, f"closed during the upgrade: {response!r}"
+            response += chunk
+        assert response.startswith(b"HTTP/1.1 101"), response
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def masked_close(code: int) -> bytes:
+    """A client close frame (clients must mask) echoing ``code``."""
+    payload, mask = struct.pack("!H", code), os.urandom(4)
+    return (
+        bytes([0x80 | OP_CLOSE, 0x80 | len(payload)])
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
+
+
+def read_frames_until_eof(sock: socket.socket, deadline_s: float) -> tuple[list[Any], str]:
+    """Every server frame as ``(opcode, payload)`` until EOF, and how the stream ended.
+
+    Server frames are unmasked: byte 0 is FIN|opcode, byte 1 the length (126: 2-byte length
+    follows, 127: 8-byte length).  A close frame is answered with a close frame, as a client must.
+    """
+    sock.settimeout(deadline_s)
+    buffer, frames, ended = b"", [], "eof"
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            ended = "reset"
+            chunk = b""
+        while True:  # parse every complete frame in the buffer
+            if len(buffer) < 2:
+                break
+            opcode, size, offset = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
+            assert buffer[1] & 0x80 == 0, "server frames are never masked"
+            if size == 126:
+                if len(buffer) < 4:
+                    break
+                (size,), offset = struct.unpack("!H", buffer[2:4]), 4
+            elif size == 127:
+                if len(buffer) < 10:
+                    break
+                (size,), offset = struct.unpack("!Q", buffer[2:10]), 10
+            if len(buffer) < offset + size:
+                break
+            frames.append((opcode, buffer[offset : offset + size]))
+            buffer = buffer[offset + size :]
+            if opcode == OP_CLOSE:
+                code = struct.unpack("!H", frames[-1][1][:2])[0] if size >= 2 else 1000
+                with contextlib.suppress(OSError):
+                    sock.sendall(masked_close(code))
+        if not chunk:
+            assert buffer == b"", f"{len(buffer)} bytes of a partial frame before {ended}"
+            return frames, ended
+        buffer += chunk
+
+
+def test_slow_reader_in_a_50_player_room_is_closed_1013_and_delays_nobody(
+    start_server: StartServer,
+) -> None:
+    server = start_server(*SLOW_ROOM, players=CROWD)
+    lines = [(f"{i:03d} " + FILLER)[:400].strip() for i in range(LINES)]
+
+    async def scenario() -> tuple[list[Any], str]:
+        async with contextlib.AsyncExitStack() as stack:
+            speaker = await join(stack, server, CROWD[0])
+            listeners = [await join(stack, server, name) for name in CROWD[1:49]]
+            slow_target = f"/v1/api/ws?token={server.token(CROWD[49])}"
+            slow = await asyncio.to_thread(raw_upgrade, server.ws_port, slow_target)
+            stack.callback(slow.close)
+            for p in [speaker, *listeners]:
+                await p.settle()  # the arrivals, the slow reader's included
+
+            progress = {p.label: 0 for p in [speaker, *listeners]}
+            moved = asyncio.Condition()
+
+            async def advanced(label: str, count: int) -> None:
+                async with moved:
+                    progress[label] = count
+                    moved.notify_all()
+
+            async def listen(p: Player) -> list[str]:
+                heard: list[str] = []
+                while len(heard) < LINES:
+                    frame = await p.recv()
+                    if frame.get("event_type") == "chat_message":
+                        assert frame["player_id"] == speaker.player_id
+                        heard.append(frame["data"]["original_content"])
+                        await advanced(p.label, len(heard))
+                return heard
+
+            async def hear_echoes() -> list[str]:
+                echoes: list[str] = []
+                while len(echoes) < LINES:
+                    _, response = await speaker.until("command_response")
+                    echoes.append(response["data"]["result"])
+                    await advanced(speaker.label, len(echoes))
+                return echoes
+
+            async def speak() -> None:
+                for i, text in enumerate(lines):
+                    async with moved:
+                        while min(progress.values()) < i - AHEAD:
+                            await moved.wait()
+                    await speaker.command("say", text)
+
+            async with asyncio.timeout(120):
+                _, echoes, *heard = await asyncio.gather(
+                    speak(), hear_echoes(), *(listen(p) for p in listeners)
+                )
+            assert echoes == [f"You say: {text}" for text in lines]
+            for p, got in zip(listeners, heard, strict=True):
+                assert got == lines, f"{p.name} missed or reordered lines"
+
+            # Only now does the slow reader read again: what was kept for it, then the close.
+            return await asyncio.to_thread(read_frames_until_eof, slow, 90.0)
+
+    frames, ended = asyncio.run(scenario())
+    assert frames, "the slow reader got nothing at all"
+    events = [json.loads(payload) for opcode, payload in frames if opcode == OP_TEXT]
+    assert types(events[:4]) == ["game_state", "room_update", "room_occupants", "welcome"]
+    said = [e["data"]["original_content"] for e in events if e["event_type"] == "chat_message"]
+    assert said == lines[: len(said)], "the slow reader's lines are a prefix, in order"
+    assert len(said) < LINES, "the slow reader must have overflowed"
+    opcode, payload = frames[-1]
+    assert opcode == OP_CLOSE, f"no close frame before {ended}; last opcode {opcode}"
+    code, reason = struct.unpack("!H", payload[:2])[0], payload[2:].decode()
+    assert (code, reason) == (1013, "Client too slow")
+    assert ended == "eof"
