@@ -8,6 +8,7 @@ server share no WebSocket code.  Every wait is bounded; every process and socket
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -201,13 +202,30 @@ class Launcher:
         if players:
             added = cli("players", "add", *players, "--data-dir", str(data_dir), cwd=base)
             records = {r["name"]: r for r in map(json.loads, added)}
+        return self._spawn(data_dir, records, f"server{n}", extra_args, command, secret)
+
+    def restart(self, old: ServerProcess, *extra_args: str) -> ServerProcess:
+        """A new process on ``old``'s data directory (same store and players), on new ports."""
+        n = len(self.started)
+        return self._spawn(old.data_dir, old.players, f"server{n}", extra_args, ("serve",), SECRET)
+
+    def _spawn(
+        self,
+        data_dir: Path,
+        records: dict[str, Frame],
+        name: str,
+        extra_args: Sequence[str],
+        command: Sequence[str],
+        secret: str | None,
+    ) -> ServerProcess:
+        base = self.base_dir
         ws_port, ops_port = free_port(), free_port()
         args = [*command, "--data-dir", str(data_dir), "--port", str(ws_port)]
         args += ["--ops-port", str(ops_port)]
         if command:
             args += ["--game-tick-s", "0", "--connect-rate-ip", "100000"]
             args += ["--connect-rate-player", "100000"]
-        log_path = base / f"server{n}.log"
+        log_path = base / f"{name}.log"
         with log_path.open("w") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "mythos_rt", *args, *extra_args],
@@ -229,11 +247,17 @@ class Launcher:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[StartServer]:
-    """Factory: ``start_server(*extra_serve_args, players=..., command=..., secret=...)``."""
+def launcher(tmp_path: Path) -> Iterator[Launcher]:
+    """Starts (and restarts) servers; stops every one of them after the test."""
     launcher = Launcher(tmp_path)
-    yield launcher.start
+    yield launcher
     launcher.stop_all()
+
+
+@pytest.fixture
+def start_server(launcher: Launcher) -> StartServer:
+    """Factory: ``start_server(*extra_serve_args, players=..., command=..., secret=...)``."""
+    return launcher.start
 
 
 @pytest.fixture
@@ -329,3 +353,32 @@ def http_get(url: str, timeout_s: float = FRAME_TIMEOUT_S) -> tuple[int, str]:
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, exc.read().decode()
+
+
+def raw_upgrade(port: int, target: str) -> socket.socket:
+    """A WebSocket upgrade by hand over a plain socket with a tiny receive buffer.
+
+    No frame is read: whatever the server sends next stays in the kernel, so a test can play
+    a reader that stops reading, or vanish with a reset.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the server's writes back up
+        sock.settimeout(FRAME_TIMEOUT_S)
+        sock.connect((HOST, port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {target} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        sock.sendall(request.encode())
+        response = b""
+        while b"\r\n\r\n" not in response:
+            chunk = sock.recv(1)  # byte by byte: leave the first frames unread in the kernel
+            assert chunk, f"closed during the upgrade: {response!r}"
+            response += chunk
+        assert response.startswith(b"HTTP/1.1 101"), response
+        return sock
+    except BaseException:
+        sock.close()
+        raise

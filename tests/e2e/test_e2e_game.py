@@ -9,7 +9,6 @@ after anything the action produced for that socket.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -23,10 +22,10 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.e2e.conftest import (
     FRAME_TIMEOUT_S,
-    HOST,
     Frame,
     ServerProcess,
     StartServer,
+    raw_upgrade,
     read_burst,
     recv_frame,
     send_command,
@@ -474,31 +473,6 @@ SLOW_ROOM = (
     "100000",
 )
 OP_TEXT, OP_CLOSE = 0x1, 0x8
-
-
-def raw_upgrade(port: int, target: str) -> socket.socket:
-    """A WebSocket upgrade by hand over a socket with a tiny receive buffer; reads no frame."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # set before connecting
-        sock.settimeout(FRAME_TIMEOUT_S)
-        sock.connect((HOST, port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (
-            f"GET {target} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        sock.sendall(request.encode())
-        response = b""
-        while b"\r\n\r\n" not in response:
-            chunk = sock.recv(1)  # byte by byte: the first frames stay unread in the kernel
-            assert chunk, f"closed during the upgrade: {response!r}"
-            response += chunk
-        assert response.startswith(b"HTTP/1.1 101"), response
-        return sock
-    except BaseException:
-        sock.close()
-        raise
 
 
 def masked_close(code: int) -> bytes:

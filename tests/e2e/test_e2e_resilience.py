@@ -7,7 +7,6 @@ kills every other connection; these tests drive that path over real TCP.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -25,6 +24,7 @@ from tests.e2e.conftest import (
     http_get,
     next_event,
     ping_pong,
+    raw_upgrade,
     read_burst,
     send_command,
     ws_connect,
@@ -48,31 +48,6 @@ def masked_text_frame(text: str) -> bytes:
     else:
         header = struct.pack("!BBH", 0x81, 0x80 | 126, size)
     return header + mask + masked
-
-
-def raw_upgrade(port: int, target: str) -> socket.socket:
-    """A WebSocket upgrade by hand over a plain socket with a tiny receive buffer."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the server's writes back up
-        sock.settimeout(FRAME_TIMEOUT_S)
-        sock.connect((HOST, port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (
-            f"GET {target} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        sock.sendall(request.encode())
-        response = b""
-        while b"\r\n\r\n" not in response:
-            chunk = sock.recv(1)  # byte by byte: leave the first frames unread in the kernel
-            assert chunk, f"closed during the upgrade: {response!r}"
-            response += chunk
-        assert response.startswith(b"HTTP/1.1 101"), response
-        return sock
-    except BaseException:
-        sock.close()
-        raise
 
 
 def flood_then_reset(sock: socket.socket, token: str) -> None:

@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 
 from tests.e2e.conftest import (
-    BANNER,
-    SECRET,
     Frame,
+    Launcher,
     ServerProcess,
     StartServer,
-    child_env,
     close_of,
-    free_port,
     wrapped,
 )
 from tests.e2e.test_e2e_game import (
@@ -38,36 +33,6 @@ from tests.e2e.test_e2e_game import (
 )
 
 TRIO = ["Carter", "Pickman", "Upton"]
-
-
-def restart(old: ServerProcess, *extra_args: str) -> ServerProcess:
-    """A new server process on ``old``'s data directory (same store, same players), new ports.
-
-    Mirrors conftest's Launcher.start without creating players; the caller stops it.
-    """
-    base = old.data_dir.parent
-    ws_port, ops_port = free_port(), free_port()
-    args = ["serve", "--data-dir", str(old.data_dir), "--port", str(ws_port)]
-    args += ["--ops-port", str(ops_port), "--game-tick-s", "0", "--connect-rate-ip", "100000"]
-    args += ["--connect-rate-player", "100000"]
-    log_path = base / f"{old.data_dir.name}-restarted.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mythos_rt", *args, *extra_args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env=child_env(SECRET),
-            cwd=base,
-        )
-    server = ServerProcess(proc, old.data_dir, ws_port, ops_port, log_path, old.players)
-    try:
-        server.wait_for_line(BANNER)
-    except BaseException:
-        server.stop()
-        raise
-    return server
 
 
 async def join_all(stack: contextlib.AsyncExitStack, server: ServerProcess) -> list[Player]:
@@ -118,9 +83,9 @@ async def muted_pickman_is_not_heard(carter: Player, pickman: Player, upton: Pla
 
 
 def test_mute_silences_one_speaker_on_every_channel_and_survives_a_restart(
-    start_server: StartServer,
+    launcher: Launcher,
 ) -> None:
-    server = start_server(*CALM, players=TRIO)
+    server = launcher.start(*CALM, players=TRIO)
 
     async def before_restart() -> None:
         async with contextlib.AsyncExitStack() as stack:
@@ -146,7 +111,7 @@ def test_mute_silences_one_speaker_on_every_channel_and_survives_a_restart(
     asyncio.run(before_restart())
     assert server.stop() == 0, server.output()
 
-    again = restart(server, *CALM)
+    again = launcher.restart(server, *CALM)
     try:
 
         async def after_restart() -> None:
