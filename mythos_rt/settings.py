@@ -46,6 +46,9 @@ class Settings:
     )
     log_level: str = _setting("INFO", "log level (DEBUG, INFO, WARNING, ERROR)")
     # --- handshake and auth (section 2, 3) ---
+    trusted_proxies: tuple[str, ...] = _setting(
+        (), "comma-separated proxy IPs whose X-Forwarded-For names the client", "auth"
+    )
     allowed_origins: tuple[str, ...] = _setting(
         (), "comma-separated exact Origins; empty = any", "auth"
     )

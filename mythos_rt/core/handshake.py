@@ -64,6 +64,18 @@ def choose_token(offered: Sequence[str], query: Mapping[str, str]) -> TokenChoic
     return TokenChoice(query.get("token") or None, None)
 
 
+def forwarded_client(x_forwarded_for: str, trusted_proxies: tuple[str, ...]) -> str | None:
+    """The client behind trusted proxies: the right-most X-Forwarded-For hop not a proxy.
+
+    Hops to the left of that one were written by the client itself and cannot be trusted.
+    """
+    hops = [hop.strip() for hop in x_forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted_proxies:
+            return hop
+    return None
+
+
 def parse_character_id(raw: str | None) -> uuid.UUID | None:
     if not raw:
         return None

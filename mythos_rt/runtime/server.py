@@ -170,8 +170,11 @@ def print_banner(settings: Settings, ws_port: int, ops_port: int) -> None:
         lines.append(
             f"web client: http://{host}:{ops_port}/   health: http://{host}:{ops_port}/healthz"
         )
+    data_dir = (
+        "" if settings.data_dir == Settings().data_dir else f" --data-dir {settings.data_dir}"
+    )
     lines += [
-        "get a token:   python -m mythos_rt token Armitage",
+        f"get a token:   python -m mythos_rt token Armitage{data_dir}",
         f"connect:       ws://{host}:{ws_port}/v1/api/ws?token=<token>",
     ]
     print("\n".join(lines), flush=True)

@@ -551,13 +551,30 @@ async def test_no_origin_passes_the_allow_list(
 
 def test_client_ip_is_the_address_without_the_port() -> None:
     def request(address: str, port: int) -> Any:
-        return SimpleNamespace(remote=Endpoint(address, port, False))
+        return SimpleNamespace(remote=Endpoint(address, port, False), headers=[])
 
-    assert gate_module._client_ip(request("203.0.113.9", 50001)) == "203.0.113.9"
-    assert gate_module._client_ip(request("203.0.113.9", 50002)) == "203.0.113.9"
-    assert gate_module._client_ip(request("2001:db8::1", 443)) == "2001:db8::1"
-    unknown: Any = SimpleNamespace(remote="<stream>")
-    assert gate_module._client_ip(unknown) == "<stream>"
+    assert gate_module._client_ip(request("203.0.113.9", 50001), ()) == "203.0.113.9"
+    assert gate_module._client_ip(request("203.0.113.9", 50002), ()) == "203.0.113.9"
+    assert gate_module._client_ip(request("2001:db8::1", 443), ()) == "2001:db8::1"
+    unknown: Any = SimpleNamespace(remote="<stream>", headers=[])
+    assert gate_module._client_ip(unknown, ()) == "<stream>"
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("10.0.0.1", "203.0.113.9", "203.0.113.9"),  # a trusted proxy names the client
+        ("10.0.0.1", "6.6.6.6, 203.0.113.9", "203.0.113.9"),  # the client's own claim is skipped
+        ("10.0.0.1", "203.0.113.9, 10.0.0.2", "203.0.113.9"),  # two trusted hops
+        ("10.0.0.1", "10.0.0.2", "10.0.0.1"),  # only proxies: the peer itself
+        ("198.51.100.1", "203.0.113.9", "198.51.100.1"),  # an untrusted peer cannot forward
+        ("10.0.0.1", None, "10.0.0.1"),
+    ],
+)
+def test_client_ip_behind_trusted_proxies(peer: str, forwarded: str | None, expected: str) -> None:
+    headers = [] if forwarded is None else [(b"X-Forwarded-For", forwarded.encode())]
+    request: Any = SimpleNamespace(remote=Endpoint(peer, 40000, False), headers=headers)
+    assert gate_module._client_ip(request, ("10.0.0.1", "10.0.0.2")) == expected
 
 
 @pytest.fixture
@@ -565,7 +582,7 @@ def one_ip(monkeypatch: pytest.MonkeyPatch) -> str:
     """Memory streams have no address: trio-websocket reports ``repr(stream)``, a different key
     for every stream.  Pin every stream to one client IP."""
     ip = "198.51.100.7"
-    monkeypatch.setattr(gate_module, "_client_ip", lambda request: ip)
+    monkeypatch.setattr(gate_module, "_client_ip", lambda request, trusted: ip)
     return ip
 
 

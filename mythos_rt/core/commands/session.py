@@ -21,15 +21,18 @@ def quit_(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
     ]
 
 
-SHUTDOWN_USAGE = "Usage: shutdown <seconds> | shutdown cancel"
+SHUTDOWN_USAGE = "Usage: shutdown [seconds] | shutdown cancel"
+DEFAULT_SHUTDOWN_S = 10
 MAX_SHUTDOWN_S = 24 * 3600
 
 
 @REGISTRY.command(
-    "shutdown", usage="shutdown <seconds>|cancel", summary="Shut the server down.", admin=True
+    "shutdown", usage="shutdown [seconds]|cancel", summary="Shut the server down.", admin=True
 )
 def shutdown(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
     player_id = ctx.actor.player_id
+    if not args:  # section 9 writes the seconds as optional; MythosMUD's default is 10
+        return [ShutdownCountdown(player_id, DEFAULT_SHUTDOWN_S)]
     if len(args) != 1:
         return [reply(player_id, SHUTDOWN_USAGE)]
     if args[0].lower() == "cancel":
