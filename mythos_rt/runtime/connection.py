@@ -99,6 +99,13 @@ class Connection:
     def _end(self) -> None:
         self._scope.cancel()
 
+    def _peer_gone(self) -> None:
+        """The socket stopped working under us.  If we are closing it ourselves, the sender is
+        waiting for the peer's close reply (bounded by the watchdog): ending now would drop TCP
+        under our own close frame, and a peer still sending would get a reset instead of it."""
+        if self._socket.outbox.closing is None:
+            self._end()
+
     async def _final_close(self) -> None:
         """Say goodbye properly when the connection ended without a close handshake."""
         if self._ws.closed is not None or self._dropped:
@@ -118,7 +125,7 @@ class Connection:
                 try:
                     raw = await self._ws.get_message()
                 except ConnectionClosed:
-                    self._end()
+                    self._peer_gone()
                     return
             if idle.cancelled_caught:
                 self._socket.outbox.close(*IDLE)
@@ -237,7 +244,7 @@ class Connection:
                 try:
                     await self._ws.ping()
                 except ConnectionClosed:
-                    self._end()
+                    self._peer_gone()
                     return
             if waiting.cancelled_caught:
                 self._metrics.inc("heartbeat_timeouts")

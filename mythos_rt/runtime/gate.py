@@ -29,6 +29,8 @@ from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
 
+SHUTTING_DOWN = (1001, "Server shutting down")
+
 
 @attrs.frozen
 class Admission:
@@ -77,8 +79,14 @@ class Gate:
     metrics: Metrics
     draining: bool = False
     tracker: ConnectionTracker = attrs.field(factory=ConnectionTracker)
+    # Handshakes under way (their timeout scopes), so the drain can abandon them.
+    handshakes: set[trio.CancelScope] = attrs.field(factory=set)
     ip_attempts: KeyedSlidingWindow = attrs.field(init=False)
     player_attempts: KeyedSlidingWindow = attrs.field(init=False)
+
+    def abandon_handshakes(self) -> None:
+        for scope in self.handshakes:
+            scope.cancel()
 
     def __attrs_post_init__(self) -> None:
         s = self.settings
@@ -110,11 +118,17 @@ async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery) -> 
     s = gate.settings
     request: WebSocketRequest | None = None
     admission: Admission | Refusal | None = None
-    with trio.move_on_after(s.handshake_timeout_s):
-        request = await wrap_server_stream(nursery, stream, max_message_size=s.transport_max_bytes)
-        admission = await _authenticate(gate, request)
+    # While draining, a newcomer only needs time to hear its 503.
+    timeout_s = s.close_timeout_s if gate.draining else s.handshake_timeout_s
+    with trio.move_on_after(timeout_s) as handshake_scope:
+        gate.handshakes.add(handshake_scope)
+        try:
+            request = await wrap_server_stream(nursery, stream, s.transport_max_bytes)
+            admission = await _authenticate(gate, request)
+        finally:
+            gate.handshakes.discard(handshake_scope)
     if request is None or admission is None:
-        gate.metrics.inc("handshakes_timed_out")
+        gate.metrics.inc("handshakes_abandoned" if gate.draining else "handshakes_timed_out")
         return
     if isinstance(admission, Refusal):
         await _refuse(gate, request, admission)
@@ -133,25 +147,30 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         await _refuse(gate, request, refusal)
         return
     ws = await request.accept(subprotocol=admission.subprotocol)
+    timeout_s = gate.settings.close_timeout_s
+    if gate.draining:  # the drain began while this handshake waited on the store
+        await _bounded_close(ws, *SHUTTING_DOWN, timeout_s)
+        return
     socket = hub.new_socket(admission.record.player_id, admission.session_id)
     refusal = hub.admit(admission.record, socket, admission.resume_from, admission.mutes)
     if refusal is not None:  # the world changed while we accepted
-        await _bounded_close(
-            ws, refusal.close_code, refusal.close_reason, gate.settings.close_timeout_s
-        )
+        await _bounded_close(ws, refusal.close_code, refusal.close_reason, timeout_s)
         return
     gate.metrics.inc("sockets_admitted")
-    connection = Connection(
-        ws,
-        socket,
-        gate.hub,
-        gate.settings,
-        gate.secret,
-        admission.token,
-        admission.verified,
-        gate.metrics,
-    )
-    await connection.run()
+    try:
+        connection = Connection(
+            ws,
+            socket,
+            gate.hub,
+            gate.settings,
+            gate.secret,
+            admission.token,
+            admission.verified,
+            gate.metrics,
+        )
+        await connection.run()
+    finally:
+        hub.detach(socket)  # idempotent; covers a failure before run() took over
 
 
 async def _refuse(gate: Gate, request: WebSocketRequest, refusal: Refusal) -> None:
@@ -210,9 +229,7 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
     session_id = endpoint.query.get("session_id")
     if session_id is not None and len(session_id) > s.max_session_id_chars:
         return handshake.BAD_SESSION_ID
-    resolved = await _resolve_player(
-        gate.store, verified.user_id, endpoint.query.get("character_id")
-    )
+    resolved = await _resolve_player(gate, verified.user_id, endpoint.query.get("character_id"))
     if isinstance(resolved, Refusal):
         return resolved
     if endpoint.path_player_id is not None and endpoint.path_player_id != resolved.player_id:
@@ -247,17 +264,21 @@ def _int_or_none(raw: str | None) -> int | None:
 
 
 async def _resolve_player(
-    store: AsyncStore, user_id: str, character_id: str | None
+    gate: Gate, user_id: str, character_id: str | None
 ) -> PlayerRecord | Refusal:
-    """Section 2 player resolution: the named character, else the user's oldest active player."""
+    """Section 2 player resolution: the named character, else the user's oldest active player.
+
+    Read after pending writes: a player who just moved and quit comes back in the new room.
+    """
+    store, read = gate.store.store, gate.writer.read_after_writes
     if character_id:
         wanted = handshake.parse_character_id(character_id)
         if wanted is not None:
-            record = await store.call(store.store.get_player, str(wanted))
+            record = await read(store.get_player, str(wanted))
             if record is None or record.deleted:
                 return handshake.CHARACTER_NOT_FOUND
             if record.user_id != user_id:
                 return handshake.CHARACTER_FORBIDDEN
             return record
-    first = await store.call(store.store.first_active_player, user_id)
+    first = await read(store.first_active_player, user_id)
     return first if first is not None else handshake.NO_PLAYER

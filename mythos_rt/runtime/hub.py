@@ -132,6 +132,7 @@ class Hub:
         self._chat_limits = ChatLimiter(config.chat_limits(), config.chat_window_s)
         self._replay: dict[str, ReplayBuffer] = {}
         self.social = Social()
+        self._quiet = False  # set by close_all: the server is shutting down
         # Set when an admin's shutdown countdown reaches zero; the server then drains.
         self.shutdown_requested = trio.Event()
         self._directory: dict[str, KnownPlayer] = {}
@@ -155,7 +156,12 @@ class Hub:
         return SocketHandle(next(self._socket_ids), player_id, session_id, outbox)
 
     def close_all(self, code: int, reason: str) -> None:
-        """Ask every socket to close after what is already queued (shutdown)."""
+        """Ask every socket to close after what is already queued (shutdown).
+
+        From here on nothing more is announced: every socket is closing, and telling each room
+        about each departure would cost O(players²) on the event loop at the worst moment.
+        """
+        self._quiet = True
         for sockets in self._sockets.values():
             for socket in sockets.values():
                 socket.outbox.close(code, reason)
@@ -411,7 +417,7 @@ class Hub:
             self._end_presence(effect.player_id)
 
     def _emit(self, event: Emit) -> None:
-        if not event.to:
+        if not event.to or self._quiet:
             return
         sequence, frame = self._encode(event.event_type, event.data, event.room_id, event.player_id)
         replayable = event.event_type not in EPHEMERAL_EVENTS

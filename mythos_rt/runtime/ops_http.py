@@ -6,6 +6,7 @@ never hold a task for long.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -20,14 +21,16 @@ from mythos_rt.runtime.metrics import Metrics
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 16 * 1024
+MAX_OPEN_REQUESTS = 64
 REQUEST_TIMEOUT_S = 5.0
 
 
-@attrs.frozen
+@attrs.define
 class OpsState:
     metrics: Metrics
     ready: Callable[[], bool]
     ws_port: Callable[[], int]
+    open_requests: int = 0
 
 
 @attrs.frozen
@@ -37,9 +40,14 @@ class Response:
     body: bytes
 
 
+@functools.cache
+def _page_template() -> str:
+    # Read once: a file read on the event loop per request would block every connection.
+    return resources.files("mythos_rt.web").joinpath("index.html").read_text(encoding="utf-8")
+
+
 def web_client_page(ws_port: int) -> bytes:
-    page = resources.files("mythos_rt.web").joinpath("index.html").read_text(encoding="utf-8")
-    return page.replace("__WS_PORT__", str(ws_port)).encode()
+    return _page_template().replace("__WS_PORT__", str(ws_port)).encode()
 
 
 def route(state: OpsState, method: str, path: str) -> Response:
@@ -75,6 +83,19 @@ async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Re
 
 
 async def handle_ops(state: OpsState, stream: trio.abc.Stream) -> None:
+    if state.open_requests >= MAX_OPEN_REQUESTS:
+        # Over the cap: hang up at once rather than let scrapers exhaust file descriptors
+        # the WebSocket listener needs too.
+        await trio.aclose_forcefully(stream)
+        return
+    state.open_requests += 1
+    try:
+        await _handle_ops(state, stream)
+    finally:
+        state.open_requests -= 1
+
+
+async def _handle_ops(state: OpsState, stream: trio.abc.Stream) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
     try:
         with trio.move_on_after(REQUEST_TIMEOUT_S):

@@ -25,6 +25,7 @@ StoreOp = Callable[[Store], None]
 P = ParamSpec("P")
 T = TypeVar("T")
 MAX_PENDING_OPS = 10_000
+RETRY_AFTER_FAILURE_S = 1.0
 
 
 class StoreWriter:
@@ -49,12 +50,7 @@ class StoreWriter:
         self._wakeup.set()
 
     async def read_after_writes(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """A store read that sees every write submitted before it (read-your-writes).
-
-        A write already under way is waited for, then whatever is still pending is written.
-        """
-        while self._in_flight is not None:
-            await self._in_flight.wait()
+        """A store read that sees every write submitted before it (read-your-writes)."""
         await self.flush()
         return await self._store.call(fn, *args, **kwargs)
 
@@ -62,26 +58,37 @@ class StoreWriter:
         while True:
             await self._wakeup.wait()
             self._wakeup = trio.Event()
-            await self.flush()
+            if not await self.flush():
+                await trio.sleep(RETRY_AFTER_FAILURE_S)  # a failing disk is not retried hot
 
-    async def flush(self) -> None:
-        rooms, self._rooms = self._rooms, {}
-        ops, self._ops = list(self._ops), deque()
-        if not rooms and not ops:
-            return
-        while self._in_flight is not None:  # one write at a time keeps them in order
+    async def flush(self) -> bool:
+        """Write everything submitted so far, after any write already under way; False if the
+        store refused (the writes stay queued, in order, for the next attempt)."""
+        while self._in_flight is not None:
             await self._in_flight.wait()
+        # No checkpoint from here until _in_flight is claimed: writes cannot overtake each other.
+        rooms, self._rooms = self._rooms, {}
+        ops, self._ops = self._ops, deque()
+        if not rooms and not ops:
+            return True
         self._in_flight = landed = trio.Event()
         try:
-            await self._store.call(_write, self._store.store, rooms, ops)
+            await self._store.call(_write, self._store.store, rooms, list(ops))
         except Exception:
             self._metrics.inc("store_write_errors")
             log.exception("store write failed (%d rooms, %d other writes)", len(rooms), len(ops))
-            for player_id, room_id in rooms.items():
-                self._rooms.setdefault(player_id, room_id)
+            self._requeue(rooms, ops)
+            return False
         finally:
             self._in_flight = None
             landed.set()
+        return True
+
+    def _requeue(self, rooms: dict[str, str], ops: deque[StoreOp]) -> None:
+        self._rooms = {**rooms, **self._rooms}  # newer rooms submitted meanwhile win
+        ops.extend(self._ops)
+        self._ops = ops
+        self._wakeup.set()
 
 
 def _write(store: Store, rooms: dict[str, str], ops: list[StoreOp]) -> None:

@@ -88,30 +88,30 @@ async def serve_websockets(
 async def drain(app: App) -> None:
     """Section 14: refuse newcomers, close every socket 1001, wait for them (bounded)."""
     app.gate.draining = True
+    app.gate.abandon_handshakes()  # half-open TCP must not hold the drain for HANDSHAKE_TIMEOUT_S
     app.hub.close_all(*SHUTTING_DOWN)
     with trio.move_on_after(app.settings.drain_timeout_s * 0.6):
         await app.gate.tracker.wait_empty()
 
 
-async def wait_for_stop(hub: Hub) -> str:
+async def wait_for_stop(hub: Hub, signals: AsyncIterator[int]) -> str:
     """Until SIGTERM/SIGINT or an admin's shutdown countdown ends; returns which."""
     reason = "admin shutdown"
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
 
-            async def on_signal() -> None:
-                nonlocal reason
-                async for signum in signals:
-                    reason = signal.Signals(signum).name
-                    break
-                nursery.cancel_scope.cancel()
+        async def on_signal() -> None:
+            nonlocal reason
+            async for signum in signals:
+                reason = signal.Signals(signum).name
+                break
+            nursery.cancel_scope.cancel()
 
-            async def on_admin() -> None:
-                await hub.shutdown_requested.wait()
-                nursery.cancel_scope.cancel()
+        async def on_admin() -> None:
+            await hub.shutdown_requested.wait()
+            nursery.cancel_scope.cancel()
 
-            nursery.start_soon(on_signal)
-            nursery.start_soon(on_admin)
+        nursery.start_soon(on_signal)
+        nursery.start_soon(on_admin)
     return reason
 
 
@@ -123,6 +123,20 @@ async def serve(
     *,
     task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    # The signal handlers stay installed until the end: a second SIGTERM or Ctrl-C during the
+    # drain is absorbed instead of killing the process before teardown and the store flush.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        await _serve_until_stopped(settings, world, store, secret, signals, task_status)
+
+
+async def _serve_until_stopped(
+    settings: Settings,
+    world: World,
+    store: Store,
+    secret: str,
+    signals: AsyncIterator[int],
+    task_status: trio.TaskStatus[App],
+) -> None:
     async with (
         open_app(settings, world, AsyncStore(store), secret) as app,
         trio.open_nursery() as conns,
@@ -132,7 +146,7 @@ async def serve(
         app.ws_port = await conns.start(_run_listener, app.gate, conns, listener_scope)
         print_banner(settings, app.ws_port, ops_port)
         task_status.started(app)
-        reason = await wait_for_stop(app.hub)
+        reason = await wait_for_stop(app.hub, signals)
         log.info("%s: draining (at most %.0f s)", reason, settings.drain_timeout_s)
         await drain(app)
         listener_scope.cancel()

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import math
 from collections.abc import Callable, Hashable
 
 import trio
 
 Callback = Callable[[float], None]
+log = logging.getLogger(__name__)
 
 
 class Timers:
@@ -41,7 +43,15 @@ class Timers:
             live = self._live.get(key)
             if live is not None and live[0] == ticket:
                 del self._live[key]
-                live[1](now)
+                self._run(key, live[1], now)
+
+    @staticmethod
+    def _run(key: Hashable, callback: Callback, now: float) -> None:
+        # Contained like a connection's fault: one failing timer must not take the server down.
+        try:
+            callback(now)
+        except Exception:
+            log.exception("timer %r failed", key)
 
     def next_deadline(self) -> float:
         while self._heap and self._is_stale(self._heap[0]):

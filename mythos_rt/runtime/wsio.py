@@ -20,20 +20,35 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import CloseConnection, Event
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection, Event, Ping, Pong
 
 _OPCODE_TEXT = 0x81  # FIN + text
 MESSAGE_TOO_BIG = (1009, "Message too big")
 
 
 class _ServerConnection(WebSocketConnection):
-    """trio-websocket closes an oversized message with its own reason text; PROTOCOL.md
-    section 15 promises "Message too big", so the close frame is reworded on its way out."""
+    """Two corrections to what trio-websocket's reader task sends on its own.
+
+    - It closes an oversized message with its own reason text; PROTOCOL.md section 15 promises
+      "Message too big", so the close frame is reworded on its way out.
+    - It answers a ping, or closes a 1009, even after our close frame went out; wsproto then
+      raises LocalProtocolError inside the reader task.  Once the socket is no longer open,
+      those frames are not owed and are skipped.
+    """
 
     async def _send(self, event: Event) -> None:
+        state = self._wsproto.state
+        if isinstance(event, Ping | Pong) and state is not ConnectionState.OPEN:
+            return
+        if isinstance(event, CloseConnection) and state in _CLOSE_ALREADY_SENT:
+            return
         if isinstance(event, CloseConnection) and event.code == MESSAGE_TOO_BIG[0]:
             event = CloseConnection(*MESSAGE_TOO_BIG)
         await super()._send(event)
+
+
+_CLOSE_ALREADY_SENT = frozenset({ConnectionState.LOCAL_CLOSING, ConnectionState.CLOSED})
 
 
 async def wrap_server_stream(

@@ -499,6 +499,7 @@ def read_frames_until_eof(sock: socket.socket, deadline_s: float) -> tuple[list[
         except ConnectionResetError:
             ended = "reset"
             chunk = b""
+        buffer += chunk
         while True:  # parse every complete frame in the buffer
             if len(buffer) < 2:
                 break
@@ -523,7 +524,6 @@ def read_frames_until_eof(sock: socket.socket, deadline_s: float) -> tuple[list[
         if not chunk:
             assert buffer == b"", f"{len(buffer)} bytes of a partial frame before {ended}"
             return frames, ended
-        buffer += chunk
 
 
 def test_slow_reader_in_a_50_player_room_is_closed_1013_and_delays_nobody(
