@@ -94,16 +94,33 @@ async def drain(app: App) -> None:
         await app.gate.tracker.wait_empty()
 
 
-async def wait_for_stop(hub: Hub, signals: AsyncIterator[int]) -> str:
-    """Until SIGTERM/SIGINT or an admin's shutdown countdown ends; returns which."""
-    reason = "admin shutdown"
+@attrs.define
+class StopRequest:
+    """The first stop signal's name, once one has arrived."""
+
+    reason: str | None = None
+    arrived: trio.Event = attrs.field(factory=trio.Event)
+
+
+async def absorb_signals(signals: AsyncIterator[int], stop: StopRequest) -> None:
+    """Read SIGTERM/SIGINT for the server's whole life: the first one stops it; later ones are
+    absorbed.  A signal left unread would be re-raised when the receiver closes, killing the
+    process after the drain instead of letting it exit 0."""
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if stop.reason is None:
+            stop.reason = name
+            stop.arrived.set()
+        else:
+            log.info("%s during the drain: ignored (the drain is bounded)", name)
+
+
+async def wait_for_stop(hub: Hub, stop: StopRequest) -> str:
+    """Until a stop signal or an admin's shutdown countdown ends; returns which."""
     async with trio.open_nursery() as nursery:
 
         async def on_signal() -> None:
-            nonlocal reason
-            async for signum in signals:
-                reason = signal.Signals(signum).name
-                break
+            await stop.arrived.wait()
             nursery.cancel_scope.cancel()
 
         async def on_admin() -> None:
@@ -112,7 +129,7 @@ async def wait_for_stop(hub: Hub, signals: AsyncIterator[int]) -> str:
 
         nursery.start_soon(on_signal)
         nursery.start_soon(on_admin)
-    return reason
+    return stop.reason or "admin shutdown"
 
 
 async def serve(
@@ -123,10 +140,12 @@ async def serve(
     *,
     task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    # The signal handlers stay installed until the end: a second SIGTERM or Ctrl-C during the
-    # drain is absorbed instead of killing the process before teardown and the store flush.
+    stop = StopRequest()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        await _serve_until_stopped(settings, world, store, secret, signals, task_status)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(absorb_signals, signals, stop)
+            await _serve_until_stopped(settings, world, store, secret, stop, task_status)
+            nursery.cancel_scope.cancel()
 
 
 async def _serve_until_stopped(
@@ -134,7 +153,7 @@ async def _serve_until_stopped(
     world: World,
     store: Store,
     secret: str,
-    signals: AsyncIterator[int],
+    stop: StopRequest,
     task_status: trio.TaskStatus[App],
 ) -> None:
     async with (
@@ -146,7 +165,7 @@ async def _serve_until_stopped(
         app.ws_port = await conns.start(_run_listener, app.gate, conns, listener_scope)
         print_banner(settings, app.ws_port, ops_port)
         task_status.started(app)
-        reason = await wait_for_stop(app.hub, signals)
+        reason = await wait_for_stop(app.hub, stop)
         log.info("%s: draining (at most %.0f s)", reason, settings.drain_timeout_s)
         await drain(app)
         listener_scope.cancel()
