@@ -53,6 +53,20 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**{**defaults, **overrides})
 
 
+def upgrade_request(target: str, headers: Sequence[tuple[str, str]] = ()) -> bytes:
+    """A WebSocket upgrade request written by hand, for raw clients that misbehave on purpose."""
+    lines = [
+        f"GET {target} HTTP/1.1",
+        "Host: localhost",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in headers),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
 @attrs.define
 class Client:
     """A test client: a real trio-websocket client connection plus what it has received."""
@@ -122,16 +136,7 @@ class Harness:
         here with h11 instead.)
         """
         stream = self.open_stream()
-        lines = [
-            f"GET {target} HTTP/1.1",
-            "Host: localhost",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-            "Sec-WebSocket-Version: 13",
-            *(f"{name}: {value}" for name, value in headers),
-        ]
-        await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await stream.send_all(upgrade_request(target, headers))
         conn = h11.Connection(h11.CLIENT)
         conn.send(h11.Request(method="GET", target=target, headers=[("Host", "localhost")]))
         conn.send(h11.EndOfMessage())

@@ -9,7 +9,7 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionClosed
 
-from tests.runtime.harness import running
+from tests.runtime.harness import running, upgrade_request
 
 
 async def test_connect_burst_arrives_in_order(
@@ -131,13 +131,7 @@ async def test_missing_pong_drops_the_socket(
         watcher = await h.connect("Wilmarth")
         # A raw client: it completes the handshake and then never answers a ping.
         stream = h.open_stream()
-        token = h.token("Armitage")
-        request = (
-            f"GET /v1/api/ws?token={token} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        )
-        await stream.send_all(request.encode())
+        await stream.send_all(upgrade_request(f"/v1/api/ws?token={h.token('Armitage')}"))
         start = trio.current_time()
         while await stream.receive_some(65536):
             pass  # read (and ignore) everything until the server hangs up

@@ -24,7 +24,7 @@ import trio.testing
 from trio_websocket import Endpoint, wrap_client_stream
 
 from mythos_rt.runtime import gate as gate_module
-from tests.runtime.harness import AUDIENCE, SECRET, Client, Harness, running
+from tests.runtime.harness import AUDIENCE, SECRET, Client, Harness, running, upgrade_request
 
 ORIGIN = (b"Origin", b"http://x")
 OTHER_SECRET = "another-secret-" + "o" * 40  # long enough for HS256 without a key warning
@@ -105,16 +105,7 @@ async def open_ws(
 async def first_status(h: Harness, target: str, headers: Sequence[tuple[str, str]] = ()) -> int:
     """Send an upgrade request and return the status of the first response line (101 or not)."""
     stream = h.open_stream()
-    lines = [
-        f"GET {target} HTTP/1.1",
-        "Host: localhost",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-        *(f"{name}: {value}" for name, value in headers),
-    ]
-    await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await stream.send_all(upgrade_request(target, headers))
     data = b""
     while b"\r\n" not in data:
         chunk = await stream.receive_some(65536)

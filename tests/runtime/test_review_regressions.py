@@ -26,7 +26,7 @@ from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.server import drain
 from mythos_rt.runtime.store import AsyncStore, Store
 from mythos_rt.runtime.timers import Timers
-from tests.runtime.harness import Client, Harness, running
+from tests.runtime.harness import Client, Harness, running, upgrade_request
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -57,18 +57,9 @@ class RawClient:
         self.buffer += data
         return True
 
-    async def upgrade(self, target: str, headers: tuple[str, ...] = ()) -> int:
+    async def upgrade(self, target: str, headers: tuple[tuple[str, str], ...] = ()) -> int:
         """Send the upgrade request; the response's status (0: hung up before answering)."""
-        lines = [
-            f"GET {target} HTTP/1.1",
-            "Host: localhost",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-            "Sec-WebSocket-Version: 13",
-            *headers,
-        ]
-        await self.stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await self.stream.send_all(upgrade_request(target, headers))
         while b"\r\n\r\n" not in self.buffer:
             if not await self._fill():
                 return 0
@@ -203,7 +194,7 @@ async def test_ping_during_a_refusal_close_crashes_nothing(
     async with running(tmp_path) as h:
         client = RawClient(h.open_stream())
         target = f"/v1/api/ws?token={h.token('Armitage')}&session_id={'x' * 200}"
-        assert await client.upgrade(target, ("Origin: http://x",)) == 101
+        assert await client.upgrade(target, (("Origin", "http://x"),)) == 101
         assert await client.server_close() == (4400, "session_id is too long")
         await client.send(OP_PING, b"late")
         await client.reply_close(4400)

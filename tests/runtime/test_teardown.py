@@ -33,7 +33,7 @@ from mythos_rt.core.effects import Emit
 from mythos_rt.runtime.gate import handle_stream
 from mythos_rt.runtime.hub import Hub, SocketHandle
 from mythos_rt.runtime.store import Store
-from tests.runtime.harness import Client, Harness, running
+from tests.runtime.harness import Client, Harness, running, upgrade_request
 
 Frame = dict[str, Any]
 NAMES = ("Armitage", "Wilmarth", "Dyer", "Lake", "Pabodie")
@@ -263,12 +263,7 @@ async def test_missing_pong_then_grace_expiry(
         # A second socket of A: a raw client that completes the handshake and never answers
         # a ping.  Then the well-behaved first socket closes, leaving the deaf one as the last.
         raw = h.open_stream()
-        request = (
-            f"GET /v1/api/ws?token={h.token('Armitage')} HTTP/1.1\r\nHost: localhost\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        await raw.send_all(request.encode())
+        await raw.send_all(upgrade_request(f"/v1/api/ws?token={h.token('Armitage')}"))
         await trio.testing.wait_all_tasks_blocked()
         assert len(web.hub._sockets[web.a_id]) == 2
         await web.a.ws.aclose()
