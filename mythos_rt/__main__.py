@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import logging
 import os
 import sys
 import time
-import typing
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from mythos_rt.settings import (
     Settings,
     load_or_create_secret,
     setting_fields,
+    setting_types,
 )
 from mythos_rt.world import load_world
 
@@ -124,14 +123,8 @@ _KINDS: dict[object, _Kind] = {
 _UNSET: Any = object()
 
 
-@functools.cache
-def _setting_types() -> dict[str, Any]:
-    # settings.py postpones annotations, so attrs holds the types as strings; resolve them once.
-    return typing.get_type_hints(Settings)
-
-
 def _kind(field: attrs.Attribute[Any]) -> _Kind:
-    field_type = _setting_types()[field.name]
+    field_type = setting_types()[field.name]
     if field_type not in _KINDS:
         raise TypeError(f"setting {field.name!r} has type {field_type}, which has no converter")
     return _KINDS[field_type]

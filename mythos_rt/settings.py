@@ -7,9 +7,11 @@ Every field is a ``serve`` flag (``--grace-s``) and an environment variable
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import tempfile
+import typing
 import uuid
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,12 @@ class Settings:
 
 def setting_fields() -> tuple[attrs.Attribute[Any], ...]:
     return attrs.fields(Settings)
+
+
+@functools.cache
+def setting_types() -> dict[str, Any]:
+    """Each field's type.  This module postpones annotations, so attrs holds them as strings."""
+    return typing.get_type_hints(Settings)
 
 
 def load_or_create_secret(data_dir: Path, from_env: str | None) -> tuple[str, bool]:

@@ -10,9 +10,7 @@ for ``python -m mythos_rt serve --help``.
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
-import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,12 @@ from typing import Any
 import attrs
 
 from mythos_rt.__main__ import env_var
-from mythos_rt.settings import JWT_SECRET_ENV, JWT_SECRET_FILE, Settings, setting_fields
+from mythos_rt.settings import (
+    JWT_SECRET_ENV,
+    JWT_SECRET_FILE,
+    setting_fields,
+    setting_types,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = ROOT / "docs" / "CONFIGURATION.md"
@@ -70,14 +73,8 @@ are ignored, and when none is left every token is refused.
 """
 
 
-@functools.cache
-def _setting_types() -> dict[str, Any]:
-    # settings.py postpones annotations, so attrs holds them as strings.
-    return typing.get_type_hints(Settings)
-
-
 def type_name(field: attrs.Attribute[Any]) -> str:
-    field_type = _setting_types()[field.name]
+    field_type = setting_types()[field.name]
     if field_type not in TYPE_NAMES:
         raise TypeError(f"setting {field.name!r} has type {field_type}; add it to TYPE_NAMES")
     return TYPE_NAMES[field_type]

@@ -68,25 +68,27 @@ def _call_store(method: str, args: tuple[object, ...], store: Store) -> None:
 
 @attrs.frozen
 class HubConfig:
-    grace_s: float = 30.0
-    ward_s: float = 10.0
-    game_tick_s: float = 1.0
-    max_sockets_per_player: int = 5
-    command_rate_limit: int = 10
-    command_rate_window_s: float = 1.0
-    max_command_chars: int = 1000
-    outbox_max_bytes: int = 1 << 20
-    replay_max_events: int = 1000
-    replay_max_bytes: int = 1 << 20
-    chat_window_s: float = 60.0
-    chat_limit_say: int = 15
-    chat_limit_local: int = 20
-    chat_limit_global: int = 10
-    chat_limit_party: int = 30
-    chat_limit_whisper: int = 5
-    chat_limit_emote: int = 15
-    chat_limit_pose: int = 15
-    request_ttl_s: float = 60.0
+    """The hub's narrow view of the settings; the defaults live in Settings alone."""
+
+    grace_s: float
+    ward_s: float
+    game_tick_s: float
+    max_sockets_per_player: int
+    command_rate_limit: int
+    command_rate_window_s: float
+    max_command_chars: int
+    outbox_max_bytes: int
+    replay_max_events: int
+    replay_max_bytes: int
+    chat_window_s: float
+    chat_limit_say: int
+    chat_limit_local: int
+    chat_limit_global: int
+    chat_limit_party: int
+    chat_limit_whisper: int
+    chat_limit_emote: int
+    chat_limit_pose: int
+    request_ttl_s: float
 
     def chat_limits(self) -> dict[str, int]:
         return {channel: getattr(self, f"chat_limit_{channel}") for channel in CHANNELS}
