@@ -196,11 +196,13 @@ def _headers(request: WebSocketRequest) -> Mapping[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
 
 
-def _client_ip(request: WebSocketRequest, trusted_proxies: tuple[str, ...]) -> str:
+def _client_ip(
+    request: WebSocketRequest, headers: Mapping[str, str], trusted_proxies: tuple[str, ...]
+) -> str:
     remote = request.remote
     peer = remote if isinstance(remote, str) else str(remote.address)
-    forwarded = _headers(request).get("x-forwarded-for")
-    if peer not in trusted_proxies or not forwarded:
+    forwarded = headers.get("x-forwarded-for") if peer in trusted_proxies else None
+    if not forwarded:
         return peer
     return handshake.forwarded_client(forwarded, trusted_proxies) or peer
 
@@ -213,10 +215,11 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
     endpoint = handshake.route(request.path)
     if endpoint is None:
         return handshake.NOT_FOUND_PATH
-    origin = _headers(request).get("origin")
+    headers = _headers(request)
+    origin = headers.get("origin")
     if s.allowed_origins and origin is not None and origin not in s.allowed_origins:
         return handshake.ORIGIN_NOT_ALLOWED
-    ip = _client_ip(request, s.trusted_proxies)
+    ip = _client_ip(request, headers, s.trusted_proxies)
     if not gate.ip_attempts.allow(ip, now):
         return handshake.too_many_attempts(gate.ip_attempts.retry_after(ip, now))
     choice = handshake.choose_token(request.proposed_subprotocols, endpoint.query)

@@ -109,10 +109,6 @@ class Outbox:
         self._closing = trio.Event()
 
     @property
-    def queued_bytes(self) -> int:
-        return self._bytes
-
-    @property
     def closing(self) -> CloseRequest | None:
         return self._close
 

@@ -544,11 +544,11 @@ def test_client_ip_is_the_address_without_the_port() -> None:
     def request(address: str, port: int) -> Any:
         return SimpleNamespace(remote=Endpoint(address, port, False), headers=[])
 
-    assert gate_module._client_ip(request("203.0.113.9", 50001), ()) == "203.0.113.9"
-    assert gate_module._client_ip(request("203.0.113.9", 50002), ()) == "203.0.113.9"
-    assert gate_module._client_ip(request("2001:db8::1", 443), ()) == "2001:db8::1"
+    assert gate_module._client_ip(request("203.0.113.9", 50001), {}, ()) == "203.0.113.9"
+    assert gate_module._client_ip(request("203.0.113.9", 50002), {}, ()) == "203.0.113.9"
+    assert gate_module._client_ip(request("2001:db8::1", 443), {}, ()) == "2001:db8::1"
     unknown: Any = SimpleNamespace(remote="<stream>", headers=[])
-    assert gate_module._client_ip(unknown, ()) == "<stream>"
+    assert gate_module._client_ip(unknown, {}, ()) == "<stream>"
 
 
 @pytest.mark.parametrize(
@@ -563,9 +563,9 @@ def test_client_ip_is_the_address_without_the_port() -> None:
     ],
 )
 def test_client_ip_behind_trusted_proxies(peer: str, forwarded: str | None, expected: str) -> None:
-    headers = [] if forwarded is None else [(b"X-Forwarded-For", forwarded.encode())]
-    request: Any = SimpleNamespace(remote=Endpoint(peer, 40000, False), headers=headers)
-    assert gate_module._client_ip(request, ("10.0.0.1", "10.0.0.2")) == expected
+    headers = {} if forwarded is None else {"x-forwarded-for": forwarded}
+    request: Any = SimpleNamespace(remote=Endpoint(peer, 40000, False))
+    assert gate_module._client_ip(request, headers, ("10.0.0.1", "10.0.0.2")) == expected
 
 
 @pytest.fixture
@@ -573,7 +573,7 @@ def one_ip(monkeypatch: pytest.MonkeyPatch) -> str:
     """Memory streams have no address: trio-websocket reports ``repr(stream)``, a different key
     for every stream.  Pin every stream to one client IP."""
     ip = "198.51.100.7"
-    monkeypatch.setattr(gate_module, "_client_ip", lambda request, trusted: ip)
+    monkeypatch.setattr(gate_module, "_client_ip", lambda request, headers, trusted: ip)
     return ip
 
 

@@ -179,10 +179,7 @@ def follow(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
         return [reply(actor.player_id, "You are already following someone. Use /unfollow first.")]
     if ctx.social.has_muted(target.player_id, actor.player_id, ctx.wall_now):
         return [reply(actor.player_id, "They are not accepting follow requests.")]
-    request = Request(
-        ctx.new_id(), "follow", actor.player_id, target.player_id, ctx.now + ctx.request_ttl_s
-    )
-    ctx.social.requests[request.request_id] = request
+    request = _open_request(ctx, "follow", target)
     data = {
         "request_id": request.request_id,
         "requestor_name": actor.name,
@@ -192,6 +189,18 @@ def follow(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
         reply(actor.player_id, "Follow request sent. Waiting for them to accept."),
         Emit("follow_request", data, (target.player_id,), player_id=actor.player_id),
     ]
+
+
+def _open_request(
+    ctx: CommandContext, kind: str, target: Presence, party_id: str | None = None
+) -> Request:
+    """A pending follow request or party invite from the actor, alive for REQUEST_TTL_S."""
+    expires_at = ctx.now + ctx.request_ttl_s
+    request = Request(
+        ctx.new_id(), kind, ctx.actor.player_id, target.player_id, expires_at, party_id
+    )
+    ctx.social.requests[request.request_id] = request
+    return request
 
 
 def _valid_id(raw: str) -> bool:
@@ -283,15 +292,7 @@ def _party_invite(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
         effects.append(
             Emit("party_update", party_update(party, ctx.presences, "created"), (actor.player_id,))
         )
-    invite = Request(
-        ctx.new_id(),
-        "party",
-        actor.player_id,
-        target.player_id,
-        ctx.now + ctx.request_ttl_s,
-        party.party_id,
-    )
-    social.requests[invite.request_id] = invite
+    invite = _open_request(ctx, "party", target, party.party_id)
     data = {
         "invite_id": invite.request_id,
         "inviter_name": actor.name,
