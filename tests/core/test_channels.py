@@ -18,16 +18,8 @@ from mythos_rt.core.effects import Effect, Emit
 from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.registry import CommandContext, dispatch
 from mythos_rt.core.world import World, parse_world
+from tests.core.defaults import CHAT_LIMITS
 
-CHAT_LIMITS = {
-    "say": 15,
-    "local": 20,
-    "global": 10,
-    "party": 30,
-    "whisper": 5,
-    "emote": 15,
-    "pose": 15,
-}
 WALL_NOW = 1795635202.9
 TIMESTAMP = "2026-11-25T19:33:22Z"
 MAX_CHARS = 1000

@@ -15,8 +15,8 @@ from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.registry import REGISTRY, CommandContext, dispatch, normalize
 from mythos_rt.core.world import World
 from mythos_rt.world import load_world
+from tests.core.defaults import CHAT_LIMITS
 
-CHAT_LIMITS = {"say": 15, "local": 20, "global": 10, "whisper": 5, "emote": 15, "pose": 15}
 NOW = 100.0
 WALL_NOW = 1795635202.9
 SOCKET_ID = 7

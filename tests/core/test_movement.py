@@ -15,8 +15,9 @@ from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.registry import CommandContext, dispatch
 from mythos_rt.core.world import DIRECTIONS, World, parse_world
 from mythos_rt.world import load_world
+from tests.core.defaults import CHAT_LIMITS
+from tests.core.test_world import OPPOSITE
 
-CHAT_LIMITS = {"say": 15, "local": 20, "global": 10, "whisper": 5, "emote": 15, "pose": 15}
 NOW = 100.0
 WALL_NOW = 1795635202.9
 
@@ -31,18 +32,6 @@ SHORTCUTS = {
     "sw": "southwest",
     "u": "up",
     "d": "down",
-}
-OPPOSITE = {
-    "north": "south",
-    "south": "north",
-    "east": "west",
-    "west": "east",
-    "northeast": "southwest",
-    "southwest": "northeast",
-    "northwest": "southeast",
-    "southeast": "northwest",
-    "up": "down",
-    "down": "up",
 }
 
 # Bundled world rooms.

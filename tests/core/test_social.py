@@ -31,16 +31,8 @@ from mythos_rt.core.social import (
     party_update,
 )
 from mythos_rt.world import load_world
+from tests.core.defaults import CHAT_LIMITS
 
-CHAT_LIMITS = {
-    "say": 15,
-    "local": 20,
-    "global": 10,
-    "party": 30,
-    "whisper": 5,
-    "emote": 15,
-    "pose": 15,
-}
 NOW = 100.0  # trio time: request expiries
 WALL_NOW = 1795635202.9  # epoch seconds: mute expiries
 TIMESTAMP = "2026-11-25T19:33:22Z"

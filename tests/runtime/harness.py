@@ -41,6 +41,14 @@ class InlineStore(AsyncStore):
         return fn(*args, **kwargs)
 
 
+class SlowStore(AsyncStore):
+    """A store on a slow disk: every call takes 1 s of mock time (swap it into the writer)."""
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        await trio.sleep(1)
+        return fn(*args, **kwargs)
+
+
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     defaults: dict[str, Any] = {
         "data_dir": data_dir,
@@ -94,6 +102,14 @@ class Client:
             frame = await self.next()
             if frame.get("event_type") == event_type:
                 return frame
+
+    async def until_pong(self) -> list[dict[str, Any]]:
+        """Everything queued for this socket before now: ping, then read up to the pong."""
+        await self.send({"type": "ping"})
+        frames = []
+        while (frame := await self.next()).get("event_type") != "pong":
+            frames.append(frame)
+        return frames
 
     async def burst(self) -> list[dict[str, Any]]:
         frames = []

@@ -39,15 +39,6 @@ async def drop(client: Client) -> None:
     await trio.aclose_forcefully(client.ws._stream)
 
 
-async def until_pong(client: Client) -> list[Frame]:
-    """Everything queued for this socket before now: ping, then read up to the pong."""
-    await client.send({"type": "ping"})
-    frames = []
-    while (frame := await client.next()).get("event_type") != "pong":
-        frames.append(frame)
-    return frames
-
-
 def event_types(frames: list[Frame]) -> list[str | None]:
     return [frame.get("event_type") for frame in frames]
 
@@ -185,7 +176,7 @@ async def test_reconnect_within_the_grace_restores_the_presence(
             unexpected = await watcher.next()
             pytest.fail(f"nothing should arrive after the restore, got {unexpected}")
         assert trio.current_time() - dropped > 30.0
-        assert await until_pong(watcher) == []
+        assert await watcher.until_pong() == []
         presence = h.app.hub.presences.get(h.players["Armitage"].player_id)
         assert presence is not None and not presence.linkdead
         assert (await command(back, "whoami"))["data"]["result"].startswith("You are Armitage")
@@ -294,7 +285,7 @@ async def test_sixth_whisper_in_a_minute_is_refused_and_not_delivered(
         await trio.sleep(59.0)  # still inside the minute of the first whisper
         refused = await command(armitage, "whisper", "Wilmarth", "secret 5")
         assert refused["data"] == {"result": CHAT_LIMITED}
-        assert "chat_message" not in event_types(await until_pong(target))
+        assert "chat_message" not in event_types(await target.until_pong())
 
         # Other channels keep their own limits.
         assert (await command(armitage, "say", "aloud"))["data"]["result"] == "You say: aloud"
@@ -328,7 +319,7 @@ async def test_chat_reaches_room_subzone_and_world_but_never_echoes_to_the_sende
         assert (await walk(neighbour, same))["data"]["room"]["subzone"] == room["subzone"]
         assert (await walk(stranger, other))["data"]["room"]["subzone"] != room["subzone"]
         for client in (armitage, roommate, neighbour, stranger):
-            await until_pong(client)
+            await client.until_pong()
 
         cases = [
             ("say", ["Hello", "there"], "You say: Hello there", "Armitage says: Hello there"),
@@ -345,7 +336,7 @@ async def test_chat_reaches_room_subzone_and_world_but_never_echoes_to_the_sende
             assert message["player_id"] == h.players["Armitage"].player_id
             assert message["room_id"] == room["id"]
             for outsider in (armitage, neighbour, stranger):
-                assert "chat_message" not in event_types(await until_pong(outsider))
+                assert "chat_message" not in event_types(await outsider.until_pong())
 
         response = await command(armitage, "local", "nearby")
         assert response["data"]["result"] == "You say locally: nearby"
@@ -354,7 +345,7 @@ async def test_chat_reaches_room_subzone_and_world_but_never_echoes_to_the_sende
             assert message["data"]["channel"] == "local"
             assert message["data"]["message"] == "Armitage (local): nearby"
         for outsider in (armitage, stranger):
-            assert "chat_message" not in event_types(await until_pong(outsider))
+            assert "chat_message" not in event_types(await outsider.until_pong())
 
         response = await command(armitage, "g", "everyone")
         assert response["data"]["result"] == "You say (global): everyone"
@@ -362,7 +353,7 @@ async def test_chat_reaches_room_subzone_and_world_but_never_echoes_to_the_sende
             message = await listener.next_event("chat_message")
             assert message["data"]["channel"] == "global"
             assert message["data"]["message"] == "Armitage (global): everyone"
-        assert "chat_message" not in event_types(await until_pong(armitage))
+        assert "chat_message" not in event_types(await armitage.until_pong())
 
 
 # --- movement (section 9) ------------------------------------------------------------------------
@@ -379,7 +370,7 @@ async def test_moving_north_notifies_both_rooms_and_saves_the_room(
         north = start_room["exits"]["north"]
         await walk(ahead, "north")
         for client in (armitage, behind, ahead):
-            await until_pong(client)
+            await client.until_pong()
 
         state = await walk(armitage, "north")
         assert state["data"]["room"]["id"] == north
@@ -466,7 +457,7 @@ async def test_resume_replays_exactly_the_missed_events(
         observer = Tap(await h.connect("Dyer"))
         await armitage.next_event("room_occupants")  # Wilmarth arrived
         last = (await armitage.next_event("room_occupants"))["sequence_number"]  # Dyer arrived
-        assert await until_pong(armitage) == []
+        assert await armitage.until_pong() == []
         await drop(armitage)
         assert "Armitage (linkdead)" in players(await observer.next_event("room_occupants"))
 
@@ -507,7 +498,7 @@ async def test_resume_beside_a_live_socket_replays_what_its_twin_missed(
         speaker = await h.connect("Wilmarth")
         await staying.until_pong()
         last = (await leaving.next_event("room_occupants"))["sequence_number"]
-        assert await until_pong(leaving) == []
+        assert await leaving.until_pong() == []
         await drop(leaving)
         await trio.testing.wait_all_tasks_blocked()
 
@@ -524,7 +515,7 @@ async def test_resume_beside_a_live_socket_replays_what_its_twin_missed(
         assert back.texts[:4] == staying.texts
         assert frames[-1]["data"]["resumed"] is True and frames[-1]["data"]["replayed"] == 4
         # The presence never ended: nobody is told the player entered the game again.
-        assert "player_entered_game" not in event_types(await until_pong(speaker))
+        assert "player_entered_game" not in event_types(await speaker.until_pong())
         assert await back.until_pong() == []
 
 

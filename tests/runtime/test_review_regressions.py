@@ -26,7 +26,7 @@ from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.server import drain
 from mythos_rt.runtime.store import AsyncStore, Store
 from mythos_rt.runtime.timers import Timers
-from tests.runtime.harness import Client, Harness, running, upgrade_request
+from tests.runtime.harness import Client, Harness, SlowStore, running, upgrade_request
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -330,14 +330,6 @@ async def test_failed_store_write_is_retried_in_order_with_its_rooms(
 
 
 # --- 5. read-your-writes for the room --------------------------------------------------------
-
-
-class SlowStore(AsyncStore):
-    """The store writer's view of the store on a slow disk: every call takes 1 s (mock time)."""
-
-    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        await trio.sleep(1)
-        return fn(*args, **kwargs)
 
 
 async def walk_north(client: Client) -> str:

@@ -121,14 +121,6 @@ async def raw_event(client: Client, event_type: str) -> tuple[str, Frame]:
             return text, frame
 
 
-async def until_pong(client: Client) -> list[Frame]:
-    await client.send({"type": "ping"})
-    frames = []
-    while (frame := await client.next()).get("event_type") != "pong":
-        frames.append(frame)
-    return frames
-
-
 async def say_all(speaker: Client, lines: list[str]) -> None:
     """Say every line; the hub answers each at once, whatever the slow socket is doing."""
     for line in lines:
@@ -174,7 +166,7 @@ async def overflow_the_slow_socket(h: Harness) -> Overflowed:
     slow = await connect_slow(h, "Slow")
     last_seen = json.loads(slow.texts[-1])["sequence_number"]  # its welcome
     for client in (speaker, *fast):
-        await until_pong(client)
+        await client.until_pong()
 
     await say_all(speaker, LINES)  # the slow client reads nothing meanwhile
     # The fast sockets got every line in order, and the very same bytes.
@@ -264,7 +256,7 @@ async def test_socket_that_never_reads_is_cut_off_and_the_hub_keeps_going(
         # Not even the connect burst is read: the server's first write already blocks.
         await connect_slow(h, "Slow", read_burst=False)
         for client in (speaker, *fast):
-            await until_pong(client)
+            await client.until_pong()
 
         await say_all(speaker, LINES[:3])  # stuck, but not yet over the bound
         await trio.testing.wait_all_tasks_blocked()
@@ -299,7 +291,7 @@ async def test_slow_socket_closes_alone_while_the_players_other_socket_keeps_the
         steady = await h.connect("Slow")
         slow = await connect_slow(h, "Slow")
         for client in (speaker, watcher, steady):
-            await until_pong(client)
+            await client.until_pong()
 
         await say_all(speaker, LINES)
         _, close = await slow.until_close()
@@ -309,7 +301,7 @@ async def test_slow_socket_closes_alone_while_the_players_other_socket_keeps_the
         presence = h.app.hub.presences.get(h.players["Slow"].player_id)
         assert presence is not None and not presence.linkdead
         assert h.app.hub.socket_count() == 3
-        seen = await until_pong(watcher)
+        seen = await watcher.until_pong()
         assert all(f.get("event_type") not in ("room_occupants", "player_left_game") for f in seen)
         await steady.command("whoami")
         assert (await steady.next_event("command_response"))["data"]["result"].startswith(

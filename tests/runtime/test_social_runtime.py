@@ -10,8 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 import trio
 import trio.testing
 
-from mythos_rt.runtime.store import AsyncStore
-from tests.runtime.harness import Client, Harness, running
+from tests.runtime.harness import Client, Harness, SlowStore, running
 
 Frame = dict[str, Any]
 P = ParamSpec("P")
@@ -386,14 +385,6 @@ async def test_request_answered_just_inside_its_ttl_is_accepted(
             }
         )
         await result(wilmarth, "You are now following Armitage.")
-
-
-class SlowStore(AsyncStore):
-    """The store writer's view of the store on a slow disk: every call takes 1 s (mock time)."""
-
-    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        await trio.sleep(1)
-        return fn(*args, **kwargs)
 
 
 async def test_mute_survives_a_reconnect_while_its_write_is_still_pending(
