@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from mythos_rt.core.world import WorldError
-from mythos_rt.runtime.store import PlayerRecord, Store, StoreError
+from mythos_rt.runtime.store import Backend, PlayerRecord, StoreError, open_backend
 from mythos_rt.runtime.tokens import issue_token
 from mythos_rt.settings import (
     ENV_PREFIX,
@@ -312,30 +312,31 @@ def _add_players_parser(commands: Any) -> None:
     players = commands.add_parser(
         "players",
         help="create and list players",
-        description="Create and list players in the data directory's store.",
+        description="Create and list players in the store (SQLite in the data directory, or"
+        " the PostgreSQL database of DATABASE_URL).",
         epilog=f"examples:\n  {PROG} players add Carter Pickman\n  {PROG} players list",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = players.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = _command(
-        actions, "add", "create players", _PLAYERS_ADD_EPILOG, _players_add, ("data_dir", "world")
-    )
+    add_reads = ("data_dir", "database_url", "world")
+    add = _command(actions, "add", "create players", _PLAYERS_ADD_EPILOG, _players_add, add_reads)
     add.add_argument("names", nargs="+", metavar="NAME", help="player names (1-32 characters)")
     add.add_argument("--admin", action="store_true", help="make the players admins")
     add.add_argument("--room", metavar="ROOM_ID", help="starting room (default: the start room)")
     add.add_argument("--user-id", metavar="UUID", help="an existing user to own the players")
-    _add_setting_flags(add, ("data_dir", "world"))
+    _add_setting_flags(add, add_reads)
     listing_epilog = (
         f"Prints one JSON object per player, one per line.\n\nexample:\n  {PROG} players list"
     )
+    list_reads = ("data_dir", "database_url")
     listing = _command(
-        actions, "list", "list the players", listing_epilog, _players_list, ("data_dir",)
+        actions, "list", "list the players", listing_epilog, _players_list, list_reads
     )
-    _add_setting_flags(listing, ("data_dir",))
+    _add_setting_flags(listing, list_reads)
 
 
 def _add_token_parser(commands: Any) -> None:
-    reads = ("data_dir", "jwt_audience")
+    reads = ("data_dir", "database_url", "jwt_audience")
     token = _command(commands, "token", "print a JWT per player", _TOKEN_EPILOG, _token, reads)
     token.add_argument("names", nargs="+", metavar="NAME", help="player names")
     token.add_argument(
@@ -409,15 +410,15 @@ def _token(args: argparse.Namespace, settings: Settings, environ: Mapping[str, s
     return 0
 
 
-def _player_named(store: Store, name: str) -> PlayerRecord:
+def _player_named(store: Backend, name: str) -> PlayerRecord:
     record = store.find_player_by_name(name)
     if record is None:
         raise CliError(f"Player '{name}' not found")
     return record
 
 
-def _open_store(settings: Settings) -> contextlib.closing[Store]:
-    return contextlib.closing(Store.open(settings.store_path))
+def _open_store(settings: Settings) -> contextlib.closing[Backend]:
+    return contextlib.closing(open_backend(settings))
 
 
 def _print_lines(lines: Iterable[str]) -> None:

@@ -38,6 +38,18 @@ class Settings:
     port: int = _setting(54768, "WebSocket port (0 = pick a free one)")
     ops_port: int = _setting(54769, "ops HTTP port: health, metrics, web client (0 = off)")
     data_dir: Path = _setting(Path(".mythos_rt"), "data directory (SQLite store, JWT secret)")
+    database_url: str | None = _setting(
+        None,
+        "postgresql://user@host/db to share a PostgreSQL store (default: SQLite in the data"
+        " directory)",
+        "store",
+    )
+    store_ack_timeout_s: float = _setting(
+        5.0,
+        "while the store fails, a confirmation waits this long before the player is told"
+        " nothing was saved",
+        "store",
+    )
     world: Path | None = _setting(None, "world JSON file (default: the bundled world)")
     nats_url: str | None = _setting(
         None, "NATS URL for multi-instance play (not in this version: serve refuses to start)"

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from mythos_rt.core.writes import SaveRoom, Write
+
 
 @attrs.frozen
 class Emit:
@@ -29,17 +31,25 @@ class Disconnect:
 
 
 @attrs.frozen
-class SaveRoom:
-    player_id: str
-    room_id: str
+class Persist:
+    """A change that must be durable before anyone hears of it (PROTOCOL.md section 10).
+
+    The hub queues ``write``; after it commits, the hub applies it to the live state and carries
+    out ``then`` (the confirmation).  If it cannot be committed, ``requested_by`` is told so and
+    nothing changes.
+    """
+
+    write: Write
+    requested_by: str
+    then: tuple[Emit, ...]
 
 
 @attrs.frozen
-class StoreWrite:
-    """A store method to call with these arguments, in order, off the hub's path."""
+class FindPlayer:
+    """The command names a player this instance has not met (added by the CLI or another
+    instance since start-up): look the name up in the store, then run the command again."""
 
-    method: str  # "set_mute", "delete_mute", "set_global_mute", "delete_global_mute"
-    args: tuple[object, ...]
+    name: str
 
 
 @attrs.frozen
@@ -50,7 +60,9 @@ class ShutdownCountdown:
     seconds: int | None
 
 
-Effect = Emit | Disconnect | SaveRoom | StoreWrite | ShutdownCountdown
+Effect = Emit | Disconnect | SaveRoom | Persist | FindPlayer | ShutdownCountdown
+
+NOT_SAVED = "That could not be saved right now. Please try again."
 
 
 def reply(player_id: str, result: str, **extra: object) -> Emit:

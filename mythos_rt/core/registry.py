@@ -33,6 +33,8 @@ class CommandContext:
     social: Social = attrs.field(factory=Social)
     directory: Mapping[str, KnownPlayer] = attrs.field(factory=dict)  # casefolded name -> player
     request_ttl_s: float = 60.0
+    # True when the store was already asked for the names this command uses (see FindPlayer).
+    store_consulted: bool = False
 
 
 Handler = Callable[[CommandContext, tuple[str, ...]], list[Effect]]

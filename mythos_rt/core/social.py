@@ -16,6 +16,7 @@ import attrs
 
 from mythos_rt.core.effects import Effect, Emit, reply
 from mythos_rt.core.presence import Presences
+from mythos_rt.core.writes import DeleteGlobalMute, DeleteMute, SetGlobalMute, SetMute, Write
 
 
 @attrs.frozen
@@ -65,6 +66,21 @@ class Social:
         self.mutes[player_id] = dict(personal)
         if globally_muted:
             self.global_mutes[player_id] = global_expires_at
+
+    def apply_committed(self, write: Write, presences: Presences) -> None:
+        """A mute write has committed: the live state follows it.
+
+        Mute data lives in memory only while its owner's presence does (section 10): a muter who
+        left meanwhile has theirs loaded from the store when they come back.
+        """
+        if isinstance(write, SetMute) and presences.get(write.muter_id) is not None:
+            self.mutes.setdefault(write.muter_id, {})[write.target_id] = write.expires_at
+        elif isinstance(write, DeleteMute):
+            self.mutes.get(write.muter_id, {}).pop(write.target_id, None)
+        elif isinstance(write, SetGlobalMute) and presences.get(write.target_id) is not None:
+            self.global_mutes[write.target_id] = write.expires_at
+        elif isinstance(write, DeleteGlobalMute):
+            self.global_mutes.pop(write.target_id, None)
 
     def drop_mutes(self, player_id: str) -> None:
         self.mutes.pop(player_id, None)

@@ -22,7 +22,7 @@ from mythos_rt.runtime.connection import Connection
 from mythos_rt.runtime.hub import Hub
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
-from mythos_rt.runtime.store import AsyncStore, MuteRecords, PlayerRecord
+from mythos_rt.runtime.store import MuteRecords, PlayerRecord, Store
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
 from mythos_rt.runtime.wsio import wrap_server_stream
 from mythos_rt.settings import Settings
@@ -73,7 +73,7 @@ class Gate:
 
     settings: Settings
     secret: str
-    store: AsyncStore
+    store: Store
     hub: Hub
     writer: StoreWriter
     metrics: Metrics
@@ -244,7 +244,7 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
     resume_from = _int_or_none(endpoint.query.get("resume_from"))
     # Loaded for every socket (one indexed query); the hub installs them when a presence starts.
     mutes = await gate.writer.read_after_writes(
-        gate.store.store.load_mutes, resolved.player_id, time.time()
+        gate.store.backend.load_mutes, resolved.player_id, time.time()
     )
     return Admission(
         resolved,
@@ -273,7 +273,7 @@ async def _resolve_player(
 
     Read after pending writes: a player who just moved and quit comes back in the new room.
     """
-    store, read = gate.store.store, gate.writer.read_after_writes
+    store, read = gate.store.backend, gate.writer.read_after_writes
     if character_id:
         wanted = handshake.parse_character_id(character_id)
         if wanted is not None:

@@ -17,7 +17,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
 
 import attrs
 import trio
@@ -27,12 +26,13 @@ from mythos_rt.core.chat import CHANNELS, ChatLimiter
 from mythos_rt.core.commands import CommandContext, dispatch
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
 from mythos_rt.core.effects import (
+    NOT_SAVED,
     Disconnect,
     Effect,
     Emit,
-    SaveRoom,
+    FindPlayer,
+    Persist,
     ShutdownCountdown,
-    StoreWrite,
     reply,
 )
 from mythos_rt.core.presence import Presence, Presences
@@ -48,8 +48,9 @@ from mythos_rt.core.views import (
     room_payload,
 )
 from mythos_rt.core.world import World
+from mythos_rt.core.writes import SaveRoom
 from mythos_rt.runtime.persistence import StoreWriter
-from mythos_rt.runtime.store import MuteRecords, PlayerRecord, Store
+from mythos_rt.runtime.store import MuteRecords, PlayerRecord, StoreError
 from mythos_rt.runtime.timers import Timers
 from mythos_rt.runtime.wsio import Outbox, text_frame
 from mythos_rt.settings import Settings
@@ -62,8 +63,19 @@ EPHEMERAL_EVENTS = frozenset({"game_tick"})
 SWEEP_INTERVAL_S = 10.0
 
 
-def _call_store(method: str, args: tuple[object, ...], store: Store) -> None:
-    getattr(store, method)(*args)
+# Name look-ups waiting for the store (commands naming a player this instance has not met).
+# Overflow policy: the command is answered at once as if the store did not know the name.
+MAX_PENDING_LOOKUPS = 256
+
+
+@attrs.frozen
+class Lookup:
+    """A command held back until the store has been asked about ``name``."""
+
+    socket: SocketHandle
+    command: str
+    args: tuple[str, ...]
+    name: str
 
 
 @attrs.frozen
@@ -139,6 +151,7 @@ class Hub:
         self.shutdown_requested = trio.Event()
         self._directory: dict[str, KnownPlayer] = {}
         self._timers = Timers()
+        self._lookups_tx, self._lookups_rx = trio.open_memory_channel[Lookup](MAX_PENDING_LOOKUPS)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -147,8 +160,10 @@ class Hub:
         if self.config.game_tick_s > 0:
             self._schedule_tick(trio.current_time())
         self._schedule_sweep(trio.current_time())
-        task_status.started()
-        await self._timers.serve()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._timers.serve)
+            nursery.start_soon(self._serve_lookups)
+            task_status.started()
 
     def socket_count(self) -> int:
         return sum(len(sockets) for sockets in self._sockets.values())
@@ -350,9 +365,42 @@ class Hub:
             wait_s = self._command_limits.retry_after(player_id, ctx.now)
             self._emit(reply(player_id, f"Too many commands. Please wait {wait_s:.1f} seconds."))
             return
-        self._apply(dispatch(ctx, command, args, self.config.max_command_chars))
+        self._run_command(ctx, socket, command, args)
 
-    def _context(self, socket: SocketHandle) -> CommandContext | None:
+    def _run_command(
+        self, ctx: CommandContext, socket: SocketHandle, command: str, args: tuple[str, ...]
+    ) -> None:
+        effects = dispatch(ctx, command, args, self.config.max_command_chars)
+        lookup = next((e for e in effects if isinstance(e, FindPlayer)), None)
+        if lookup is None:
+            self._apply(effects)
+            return
+        try:
+            self._lookups_tx.send_nowait(Lookup(socket, command, args, lookup.name))
+        except trio.WouldBlock:
+            log.warning("name look-up queue full; answering without the store")
+            self._run_command(attrs.evolve(ctx, store_consulted=True), socket, command, args)
+
+    async def _serve_lookups(self) -> None:
+        """Ask the store about names this instance has not met, then run the command again."""
+        async for lookup in self._lookups_rx:
+            backend = self._writer.store.backend
+            try:
+                record = await self._writer.read_after_writes(
+                    backend.find_player_by_name, lookup.name
+                )
+            except StoreError as exc:
+                log.warning("name look-up failed: %s", exc)
+                record = None
+            if record is not None:
+                self.learn_players([record])
+            ctx = self._context(lookup.socket, store_consulted=True)
+            if ctx is not None:
+                self._run_command(ctx, lookup.socket, lookup.command, lookup.args)
+
+    def _context(
+        self, socket: SocketHandle, store_consulted: bool = False
+    ) -> CommandContext | None:
         presence = self._presence_of(socket)
         if presence is None:
             return None
@@ -368,6 +416,7 @@ class Hub:
             social=self.social,
             directory=self._directory,
             request_ttl_s=self.config.request_ttl_s,
+            store_consulted=store_consulted,
         )
 
     def handle_response(
@@ -403,10 +452,25 @@ class Hub:
                 self._disconnect(effect)
             elif isinstance(effect, SaveRoom):
                 self._writer.save_room(effect.player_id, effect.room_id)
-            elif isinstance(effect, StoreWrite):
-                self._writer.submit(partial(_call_store, effect.method, effect.args))
+            elif isinstance(effect, Persist):
+                self._persist(effect)
             elif isinstance(effect, ShutdownCountdown):
                 self._countdown(effect)
+
+    def _persist(self, effect: Persist) -> None:
+        """Section 10: the change takes effect, and is confirmed, only once it is committed."""
+        if not self._writer.healthy:
+            self._emit(reply(effect.requested_by, NOT_SAVED))
+            return
+
+        def settled(committed: bool) -> None:
+            if not committed:
+                self._emit(reply(effect.requested_by, NOT_SAVED))
+                return
+            self.social.apply_committed(effect.write, self.presences)
+            self._apply(effect.then)
+
+        self._writer.submit(effect.write, settled)
 
     def _disconnect(self, effect: Disconnect) -> None:
         sockets = self._sockets.get(effect.player_id, {})

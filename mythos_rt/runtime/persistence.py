@@ -1,10 +1,22 @@
-"""The store writer: the hub records writes without waiting; one task performs them in order in
-a worker thread.
+"""The store writer: the one task that writes to the store while the server runs.
 
-Rooms are coalesced (a newer room for the same player replaces the older one before it is
-written), so that part is bounded by the number of players.  Other writes (mutes) are kept in
-order in a bounded queue; overflow drops the write with an error log and a metric, because the
-hub must never wait on the disk.
+Others hand it typed write records (:mod:`mythos_rt.core.writes`) without waiting.  Each
+submission gets a ticket; the writer takes everything queued, commits it in one transaction and
+then announces "durable through N".  A reader that must see its own writes (a handshake reading
+the player's room and mutes) waits for that marker; it never performs writes itself, so a reader
+that is cancelled cannot lose anything.
+
+Failures:
+- transient (locked, connection lost, read-only, disk full): the batch goes back to the head of
+  the queue and is retried with exponential backoff; ``healthy`` is False meanwhile (readiness
+  follows it), and confirmations that have waited longer than ``ack_timeout_s`` are withdrawn:
+  their writes leave the queue and their requesters are told nothing was saved;
+- permanent (a constraint, bad data): the batch is retried one write at a time, and each write
+  that still fails is set aside (kept for the operator in ``set_aside``, counted, logged once)
+  while the writes behind it land.
+
+Room positions are coalesced (a newer room for a player replaces the older one), so that part of
+the queue is bounded by the number of players.
 """
 
 from __future__ import annotations
@@ -14,85 +26,198 @@ from collections import deque
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+import attrs
 import trio
 
+from mythos_rt.core.writes import SaveRoom, Write
 from mythos_rt.runtime.metrics import Metrics
-from mythos_rt.runtime.store import AsyncStore, Store
+from mythos_rt.runtime.store import PermanentStoreError, Store, TransientStoreError
 
 log = logging.getLogger(__name__)
 
-StoreOp = Callable[[Store], None]
 P = ParamSpec("P")
 T = TypeVar("T")
-MAX_PENDING_OPS = 10_000
-RETRY_AFTER_FAILURE_S = 1.0
+MAX_PENDING = 100_000  # beyond this the newest write is refused, counted and its requester told
+SET_ASIDE_KEPT = 1000
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 2.0
+
+Done = Callable[[bool], None]  # called once: True after the commit, False if never committed
+
+
+@attrs.frozen
+class Pending:
+    ticket: int
+    write: Write
+    on_done: Done | None
+    submitted_at: float  # trio time
+
+
+@attrs.frozen
+class SetAside:
+    write: Write
+    error: str
 
 
 class StoreWriter:
-    def __init__(self, store: AsyncStore, metrics: Metrics) -> None:
+    def __init__(self, store: Store, metrics: Metrics, *, ack_timeout_s: float = 5.0) -> None:
         self._store = store
         self._metrics = metrics
-        self._rooms: dict[str, str] = {}
-        self._ops: deque[StoreOp] = deque()
+        self._ack_timeout_s = ack_timeout_s
+        self._rooms: dict[str, Pending] = {}  # player id -> newest room save
+        self._queue: deque[Pending] = deque()
+        self._submitted = 0  # the last ticket handed out
+        self.durable_through = 0  # every ticket up to this one is settled (committed or not)
+        self._progress = trio.Event()  # set (and replaced) whenever durable_through moves
         self._wakeup = trio.Event()
-        self._in_flight: trio.Event | None = None  # set when the write under way has landed
+        self.healthy = True
+        self.set_aside: deque[SetAside] = deque(maxlen=SET_ASIDE_KEPT)
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    # --- what others call --------------------------------------------------------------------
 
     def save_room(self, player_id: str, room_id: str) -> None:
-        self._rooms[player_id] = room_id
+        """Coalesced: only the newest room per player is written."""
+        self._rooms[player_id] = self._pending(SaveRoom(player_id, room_id), None)
         self._wakeup.set()
 
-    def submit(self, op: StoreOp) -> None:
-        if len(self._ops) >= MAX_PENDING_OPS:
-            self._metrics.inc("store_writes_dropped")
-            log.error("store writer is %d writes behind; dropping one", len(self._ops))
+    def submit(self, write: Write, on_done: Done | None = None) -> None:
+        """Queue a write; ``on_done`` hears once whether it committed."""
+        if len(self._queue) >= MAX_PENDING:
+            self._metrics.inc("store_writes_refused")
+            log.error("store writer is %d writes behind; refusing a write", len(self._queue))
+            if on_done is not None:
+                on_done(False)
             return
-        self._ops.append(op)
+        self._queue.append(self._pending(write, on_done))
         self._wakeup.set()
+
+    async def wait_durable(self) -> None:
+        """Until everything submitted so far is settled (needs the writer task running)."""
+        target = self._submitted
+        while self.durable_through < target:
+            await self._progress.wait()
 
     async def read_after_writes(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """A store read that sees every write submitted before it (read-your-writes)."""
-        await self.flush()
+        await self.wait_durable()
         return await self._store.call(fn, *args, **kwargs)
 
-    async def serve(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup = trio.Event()
-            if not await self.flush():
-                await trio.sleep(RETRY_AFTER_FAILURE_S)  # a failing disk is not retried hot
+    # --- the writer task -----------------------------------------------------------------------
 
-    async def flush(self) -> bool:
-        """Write everything submitted so far, after any write already under way; False if the
-        store refused (the writes stay queued, in order, for the next attempt)."""
-        while self._in_flight is not None:
-            await self._in_flight.wait()
-        # No checkpoint from here until _in_flight is claimed: writes cannot overtake each other.
-        rooms, self._rooms = self._rooms, {}
-        ops, self._ops = self._ops, deque()
-        if not rooms and not ops:
-            return True
-        self._in_flight = landed = trio.Event()
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        backoff_s = RETRY_FIRST_S
+        while True:
+            if not self._rooms and not self._queue:
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            if await self._write_batch():
+                backoff_s = RETRY_FIRST_S
+                continue
+            await trio.sleep(backoff_s)  # a failing database is not retried hot
+            backoff_s = min(backoff_s * 2, RETRY_MAX_S)
+
+    async def _write_batch(self) -> bool:
+        """Write everything queued, in one transaction; False after a transient failure."""
+        through = self._submitted
+        batch = [*self._rooms.values(), *self._queue]
+        self._rooms, self._queue = {}, deque()
         try:
-            await self._store.call(_write, self._store.store, rooms, list(ops))
-        except Exception:
-            self._metrics.inc("store_write_errors")
-            log.exception("store write failed (%d rooms, %d other writes)", len(rooms), len(ops))
-            self._requeue(rooms, ops)
-            return False
-        finally:
-            self._in_flight = None
-            landed.set()
+            await self._store.call(self._store.backend.apply, [p.write for p in batch])
+        except TransientStoreError as exc:
+            return self._failed(batch, exc, through)
+        except PermanentStoreError:
+            return await self._write_one_by_one(batch, through)
+        except BaseException:  # Cancelled before the thread started: nothing was written
+            self._requeue(batch)
+            raise
+        self._recovered()
+        self._metrics.inc("store_batches_committed")
+        self._metrics.inc("store_writes_committed", len(batch))
+        for pending in batch:
+            self._notify(pending, True)
+        self._advance(through)
         return True
 
-    def _requeue(self, rooms: dict[str, str], ops: deque[StoreOp]) -> None:
+    async def _write_one_by_one(self, batch: list[Pending], through: int) -> bool:
+        """A batch held a poisoned write: each write in its own transaction finds it."""
+        for index, pending in enumerate(batch):
+            try:
+                await self._store.call(self._store.backend.apply, [pending.write])
+            except PermanentStoreError as exc:
+                self._set_aside(pending.write, exc)
+                self._notify(pending, False)
+            except TransientStoreError as exc:
+                return self._failed(batch[index:], exc, through)
+            except BaseException:
+                self._requeue(batch[index:])
+                raise
+            else:
+                self._notify(pending, True)
+        self._recovered()
+        self._advance(through)
+        return True
+
+    def _failed(self, unwritten: list[Pending], exc: Exception, through: int) -> bool:
+        if self.healthy:
+            log.error("store write failed, retrying with backoff: %s", exc)
+        self.healthy = False
+        self._metrics.inc("store_write_errors")
+        self._requeue(unwritten)
+        self._withdraw_overdue()
+        self._advance(through)
+        return False
+
+    def _recovered(self) -> None:
+        if not self.healthy:
+            log.info("store writes succeed again")
+        self.healthy = True
+
+    def _requeue(self, unwritten: list[Pending]) -> None:
+        rooms = {p.write.player_id: p for p in unwritten if isinstance(p.write, SaveRoom)}
         self._rooms = {**rooms, **self._rooms}  # newer rooms submitted meanwhile win
-        ops.extend(self._ops)
-        self._ops = ops
-        self._wakeup.set()
+        others = [p for p in unwritten if not isinstance(p.write, SaveRoom)]
+        self._queue = deque([*others, *self._queue])
 
+    def _withdraw_overdue(self) -> None:
+        """While the store fails, a confirmation is not kept waiting forever: a write whose
+        requester has waited ``ack_timeout_s`` leaves the queue, and they are told."""
+        deadline = trio.current_time() - self._ack_timeout_s
+        keep: deque[Pending] = deque()
+        for pending in self._queue:
+            if pending.on_done is not None and pending.submitted_at <= deadline:
+                self._metrics.inc("store_writes_withdrawn")
+                self._notify(pending, False)
+            else:
+                keep.append(pending)
+        self._queue = keep
 
-def _write(store: Store, rooms: dict[str, str], ops: list[StoreOp]) -> None:
-    if rooms:
-        store.save_rooms(rooms)
-    for op in ops:
-        op(store)
+    def _advance(self, through: int) -> None:
+        """Move the marker up to ``through``, but never past a write still waiting."""
+        waiting = [p.ticket for p in self._queue] + [p.ticket for p in self._rooms.values()]
+        settled = min([through, *(ticket - 1 for ticket in waiting)])
+        if settled > self.durable_through:
+            self.durable_through = settled
+            self._progress.set()
+            self._progress = trio.Event()
+
+    def _set_aside(self, write: Write, exc: Exception) -> None:
+        self.set_aside.append(SetAside(write, str(exc)))
+        self._metrics.inc("store_writes_set_aside")
+        log.error("store write set aside (it can never succeed): %r: %s", write, exc)
+
+    def _notify(self, pending: Pending, committed: bool) -> None:
+        if pending.on_done is None:
+            return
+        try:
+            pending.on_done(committed)
+        except Exception:  # the writer must outlive any one confirmation
+            log.exception("store confirmation callback failed")
+
+    def _pending(self, write: Write, on_done: Done | None) -> Pending:
+        self._submitted += 1
+        return Pending(self._submitted, write, on_done, trio.current_time())

@@ -3,7 +3,7 @@
 serve
 └─ open_app: root nursery
    ├─ hub.serve            timers: grace, ward, game tick   (started before anything connects)
-   ├─ store_writer.serve   room saves (coalesced) and mute writes, in a worker thread
+   ├─ store_writer.serve   the only writer: batches, one transaction each, in worker threads
    ├─ serve_ops            health, readiness, metrics, web client
    └─ serve_websockets     listener; connections run in the ``conns`` nursery
 on SIGTERM/SIGINT: drain (503 to newcomers, close every socket 1001, wait, teardown, flush)
@@ -27,7 +27,14 @@ from mythos_rt.runtime.hub import Hub, HubConfig
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.ops_http import OpsState, serve_ops
 from mythos_rt.runtime.persistence import StoreWriter
-from mythos_rt.runtime.store import AsyncStore, PlayerRecord, Store, ensure_demo_players
+from mythos_rt.runtime.store import (
+    Backend,
+    PlayerRecord,
+    Store,
+    StoreError,
+    ensure_demo_players,
+    open_backend,
+)
 from mythos_rt.settings import Settings
 from mythos_rt.world import load_world
 
@@ -50,27 +57,28 @@ class App:
 
 @asynccontextmanager
 async def open_app(
-    settings: Settings, world: World, async_store: AsyncStore, secret: str
+    settings: Settings, world: World, store: Store, secret: str
 ) -> AsyncIterator[App]:
     """Start the hub and the store writer; on exit, tear down presences and flush the store."""
     metrics = Metrics()
-    writer = StoreWriter(async_store, metrics)
+    writer = StoreWriter(store, metrics, ack_timeout_s=settings.store_ack_timeout_s)
     hub = Hub(world, HubConfig.from_settings(settings), writer=writer)
-    gate = Gate(settings, secret, async_store, hub, writer, metrics)
+    gate = Gate(settings, secret, store, hub, writer, metrics)
     metrics.gauge("sockets", hub.socket_count)
     metrics.gauge("players_online", lambda: len(hub.presences))
+    metrics.gauge("store_healthy", lambda: int(writer.healthy))
     app = App(settings, hub, gate, writer, metrics)
-    hub.learn_players(await async_store.call(async_store.store.list_players))
+    hub.learn_players(await store.call(store.backend.list_players))
     async with trio.open_nursery() as root:
+        await root.start(writer.serve)
         await root.start(hub.serve)
-        root.start_soon(writer.serve)
         try:
             yield app
         finally:
             with trio.CancelScope(shield=True):
                 hub.end_all_presences()
                 with trio.move_on_after(settings.close_timeout_s):
-                    await writer.flush()
+                    await writer.wait_durable()
             root.cancel_scope.cancel()
 
 
@@ -135,7 +143,7 @@ async def wait_for_stop(hub: Hub, stop: StopRequest) -> str:
 async def serve(
     settings: Settings,
     world: World,
-    store: Store,
+    backend: Backend,
     secret: str,
     *,
     task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED,
@@ -144,20 +152,20 @@ async def serve(
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(absorb_signals, signals, stop)
-            await _serve_until_stopped(settings, world, store, secret, stop, task_status)
+            await _serve_until_stopped(settings, world, backend, secret, stop, task_status)
             nursery.cancel_scope.cancel()
 
 
 async def _serve_until_stopped(
     settings: Settings,
     world: World,
-    store: Store,
+    backend: Backend,
     secret: str,
     stop: StopRequest,
     task_status: trio.TaskStatus[App],
 ) -> None:
     async with (
-        open_app(settings, world, AsyncStore(store), secret) as app,
+        open_app(settings, world, Store(backend), secret) as app,
         trio.open_nursery() as conns,
     ):
         listener_scope = trio.CancelScope()
@@ -186,7 +194,7 @@ async def _run_listener(
 async def _start_ops(app: App, nursery: trio.Nursery) -> int:
     state = OpsState(
         app.metrics,
-        ready=lambda: app.ws_port > 0 and not app.gate.draining,
+        ready=lambda: app.ws_port > 0 and not app.gate.draining and app.store_writer.healthy,
         ws_port=lambda: app.ws_port,
     )
     port: int = await nursery.start(serve_ops, state, app.settings.host, app.settings.ops_port)
@@ -213,9 +221,17 @@ def print_banner(settings: Settings, ws_port: int, ops_port: int) -> None:
     print("\n".join(lines), flush=True)
 
 
-def prepare_store(settings: Settings, world: World) -> tuple[Store, list[PlayerRecord]]:
-    store = Store.open(settings.store_path)
-    return store, ensure_demo_players(store, world.start_room_id)
+def prepare_store(settings: Settings, world: World) -> tuple[Backend, list[PlayerRecord]]:
+    """Open the store and prove it takes writes now: a read-only file, a lock held elsewhere or
+    an unreachable server stop the start (exit 2) instead of losing the first confirmations."""
+    backend = open_backend(settings)
+    try:
+        backend.check_writable()
+        return backend, ensure_demo_players(backend, world.start_room_id)
+    except StoreError as exc:
+        backend.close()
+        message = f"{backend.description}: the database does not take writes: {exc}"
+        raise StoreError(message) from exc
 
 
 def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
@@ -233,7 +249,11 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
     except WorldError as exc:
         print(f"mythos_rt: cannot load the world: {exc}", file=sys.stderr)
         return 2
-    store, created = prepare_store(settings, world)
+    try:
+        backend, created = prepare_store(settings, world)
+    except StoreError as exc:
+        print(f"mythos_rt: {exc}", file=sys.stderr)
+        return 2
     if secret_created:
         print(
             f"created a JWT secret in {settings.secret_path}"
@@ -242,7 +262,7 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
     for record in created:
         print(f"created demo player {record.name}{' (admin)' if record.is_admin else ''}")
     try:
-        trio.run(serve, settings, world, store, secret)
+        trio.run(serve, settings, world, backend, secret)
     finally:
-        store.close()
+        backend.close()
     return 0

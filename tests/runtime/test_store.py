@@ -1,25 +1,35 @@
+"""The store contract: every backend passes the same suite (SQLite file, real PostgreSQL)."""
+
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
+from mythos_rt.core.writes import DeleteGlobalMute, DeleteMute, SaveRoom, SetGlobalMute, SetMute
 from mythos_rt.runtime.store import (
-    AsyncStore,
+    Backend,
     DuplicateName,
+    PermanentStoreError,
     PlayerRecord,
     Store,
     StoreError,
     ensure_demo_players,
 )
+from mythos_rt.runtime.store.base import SqlBackend
+from mythos_rt.runtime.store.postgres import PostgresBackend
+from mythos_rt.runtime.store.sqlite import SqliteBackend
+from tests.fs import read_only
 
 ROOM = "earth_arkhamcity_campus_quad"
 OTHER_ROOM = "earth_arkhamcity_campus_library_hall"
+Opener = Callable[[], Backend]
 
 
 @pytest.fixture
@@ -27,36 +37,61 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "store.sqlite3"
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, db_path: Path) -> Iterator[Opener]:
+    """Opens another backend on the same database each time it is called."""
+    opened: list[Backend] = []
+    if request.param == "sqlite":
+        location: object = db_path
+    else:
+        location = request.getfixturevalue("postgres_url")
+
+    def opener() -> Backend:
+        backend: Backend
+        if isinstance(location, Path):
+            backend = SqliteBackend.open(location)
+        else:
+            backend = PostgresBackend.open(str(location))
+        opened.append(backend)
+        return backend
+
+    yield opener
+    for backend in opened:
+        backend.close()
+
+
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    opened = Store.open(db_path)
-    yield opened
-    opened.close()
+def store(open_store: Opener) -> Backend:
+    return open_store()
 
 
-def count_rows(path: Path, table: str) -> int:
+def count_rows(store: Backend, table: str) -> int:
+    assert isinstance(store, SqlBackend)
+    with store._connection() as conn:
+        count: int = store._execute(conn, f"SELECT count(*) FROM {table}").fetchone()[0]
+    return count
+
+
+def sqlite_journal_mode(path: Path) -> str:
     conn = sqlite3.connect(path)
     try:
-        count: int = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        mode: str = conn.execute("PRAGMA journal_mode").fetchone()[0]
     finally:
         conn.close()
-    return count
+    return mode
 
 
 def store_names(records: list[PlayerRecord]) -> list[str]:
     return [record.name for record in records]
 
 
-def test_open_creates_parent_dirs_and_uses_wal(db_path: Path, store: Store) -> None:
+def test_sqlite_open_creates_parent_dirs_and_uses_wal(db_path: Path) -> None:
+    SqliteBackend.open(db_path).close()
     assert db_path.is_file()
-    conn = sqlite3.connect(db_path)
-    try:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    finally:
-        conn.close()
+    assert sqlite_journal_mode(db_path) == "wal"
 
 
-def test_add_players_returns_fresh_records(store: Store) -> None:
+def test_add_players_returns_fresh_records(store: Backend) -> None:
     carter, pickman = store.add_players(["Carter", "Pickman"], room_id=ROOM)
     assert (carter.name, pickman.name) == ("Carter", "Pickman")
     assert carter.user_id != pickman.user_id
@@ -69,21 +104,21 @@ def test_add_players_returns_fresh_records(store: Store) -> None:
     assert not carter.deleted
 
 
-def test_added_players_are_listed_oldest_first(store: Store) -> None:
+def test_added_players_are_listed_oldest_first(store: Backend) -> None:
     first = store.add_players(["Carter", "Pickman"], room_id=ROOM)
     second = store.add_players(["Upton"], room_id=ROOM, is_admin=True)
     assert store.list_players() == first + second
     assert store.list_players()[2].is_admin
 
 
-def test_add_player_keeps_the_name_as_given(store: Store) -> None:
+def test_add_player_keeps_the_name_as_given(store: Backend) -> None:
     store.add_players(["deLapoer"], room_id=ROOM)
     found = store.find_player_by_name("DELAPOER")
     assert found is not None
     assert found.name == "deLapoer"
 
 
-def test_find_player_by_name_is_case_insensitive(store: Store) -> None:
+def test_find_player_by_name_is_case_insensitive(store: Backend) -> None:
     (carter,) = store.add_players(["Carter"], room_id=ROOM)
     assert store.find_player_by_name("carter") == carter
     assert store.find_player_by_name("CARTER") == carter
@@ -91,15 +126,15 @@ def test_find_player_by_name_is_case_insensitive(store: Store) -> None:
 
 
 @pytest.mark.parametrize("taken", ["Carter", "carter", "CARTER"])
-def test_duplicate_name_rolls_back_the_whole_batch(store: Store, db_path: Path, taken: str) -> None:
+def test_duplicate_name_rolls_back_the_whole_batch(store: Backend, taken: str) -> None:
     store.add_players(["Carter"], room_id=ROOM)
     with pytest.raises(DuplicateName, match=f"Player name '{taken}' is taken"):
         store.add_players(["Pickman", taken, "Upton"], room_id=ROOM)
     assert [p.name for p in store.list_players()] == ["Carter"]
-    assert count_rows(db_path, "users") == 1
+    assert count_rows(store, "users") == 1
 
 
-def test_duplicate_name_within_one_batch_is_refused(store: Store) -> None:
+def test_duplicate_name_within_one_batch_is_refused(store: Backend) -> None:
     with pytest.raises(DuplicateName, match="Player name 'pickman' is taken"):
         store.add_players(["Pickman", "pickman"], room_id=ROOM)
     assert store.list_players() == []
@@ -108,26 +143,26 @@ def test_duplicate_name_within_one_batch_is_refused(store: Store) -> None:
 @pytest.mark.parametrize(
     "name", ["", "1abc", "_abc", "a b", "a" * 33, "Ärmitage", "name!", "-dash"]
 )
-def test_invalid_names_are_refused(store: Store, name: str) -> None:
+def test_invalid_names_are_refused(store: Backend, name: str) -> None:
     with pytest.raises(StoreError, match="Invalid player name"):
         store.add_players(["Fine", name], room_id=ROOM)
     assert store.list_players() == []
 
 
-def test_valid_name_edge_cases(store: Store) -> None:
+def test_valid_name_edge_cases(store: Backend) -> None:
     names = ["A", "a" * 32, "Zed_the-3rd"]
     assert [p.name for p in store.add_players(names, room_id=ROOM)] == names
 
 
-def test_user_id_reuse_puts_players_under_one_user(store: Store, db_path: Path) -> None:
+def test_user_id_reuse_puts_players_under_one_user(store: Backend) -> None:
     (carter,) = store.add_players(["Carter"], room_id=ROOM)
     (alt,) = store.add_players(["Randolph"], room_id=ROOM, user_id=carter.user_id)
     assert alt.user_id == carter.user_id
-    assert count_rows(db_path, "users") == 1
+    assert count_rows(store, "users") == 1
     assert store.user_exists(carter.user_id)
 
 
-def test_unknown_user_id_is_refused(store: Store) -> None:
+def test_unknown_user_id_is_refused(store: Backend) -> None:
     ghost = str(uuid.uuid4())
     with pytest.raises(StoreError, match=f"User '{ghost}' not found"):
         store.add_players(["Carter"], room_id=ROOM, user_id=ghost)
@@ -135,27 +170,27 @@ def test_unknown_user_id_is_refused(store: Store) -> None:
     assert not store.user_exists(ghost)
 
 
-def test_first_active_player_picks_the_oldest(store: Store) -> None:
+def test_first_active_player_picks_the_oldest(store: Backend) -> None:
     (carter,) = store.add_players(["Carter"], room_id=ROOM)
     store.add_players(["Randolph", "Kuranes"], room_id=ROOM, user_id=carter.user_id)
     assert store.first_active_player(carter.user_id) == carter
 
 
-def test_first_active_player_ignores_deleted(store: Store) -> None:
+def test_first_active_player_ignores_deleted(store: Backend) -> None:
     (carter,) = store.add_players(["Carter"], room_id=ROOM)
     randolph, _ = store.add_players(["Randolph", "Kuranes"], room_id=ROOM, user_id=carter.user_id)
     store.delete_player(carter.player_id)
     assert store.first_active_player(carter.user_id) == randolph
 
 
-def test_first_active_player_none_when_all_deleted(store: Store) -> None:
+def test_first_active_player_none_when_all_deleted(store: Backend) -> None:
     (carter,) = store.add_players(["Carter"], room_id=ROOM)
     store.delete_player(carter.player_id)
     assert store.first_active_player(carter.user_id) is None
     assert store.first_active_player(str(uuid.uuid4())) is None
 
 
-def test_deleted_player_is_hidden_but_still_gettable(store: Store) -> None:
+def test_deleted_player_is_hidden_but_still_gettable(store: Backend) -> None:
     (carter,) = store.add_players(["Carter"], room_id=ROOM)
     store.delete_player(carter.player_id)
     assert store.list_players() == []
@@ -165,80 +200,71 @@ def test_deleted_player_is_hidden_but_still_gettable(store: Store) -> None:
     assert fetched.deleted
 
 
-def test_deleted_name_stays_taken(store: Store) -> None:
+def test_deleted_name_stays_taken(store: Backend) -> None:
     (carter,) = store.add_players(["Carter"], room_id=ROOM)
     store.delete_player(carter.player_id)
     with pytest.raises(DuplicateName):
         store.add_players(["carter"], room_id=ROOM)
 
 
-def test_get_player_unknown_is_none(store: Store) -> None:
+def test_get_player_unknown_is_none(store: Backend) -> None:
     assert store.get_player(str(uuid.uuid4())) is None
 
 
-def test_updates_of_unknown_players_are_refused(store: Store) -> None:
-    ghost = str(uuid.uuid4())
+def test_deleting_an_unknown_player_is_refused(store: Backend) -> None:
     with pytest.raises(StoreError, match="not found"):
-        store.save_room(ghost, ROOM)
-    with pytest.raises(StoreError, match="not found"):
-        store.delete_player(ghost)
+        store.delete_player(str(uuid.uuid4()))
 
 
-def test_save_room_persists_across_reopen(db_path: Path) -> None:
-    store = Store.open(db_path)
+def test_a_room_save_for_an_unknown_player_changes_nothing(store: Backend) -> None:
     (carter,) = store.add_players(["Carter"], room_id=ROOM)
-    store.save_room(carter.player_id, OTHER_ROOM)
+    store.apply([SaveRoom(str(uuid.uuid4()), OTHER_ROOM)])
+    assert store.list_players() == [carter]
+
+
+def test_save_room_persists_across_reopen(open_store: Opener) -> None:
+    store = open_store()
+    (carter,) = store.add_players(["Carter"], room_id=ROOM)
+    store.apply([SaveRoom(carter.player_id, OTHER_ROOM)])
     store.close()
-    reopened = Store.open(db_path)
-    try:
-        fetched = reopened.get_player(carter.player_id)
-        assert fetched is not None
-        assert fetched.room_id == OTHER_ROOM
-    finally:
-        reopened.close()
+    fetched = open_store().get_player(carter.player_id)
+    assert fetched is not None
+    assert fetched.room_id == OTHER_ROOM
 
 
-def test_two_stores_on_one_file_see_each_others_writes(db_path: Path) -> None:
-    server = Store.open(db_path)
-    cli = Store.open(db_path)
-    try:
-        (carter,) = server.add_players(["Carter"], room_id=ROOM)
-        cli_players = cli.add_players(["Pickman", "Upton"], room_id=ROOM)
-        assert server.list_players() == [carter, *cli_players]
-        server.save_room(carter.player_id, OTHER_ROOM)
-        moved = cli.get_player(carter.player_id)
-        assert moved is not None
-        assert moved.room_id == OTHER_ROOM
-        with pytest.raises(DuplicateName):
-            server.add_players(["upton"], room_id=ROOM)
-    finally:
-        cli.close()
-        server.close()
+def test_two_stores_on_one_database_see_each_others_writes(open_store: Opener) -> None:
+    server, cli = open_store(), open_store()
+    (carter,) = server.add_players(["Carter"], room_id=ROOM)
+    cli_players = cli.add_players(["Pickman", "Upton"], room_id=ROOM)
+    assert server.list_players() == [carter, *cli_players]
+    server.apply([SaveRoom(carter.player_id, OTHER_ROOM)])
+    moved = cli.get_player(carter.player_id)
+    assert moved is not None
+    assert moved.room_id == OTHER_ROOM
+    with pytest.raises(DuplicateName):
+        server.add_players(["upton"], room_id=ROOM)
 
 
-def test_schema_version_is_stable_across_reopen(db_path: Path) -> None:
-    store = Store.open(db_path)
+def test_schema_version_is_stable_across_reopen(open_store: Opener) -> None:
+    store = open_store()
     version = store.schema_version()
     store.add_players(["Carter"], room_id=ROOM)
     store.close()
-    assert version >= 1
+    assert version == 3
     for _ in range(2):
-        reopened = Store.open(db_path)
-        try:
-            assert reopened.schema_version() == version
-            assert [p.name for p in reopened.list_players()] == ["Carter"]
-        finally:
-            reopened.close()
+        reopened = open_store()
+        assert reopened.schema_version() == version
+        assert [p.name for p in reopened.list_players()] == ["Carter"]
 
 
-def test_open_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+def test_sqlite_open_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "junk.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=r"junk\.sqlite3"):
-        Store.open(path)
+        SqliteBackend.open(path)
 
 
-def test_ensure_demo_players_is_idempotent(store: Store) -> None:
+def test_ensure_demo_players_is_idempotent(store: Backend) -> None:
     created = store_names(ensure_demo_players(store, ROOM))
     assert created == ["Armitage", "Wilmarth"]
     assert ensure_demo_players(store, ROOM) == []
@@ -250,12 +276,12 @@ def test_ensure_demo_players_is_idempotent(store: Store) -> None:
     assert len(store.list_players()) == 2
 
 
-def test_ensure_demo_players_creates_only_the_missing_one(store: Store) -> None:
+def test_ensure_demo_players_creates_only_the_missing_one(store: Backend) -> None:
     store.add_players(["wilmarth"], room_id=ROOM)
     assert store_names(ensure_demo_players(store, ROOM)) == ["Armitage"]
 
 
-def test_ensure_demo_players_skips_a_deleted_demo_name(store: Store) -> None:
+def test_ensure_demo_players_skips_a_deleted_demo_name(store: Backend) -> None:
     (armitage, _) = ensure_demo_players(store, ROOM)
     store.delete_player(armitage.player_id)
     assert ensure_demo_players(store, ROOM) == []
@@ -277,22 +303,22 @@ def test_to_json_line_has_exactly_four_keys_in_order() -> None:
     assert list(json.loads(line)) == ["player_id", "user_id", "name", "room_id"]
 
 
-def test_a_thousand_players_in_one_call(store: Store) -> None:
+def test_a_thousand_players_in_one_call(store: Backend) -> None:
     names = [f"Cultist{i:04d}" for i in range(1000)]
     records = store.add_players(names, room_id=ROOM)
     assert len(records) == 1000
     assert len(store.list_players()) == 1000
 
 
-async def test_async_store_runs_calls_in_a_worker_thread(store: Store) -> None:
-    async_store = AsyncStore(store)
+async def test_async_store_runs_calls_in_a_worker_thread(store: Backend) -> None:
+    async_store = Store(store)
     (carter,) = await async_store.call(store.add_players, ["Carter"], room_id=ROOM)
     found = await async_store.call(store.find_player_by_name, "carter")
     assert found == carter
 
 
-async def test_async_store_serialises_concurrent_calls(store: Store) -> None:
-    async_store = AsyncStore(store)
+async def test_async_store_serialises_concurrent_calls(store: Backend) -> None:
+    async_store = Store(store)
 
     async def add(name: str) -> None:
         await async_store.call(store.add_players, [name], room_id=ROOM)
@@ -303,8 +329,99 @@ async def test_async_store_serialises_concurrent_calls(store: Store) -> None:
     assert len(store.list_players()) == 20
 
 
-async def test_async_store_propagates_errors(store: Store) -> None:
-    async_store = AsyncStore(store)
+async def test_async_store_propagates_errors(store: Backend) -> None:
+    async_store = Store(store)
     await async_store.call(store.add_players, ["Carter"], room_id=ROOM)
     with pytest.raises(DuplicateName):
         await async_store.call(store.add_players, ["CARTER"], room_id=ROOM)
+
+
+def test_a_batch_of_writes_lands_whole(store: Backend) -> None:
+    carter, pickman, upton = store.add_players(["Carter", "Pickman", "Upton"], room_id=ROOM)
+    later = time.time() + 600
+    store.apply(
+        [
+            SaveRoom(carter.player_id, OTHER_ROOM),
+            SetMute(carter.player_id, pickman.player_id, None),
+            SetMute(carter.player_id, upton.player_id, later),
+            SetGlobalMute(pickman.player_id, carter.player_id, None),
+        ]
+    )
+    mutes = store.load_mutes(carter.player_id, time.time())
+    assert mutes.personal == {pickman.player_id: None, upton.player_id: pytest.approx(later)}
+    assert store.load_mutes(pickman.player_id, time.time()).globally_muted
+    moved = store.get_player(carter.player_id)
+    assert moved is not None and moved.room_id == OTHER_ROOM
+
+
+def test_a_poisoned_write_rolls_back_its_whole_batch(store: Backend) -> None:
+    carter, pickman = store.add_players(["Carter", "Pickman"], room_id=ROOM)
+    with pytest.raises(PermanentStoreError):
+        store.apply(
+            [
+                SetMute(carter.player_id, pickman.player_id, None),
+                SetMute(carter.player_id, str(uuid.uuid4()), None),  # no such player
+            ]
+        )
+    assert store.load_mutes(carter.player_id, time.time()).personal == {}
+
+
+def test_mutes_expire_update_and_delete(store: Backend) -> None:
+    carter, pickman = store.add_players(["Carter", "Pickman"], room_id=ROOM)
+    now = time.time()
+    store.apply([SetMute(carter.player_id, pickman.player_id, now + 60)])
+    assert store.load_mutes(carter.player_id, now + 61).personal == {}
+    store.apply([SetMute(carter.player_id, pickman.player_id, None)])  # made permanent
+    assert store.load_mutes(carter.player_id, now + 61).personal == {pickman.player_id: None}
+    store.apply([DeleteMute(carter.player_id, pickman.player_id)])
+    assert store.load_mutes(carter.player_id, now).personal == {}
+
+
+def test_global_mutes_expire_and_lift(store: Backend) -> None:
+    carter, pickman = store.add_players(["Carter", "Pickman"], room_id=ROOM)
+    now = time.time()
+    store.apply([SetGlobalMute(pickman.player_id, carter.player_id, now + 60)])
+    live = store.load_mutes(pickman.player_id, now)
+    assert live.globally_muted and live.global_expires_at == pytest.approx(now + 60)
+    assert not store.load_mutes(pickman.player_id, now + 61).globally_muted
+    store.apply([SetGlobalMute(pickman.player_id, carter.player_id, None)])
+    store.apply([DeleteGlobalMute(pickman.player_id)])
+    assert not store.load_mutes(pickman.player_id, now).globally_muted
+
+
+def test_check_writable_passes_on_a_healthy_database(store: Backend) -> None:
+    store.check_writable()
+    store.check_writable()  # and again: it overwrites its own row
+
+
+def test_sqlite_refuses_a_read_only_file_at_open_or_probe(db_path: Path) -> None:
+    SqliteBackend.open(db_path).close()
+    with read_only(db_path), pytest.raises(StoreError, match=str(db_path) + "|readonly"):
+        backend = SqliteBackend.open(db_path)
+        try:
+            backend.check_writable()
+        finally:
+            backend.close()
+
+
+def test_sqlite_probe_reports_a_database_locked_by_another_process(db_path: Path) -> None:
+    SqliteBackend.open(db_path).close()
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            backend = SqliteBackend.open(db_path, busy_timeout_ms=50)
+            try:
+                backend.check_writable()
+            finally:
+                backend.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_postgres_open_names_an_unreachable_server_without_its_password() -> None:
+    with pytest.raises(StoreError) as raised:
+        PostgresBackend.open("postgresql://someone:hunter2@127.0.0.1:1/nowhere")
+    assert "127.0.0.1:1" in str(raised.value)
+    assert "hunter2" not in str(raised.value)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import attrs
 
-from mythos_rt.core.effects import Effect, Emit, SaveRoom, reply
+from mythos_rt.core.effects import Effect, Emit, reply
 from mythos_rt.core.presence import Presence
 from mythos_rt.core.registry import REGISTRY, CommandContext
 from mythos_rt.core.views import occupants_payload, room_state_payload
 from mythos_rt.core.world import DIRECTIONS
+from mythos_rt.core.writes import SaveRoom
 
 SHORTCUTS = {
     "n": "north",

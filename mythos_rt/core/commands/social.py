@@ -7,7 +7,7 @@ import uuid
 
 from mythos_rt.core.chat import ChatLine
 from mythos_rt.core.commands.channels import send_line
-from mythos_rt.core.effects import Effect, Emit, StoreWrite, reply
+from mythos_rt.core.effects import Effect, Emit, FindPlayer, Persist, reply
 from mythos_rt.core.presence import Presence
 from mythos_rt.core.registry import REGISTRY, CommandContext, whole_number
 from mythos_rt.core.social import (
@@ -18,6 +18,7 @@ from mythos_rt.core.social import (
     leave_party,
     party_update,
 )
+from mythos_rt.core.writes import DeleteGlobalMute, DeleteMute, SetGlobalMute, SetMute, Write
 
 MUTE_USAGE = "Usage: mute <player_name> [duration_in_minutes]"
 NOT_IN_PARTY = "You are not in a party."
@@ -35,6 +36,17 @@ def _known(ctx: CommandContext, name: str) -> KnownPlayer | None:
 
 def _not_found(ctx: CommandContext, name: str) -> list[Effect]:
     return [reply(ctx.actor.player_id, f"Player '{name}' not found.")]
+
+
+def _unknown(ctx: CommandContext, name: str) -> list[Effect]:
+    """A name of a player who may be offline: ask the store before saying it does not exist."""
+    return _not_found(ctx, name) if ctx.store_consulted else [FindPlayer(name)]
+
+
+def _persist(ctx: CommandContext, write: Write, confirmation: str) -> list[Effect]:
+    """Confirm only after the store commits (section 10); the hub applies the change then."""
+    confirm = reply(ctx.actor.player_id, confirmation)
+    return [Persist(write, ctx.actor.player_id, (confirm,))]
 
 
 MAX_MUTE_MINUTES = 10 * 365 * 24 * 60  # ten years; longer is what "permanent" is for
@@ -58,7 +70,7 @@ def _duration_text(minutes: int | None) -> str:
 def _mute_target(ctx: CommandContext, args: tuple[str, ...]) -> KnownPlayer | list[Effect]:
     target = _known(ctx, args[0])
     if target is None:
-        return _not_found(ctx, args[0])
+        return _unknown(ctx, args[0])
     if target.player_id == ctx.actor.player_id:
         return [reply(ctx.actor.player_id, "You cannot mute yourself.")]
     if target.is_admin:
@@ -76,10 +88,8 @@ def mute(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
     if isinstance(target, list):
         return target
     expires = None if minutes is None else ctx.wall_now + minutes * 60
-    ctx.social.mutes.setdefault(ctx.actor.player_id, {})[target.player_id] = expires
     text = f"You have muted {target.name} {_duration_text(minutes)}."
-    write = StoreWrite("set_mute", (ctx.actor.player_id, target.player_id, expires))
-    return [reply(ctx.actor.player_id, text), write]
+    return _persist(ctx, SetMute(ctx.actor.player_id, target.player_id, expires), text)
 
 
 @REGISTRY.command("unmute", usage="unmute <name>", summary="Hear a muted player again.")
@@ -88,14 +98,11 @@ def unmute(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
         return [reply(ctx.actor.player_id, "Usage: unmute <player_name>")]
     target = _known(ctx, args[0])
     if target is None:
-        return _not_found(ctx, args[0])
-    mine = ctx.social.mutes.get(ctx.actor.player_id, {})
+        return _unknown(ctx, args[0])
     if not ctx.social.has_muted(ctx.actor.player_id, target.player_id, ctx.wall_now):
-        mine.pop(target.player_id, None)
         return [reply(ctx.actor.player_id, f"You have not muted {target.name}.")]
-    del mine[target.player_id]
-    write = StoreWrite("delete_mute", (ctx.actor.player_id, target.player_id))
-    return [reply(ctx.actor.player_id, f"You have unmuted {target.name}."), write]
+    write = DeleteMute(ctx.actor.player_id, target.player_id)
+    return _persist(ctx, write, f"You have unmuted {target.name}.")
 
 
 def _names_by_id(ctx: CommandContext) -> dict[str, str]:
@@ -135,11 +142,8 @@ def mute_global(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
     if isinstance(target, list):
         return target
     expires = None if minutes is None else ctx.wall_now + minutes * 60
-    if ctx.presences.get(target.player_id) is not None:
-        ctx.social.global_mutes[target.player_id] = expires
     text = f"You have globally muted {target.name} {_duration_text(minutes)}."
-    write = StoreWrite("set_global_mute", (target.player_id, ctx.actor.player_id, expires))
-    return [reply(ctx.actor.player_id, text), write]
+    return _persist(ctx, SetGlobalMute(target.player_id, ctx.actor.player_id, expires), text)
 
 
 @REGISTRY.command(
@@ -150,10 +154,9 @@ def unmute_global(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
         return [reply(ctx.actor.player_id, "Usage: unmute_global <player_name>")]
     target = _known(ctx, args[0])
     if target is None:
-        return _not_found(ctx, args[0])
-    ctx.social.global_mutes.pop(target.player_id, None)
-    write = StoreWrite("delete_global_mute", (target.player_id,))
-    return [reply(ctx.actor.player_id, f"You have globally unmuted {target.name}."), write]
+        return _unknown(ctx, args[0])
+    write = DeleteGlobalMute(target.player_id)
+    return _persist(ctx, write, f"You have globally unmuted {target.name}.")
 
 
 # --- follow ------------------------------------------------------------------------------

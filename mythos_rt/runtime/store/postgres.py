@@ -1,0 +1,203 @@
+"""The shared store: PostgreSQL through psycopg 3 (sync), in worker threads.
+
+Several instances may use one database: every write is a transaction, player names are unique
+in the database, and migrations take an advisory lock so two instances starting together apply
+each migration once.  Connections are kept in a small pool, one per worker thread at most; a
+connection that fails is dropped and replaced on the next call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from mythos_rt.runtime.store.base import (
+    INSERT_PLAYER,
+    Connection,
+    DuplicateName,
+    PermanentStoreError,
+    PlayerRecord,
+    SqlBackend,
+    StoreError,
+    TransientStoreError,
+    player_params,
+)
+
+CONNECT_TIMEOUT_S = 5
+MIGRATION_LOCK_KEY = 54768  # any constant shared by every instance of this schema
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE users (id TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL)",
+        """
+        CREATE TABLE players (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id),
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL UNIQUE,
+            room_id TEXT NOT NULL,
+            level INTEGER NOT NULL DEFAULT 1,
+            is_admin BOOLEAN NOT NULL DEFAULT FALSE,
+            deleted BOOLEAN NOT NULL DEFAULT FALSE,
+            created_at DOUBLE PRECISION NOT NULL,
+            seq BIGSERIAL NOT NULL
+        )
+        """,
+        "CREATE INDEX players_by_user ON players (user_id, created_at, seq)",
+    ),
+    (
+        """
+        CREATE TABLE mutes (
+            muter_id TEXT NOT NULL REFERENCES players(id),
+            target_id TEXT NOT NULL REFERENCES players(id),
+            expires_at DOUBLE PRECISION,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (muter_id, target_id)
+        )
+        """,
+        """
+        CREATE TABLE global_mutes (
+            target_id TEXT PRIMARY KEY REFERENCES players(id),
+            muted_by TEXT NOT NULL REFERENCES players(id),
+            expires_at DOUBLE PRECISION,
+            created_at DOUBLE PRECISION NOT NULL
+        )
+        """,
+    ),
+    ("CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",),
+)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, fit for a log line or an error message."""
+    return _PASSWORD_IN_URL.sub(r"\1***@", url)
+
+
+class PostgresBackend(SqlBackend):
+    """A pool of psycopg connections, one per worker thread in use."""
+
+    max_threads = 4
+    oldest_first = "ORDER BY created_at, seq"
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.description = redact(url)
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str) -> PostgresBackend:
+        backend = cls(url)
+        try:
+            backend._migrate()
+        except StoreError as exc:
+            backend.close()
+            raise StoreError(f"{backend.description}: cannot prepare the database: {exc}") from exc
+        return backend
+
+    def sql(self, query: str) -> str:
+        return query.replace("?", "%s")  # our own constants: no literal '?' or '%' in them
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def schema_version(self) -> int:
+        with self._connection() as conn:
+            return _applied_version(conn)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A connection for this thread's call; a broken one is dropped, not returned."""
+        with _translated():
+            conn = self._take()
+            try:
+                yield conn
+            except BaseException:
+                if conn.broken or conn.closed:
+                    conn.close()
+                else:
+                    self._give_back(conn)
+                raise
+            self._give_back(conn)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        with self._connection() as conn:
+            assert isinstance(conn, psycopg.Connection)
+            with conn.transaction():
+                yield conn
+
+    def _insert_player(self, conn: Connection, record: PlayerRecord) -> None:
+        assert isinstance(conn, psycopg.Connection)
+        try:
+            with conn.transaction():  # a savepoint: the clash is reported, not an aborted batch
+                self._execute(conn, INSERT_PLAYER, player_params(record))
+        except pg_errors.UniqueViolation as exc:
+            raise DuplicateName(record.name) from exc
+
+    def _take(self) -> psycopg.Connection[Any]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+
+    def _give_back(self, conn: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            self._idle.append(conn)
+
+    def _migrate(self) -> None:
+        with self._transaction() as conn:
+            # Instances starting together queue here; each migration is applied once.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            applied = _applied_version(conn)
+            for version, statements in enumerate(_MIGRATIONS, start=1):
+                if version <= applied:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (%s, %s)",
+                    (version, time.time()),
+                )
+
+
+def _applied_version(conn: Connection) -> int:
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    # Lost connections, timeouts, serialization failures and a read-only server are
+    # OperationalError (or InterfaceError for a closed connection): retry later.  Constraint
+    # and data errors are about the write itself.
+    try:
+        yield
+    except StoreError:
+        raise
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        raise TransientStoreError(f"Database error: {_first_line(exc)}") from exc
+    except pg_errors.ReadOnlySqlTransaction as exc:
+        raise TransientStoreError(f"Database error: {_first_line(exc)}") from exc
+    except psycopg.Error as exc:
+        raise PermanentStoreError(f"Database error: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
