@@ -17,7 +17,15 @@ import pytest
 import mythos_rt.core.commands  # noqa: F401  (registers every command)
 from mythos_rt.core.chat import ChatLimiter
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
-from mythos_rt.core.effects import Effect, Emit, SaveRoom, StoreWrite
+from mythos_rt.core.effects import Effect, Emit, FindPlayer, Persist
+from mythos_rt.core.writes import (
+    DeleteGlobalMute,
+    DeleteMute,
+    SaveRoom,
+    SetGlobalMute,
+    SetMute,
+    Write,
+)
 from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.registry import CommandContext, dispatch
 from mythos_rt.core.social import (
@@ -114,6 +122,8 @@ class Game:
         self.directory = {
             name.casefold(): KnownPlayer(pid(name), name, name in ADMINS) for name in names
         }
+        # Players the store has but this instance never met (added by the CLI since start-up).
+        self.store_only = {"lake": KnownPlayer(pid("Lake"), "Lake", False)}
 
     def new_id(self) -> str:
         return uid(next(self._ids))
@@ -123,7 +133,7 @@ class Game:
         assert presence is not None, name
         return presence
 
-    def ctx(self, actor: str) -> CommandContext:
+    def ctx(self, actor: str, store_consulted: bool = False) -> CommandContext:
         return CommandContext(
             self.world,
             self.presences,
@@ -136,10 +146,31 @@ class Game:
             social=self.social,
             directory=self.directory,
             request_ttl_s=TTL,
+            store_consulted=store_consulted,
         )
 
-    def run(self, actor: str, command: str, *args: str) -> list[Effect]:
-        return dispatch(self.ctx(actor), command, args, MAX_CHARS)
+    def run(self, actor: str, command: str, *args: str) -> list[Effect | Write]:
+        """Run a command, then commit what it persists as the hub does once the store has:
+        each :class:`Persist` becomes its confirmation followed by the write that landed."""
+        effects = dispatch(self.ctx(actor), command, args, MAX_CHARS)
+        lookups = [e for e in effects if isinstance(e, FindPlayer)]
+        if lookups:  # the hub asks the store, learns what it finds, and runs the command again
+            assert effects == lookups[:1], effects
+            found = self.store_only.pop(lookups[0].name.casefold(), None)
+            if found is not None:
+                self.directory[found.name.casefold()] = found
+            effects = dispatch(self.ctx(actor, store_consulted=True), command, args, MAX_CHARS)
+        return self.commit(effects)
+
+    def commit(self, effects: Sequence[Effect]) -> list[Effect | Write]:
+        settled: list[Effect | Write] = []
+        for effect in effects:
+            if isinstance(effect, Persist):
+                self.social.apply_committed(effect.write, self.presences)
+                settled += [*effect.then, effect.write]
+            else:
+                settled.append(effect)
+        return settled
 
     def answer_follow(self, actor: str, request_id: str, accept: bool) -> list[Effect]:
         return respond_to_follow(self.ctx(actor), request_id, accept)
@@ -213,8 +244,8 @@ def chat_recipients(effects: Sequence[Effect]) -> set[str]:
     return set(found[0].to)
 
 
-def store_writes(effects: Sequence[Effect]) -> list[StoreWrite]:
-    return [e for e in effects if isinstance(e, StoreWrite)]
+def store_writes(effects: Sequence[Effect | Write]) -> list[Write]:
+    return [e for e in effects if not isinstance(e, Emit) and isinstance(e, Write)]
 
 
 def following_payload(leader: str | None) -> dict[str, object]:
@@ -266,7 +297,7 @@ def test_mute_online_player(args: tuple[str, ...], text: str, expires: float | N
     effects = game.run("Alice", "mute", *args)
     assert effects == [
         say_to("Alice", text),
-        StoreWrite("set_mute", (pid("Alice"), pid("Bob"), expires)),
+        SetMute(pid("Alice"), pid("Bob"), expires),
     ]
     assert game.social.mutes == {pid("Alice"): {pid("Bob"): expires}}
     assert game.social.has_muted(pid("Alice"), pid("Bob"), game.wall_now)
@@ -278,9 +309,39 @@ def test_mute_offline_player_known_from_the_directory() -> None:
     effects = game.run("Alice", "mute", "olive", "10")
     assert effects == [
         say_to("Alice", "You have muted Olive for 10 minutes."),
-        StoreWrite("set_mute", (pid("Alice"), pid("Olive"), WALL_NOW + 600)),
+        SetMute(pid("Alice"), pid("Olive"), WALL_NOW + 600),
     ]
     assert game.social.mutes == {pid("Alice"): {pid("Olive"): WALL_NOW + 600}}
+
+
+def test_a_mute_confirms_and_changes_nothing_until_the_store_commits() -> None:
+    game = Game()
+    effects = dispatch(game.ctx("Alice"), "mute", ("Bob", "5"), MAX_CHARS)
+    confirmation = say_to("Alice", "You have muted Bob for 5 minutes.")
+    write = SetMute(pid("Alice"), pid("Bob"), WALL_NOW + 300)
+    assert effects == [Persist(write, pid("Alice"), (confirmation,))]
+    assert game.social.mutes == {}
+
+
+@pytest.mark.parametrize("command", ["mute", "unmute", "mute_global", "unmute_global"])
+def test_a_name_this_instance_never_met_is_asked_of_the_store(command: str) -> None:
+    game = Game()
+    effects = dispatch(game.ctx("Wyatt"), command, ("Lake",), MAX_CHARS)
+    assert effects == [FindPlayer("Lake")]
+
+
+def test_a_player_only_the_store_knows_can_be_muted_by_name() -> None:
+    game = Game()
+    effects = game.run("Alice", "mute", "lake")
+    assert effects == [
+        say_to("Alice", "You have muted Lake permanently."),
+        SetMute(pid("Alice"), pid("Lake"), None),
+    ]
+
+
+def test_a_name_the_store_does_not_know_either_is_not_found() -> None:
+    game = Game()
+    assert game.run("Alice", "mute", "Nobody") == [say_to("Alice", "Player 'Nobody' not found.")]
 
 
 def test_mute_again_replaces_the_duration() -> None:
@@ -289,7 +350,7 @@ def test_mute_again_replaces_the_duration() -> None:
     effects = game.run("Alice", "mute", "Bob")
     assert effects == [
         say_to("Alice", "You have muted Bob permanently."),
-        StoreWrite("set_mute", (pid("Alice"), pid("Bob"), None)),
+        SetMute(pid("Alice"), pid("Bob"), None),
     ]
     assert game.social.mutes == {pid("Alice"): {pid("Bob"): None}}
 
@@ -348,7 +409,7 @@ def test_unmute() -> None:
     effects = game.run("Alice", "unmute", "bob")
     assert effects == [
         say_to("Alice", "You have unmuted Bob."),
-        StoreWrite("delete_mute", (pid("Alice"), pid("Bob"))),
+        DeleteMute(pid("Alice"), pid("Bob")),
     ]
     assert game.social.mutes == {pid("Alice"): {pid("Carl"): None}}
     assert game.run("Alice", "unmute", "Bob") == [say_to("Alice", "You have not muted Bob.")]
@@ -359,17 +420,17 @@ def test_unmute_offline_player() -> None:
     game.run("Alice", "mute", "Olive")
     assert game.run("Alice", "unmute", "Olive") == [
         say_to("Alice", "You have unmuted Olive."),
-        StoreWrite("delete_mute", (pid("Alice"), pid("Olive"))),
+        DeleteMute(pid("Alice"), pid("Olive")),
     ]
     assert game.social.mutes == {pid("Alice"): {}}
 
 
-def test_unmute_after_expiry_says_not_muted_and_forgets_the_entry() -> None:
+def test_unmute_after_expiry_says_not_muted_and_writes_nothing() -> None:
     game = Game()
     game.run("Alice", "mute", "Bob", "1")
     game.wall_now = WALL_NOW + 60
     assert game.run("Alice", "unmute", "Bob") == [say_to("Alice", "You have not muted Bob.")]
-    assert game.social.mutes == {pid("Alice"): {}}
+    assert not game.social.has_muted(pid("Alice"), pid("Bob"), game.wall_now)
 
 
 def test_mutes_lists_live_mutes_by_name() -> None:
@@ -606,7 +667,7 @@ def test_mute_global(args: tuple[str, ...], text: str, expires: float | None) ->
     effects = game.run("Wyatt", "mute_global", *args)
     assert effects == [
         say_to("Wyatt", text),
-        StoreWrite("set_global_mute", (pid("Alice"), pid("Wyatt"), expires)),
+        SetGlobalMute(pid("Alice"), pid("Wyatt"), expires),
     ]
     assert game.social.global_mutes == {pid("Alice"): expires}
     assert game.social.mutes == {}
@@ -617,7 +678,7 @@ def test_mute_global_of_an_offline_player_is_stored_only() -> None:
     effects = game.run("Wyatt", "mute_global", "Olive", "5")
     assert effects == [
         say_to("Wyatt", "You have globally muted Olive for 5 minutes."),
-        StoreWrite("set_global_mute", (pid("Olive"), pid("Wyatt"), WALL_NOW + 300)),
+        SetGlobalMute(pid("Olive"), pid("Wyatt"), WALL_NOW + 300),
     ]
     assert game.social.global_mutes == {}  # loaded when Olive's presence starts
 
@@ -662,7 +723,7 @@ def test_unmute_global() -> None:
     effects = game.run("Wyatt", "unmute_global", "alice")
     assert effects == [
         say_to("Wyatt", "You have globally unmuted Alice."),
-        StoreWrite("delete_global_mute", (pid("Alice"),)),
+        DeleteGlobalMute(pid("Alice")),
     ]
     assert game.social.global_mutes == {}
     assert game.run("Alice", "say", "free")[0] == say_to("Alice", "You say: free")
@@ -737,7 +798,7 @@ def test_globally_muted_player_can_still_use_other_commands() -> None:
     assert game.run("Alice", "follow", "Bob")[0] == say_to("Alice", FOLLOW_SENT)
     assert game.run("Alice", "mute", "Carl") == [
         say_to("Alice", "You have muted Carl permanently."),
-        StoreWrite("set_mute", (pid("Alice"), pid("Carl"), None)),
+        SetMute(pid("Alice"), pid("Carl"), None),
     ]
 
 

@@ -23,7 +23,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_st
 
 from mythos_rt.runtime.gate import handle_stream
 from mythos_rt.runtime.server import App, open_app
-from mythos_rt.runtime.store import AsyncStore, PlayerRecord, Store
+from mythos_rt.runtime.store import Backend, PlayerRecord, Store
+from mythos_rt.runtime.store.sqlite import SqliteBackend
 from mythos_rt.runtime.tokens import issue_token
 from mythos_rt.settings import Settings
 from mythos_rt.world import load_world
@@ -35,13 +36,13 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class InlineStore(AsyncStore):
+class InlineStore(Store):
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         await trio.lowlevel.checkpoint()
         return fn(*args, **kwargs)
 
 
-class SlowStore(AsyncStore):
+class SlowStore(Store):
     """A store on a slow disk: every call takes 1 s of mock time (swap it into the writer)."""
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -130,7 +131,7 @@ class Client:
 @attrs.define
 class Harness:
     app: App
-    store: Store
+    store: Backend
     nursery: trio.Nursery
     players: dict[str, PlayerRecord]
 
@@ -205,7 +206,7 @@ async def running(
 ) -> AsyncIterator[Harness]:
     settings = make_settings(data_dir, **overrides)
     world = load_world(settings.world)
-    store = Store.open(settings.store_path)
+    store = SqliteBackend.open(settings.store_path)
     admin, *others = names
     records = store.add_players([admin], room_id=world.start_room_id, is_admin=True)
     records += store.add_players(others, room_id=world.start_room_id)

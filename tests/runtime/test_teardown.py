@@ -32,7 +32,8 @@ from trio_websocket import ConnectionClosed, HandshakeError, wrap_client_stream
 from mythos_rt.core.effects import Emit
 from mythos_rt.runtime.gate import handle_stream
 from mythos_rt.runtime.hub import Hub, SocketHandle
-from mythos_rt.runtime.store import Store
+from mythos_rt.runtime.store import Backend
+from mythos_rt.runtime.store.sqlite import SqliteBackend
 from tests.runtime.harness import Client, Harness, running, upgrade_request
 
 Frame = dict[str, Any]
@@ -179,7 +180,7 @@ async def expect_requests_cancelled(web: Web) -> None:
     assert_social_intact(web)
 
 
-def assert_hub_forgot(hub: Hub, a_id: str, party_id: str, store: Store, muted_id: str) -> None:
+def assert_hub_forgot(hub: Hub, a_id: str, party_id: str, store: Backend, muted_id: str) -> None:
     """Nothing in memory mentions A any more; A's mute is still in the store."""
     social = hub.social
     assert hub.presences.get(a_id) is None
@@ -318,7 +319,7 @@ async def test_cancellation_of_the_whole_server(
     # Everything was cancelled with A connected; open_app's finally ran the teardown.
     assert len(hub.presences) == 0
     assert hub.socket_count() == 0
-    store = Store.open(store_path)
+    store = SqliteBackend.open(store_path)
     try:
         assert_hub_forgot(hub, a_id, party_id, store, ids["Dyer"])
     finally:
