@@ -81,8 +81,17 @@ class StoreWriter:
 
     def save_room(self, player_id: str, room_id: str) -> None:
         """Coalesced: only the newest room per player is written."""
-        self._rooms[player_id] = self._pending(SaveRoom(player_id, room_id), None)
+        self._merge_room(self._pending(SaveRoom(player_id, room_id), None))
         self._wakeup.set()
+
+    def _merge_room(self, newer: Pending) -> None:
+        # The newest room wins, but it keeps the oldest unwritten ticket: a reader waiting for
+        # the older save must not be let through before the player's room is on disk.
+        player_id = _room_owner(newer)
+        older = self._rooms.get(player_id)
+        if older is not None and older.ticket < newer.ticket:
+            newer = attrs.evolve(newer, ticket=older.ticket)
+        self._rooms[player_id] = newer
 
     def submit(self, write: Write, on_done: Done | None = None) -> None:
         """Queue a write; ``on_done`` hears once whether it committed."""
@@ -178,8 +187,12 @@ class StoreWriter:
         self.healthy = True
 
     def _requeue(self, unwritten: list[Pending]) -> None:
-        rooms = {p.write.player_id: p for p in unwritten if isinstance(p.write, SaveRoom)}
-        self._rooms = {**rooms, **self._rooms}  # newer rooms submitted meanwhile win
+        newer_rooms, self._rooms = self._rooms, {}
+        for pending in unwritten:
+            if isinstance(pending.write, SaveRoom):
+                self._merge_room(pending)
+        for pending in newer_rooms.values():  # rooms submitted meanwhile win
+            self._merge_room(pending)
         others = [p for p in unwritten if not isinstance(p.write, SaveRoom)]
         self._queue = deque([*others, *self._queue])
 
@@ -221,3 +234,8 @@ class StoreWriter:
     def _pending(self, write: Write, on_done: Done | None) -> Pending:
         self._submitted += 1
         return Pending(self._submitted, write, on_done, trio.current_time())
+
+
+def _room_owner(pending: Pending) -> str:
+    assert isinstance(pending.write, SaveRoom)
+    return pending.write.player_id
