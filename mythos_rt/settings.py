@@ -56,7 +56,9 @@ class Settings:
     )
     jwt_algorithms: tuple[str, ...] = _setting(("HS256",), "accepted JWT algorithms (HMAC)", "auth")
     jwt_audience: str = _setting("fastapi-users:auth", "required JWT audience", "auth")
-    jwt_leeway_s: float = _setting(10.0, "clock leeway for exp", "auth")
+    jwt_leeway_s: float = _setting(
+        10.0, "clock leeway for nbf and iat; none for exp (valid until exp exactly)", "auth"
+    )
     max_token_bytes: int = _setting(8192, "tokens longer than this are refused", "auth")
     handshake_timeout_s: float = _setting(10.0, "time a client has to finish the upgrade", "auth")
     max_sockets_per_player: int = _setting(5, "sockets one player may hold", "auth")

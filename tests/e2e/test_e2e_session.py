@@ -310,6 +310,26 @@ def test_token_expiry_on_a_live_socket_warns_then_closes_4401(start_server: Star
     assert close == (4401, "Token expired")
 
 
+def test_a_token_closed_at_exp_is_refused_at_once_by_the_handshake(
+    start_server: StartServer,
+) -> None:
+    """v1.1 section 2: no leeway on exp, so the web client cannot walk straight back in."""
+    server = start_server()
+    token = mint_token(server.players["Carter"]["user_id"], ttl_s=2)
+
+    async def scenario() -> tuple[tuple[int, str], int, str]:
+        async with ws_connect(server.url(token=token)) as ws:
+            await read_burst(ws)
+            close = await close_of(ws)
+        with pytest.raises(InvalidStatus) as caught:
+            async with ws_connect(server.url(token=token)):
+                pass
+        response = caught.value.response
+        return close, response.status_code, json.loads(response.body)["error"]["message"]
+
+    assert asyncio.run(scenario()) == ((4401, "Token expired"), 401, "Token expired")
+
+
 def test_refreshed_token_keeps_the_socket_and_becomes_a_csrf_token(
     start_server: StartServer,
 ) -> None:
