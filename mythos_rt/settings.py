@@ -63,6 +63,9 @@ class Settings:
     handshake_timeout_s: float = _setting(10.0, "time a client has to finish the upgrade", "auth")
     max_sockets_per_player: int = _setting(5, "sockets one player may hold", "auth")
     max_session_id_chars: int = _setting(128, "longest session_id", "auth")
+    retired_session_s: float = _setting(
+        600.0, "a superseded, quit, logged-out or rested session is refused 4409 this long", "auth"
+    )
     connect_rate_player: int = _setting(5, "connection attempts per player per window", "auth")
     connect_rate_player_window_s: float = _setting(60.0, "window of the per-player limit", "auth")
     connect_rate_ip: int = _setting(30, "connection attempts per client IP per window", "auth")
@@ -110,6 +113,7 @@ class Settings:
     request_ttl_s: float = _setting(
         60.0, "follow requests and party invites expire after", "presence"
     )
+    rest_s: int = _setting(10, "the rest command's countdown before disconnecting", "presence")
     # --- shutdown (section 14) ---
     drain_timeout_s: float = _setting(10.0, "shutdown must finish within this", "shutdown")
     close_timeout_s: float = _setting(2.0, "bound on one socket's closing handshake", "shutdown")

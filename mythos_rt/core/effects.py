@@ -20,12 +20,12 @@ class Emit:
 
 @attrs.frozen
 class Disconnect:
-    """Close a player's sockets on purpose: no disconnect grace follows."""
+    """Close every socket of a player on purpose: no disconnect grace follows."""
 
     player_id: str
     code: int
     reason: str
-    socket_id: int | None = None  # None: every socket of the player
+    retire_sessions: bool = False  # quit, logout, rest: their sessions are refused 4409 a while
 
 
 @attrs.frozen
@@ -50,7 +50,15 @@ class ShutdownCountdown:
     seconds: int | None
 
 
-Effect = Emit | Disconnect | SaveRoom | StoreWrite | ShutdownCountdown
+@attrs.frozen
+class RestCountdown:
+    """Start (``seconds``) or cancel (None) a player's rest countdown (section 9)."""
+
+    player_id: str
+    seconds: int | None
+
+
+Effect = Emit | Disconnect | SaveRoom | StoreWrite | ShutdownCountdown | RestCountdown
 
 
 def reply(player_id: str, result: str, **extra: object) -> Emit:

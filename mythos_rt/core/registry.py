@@ -33,6 +33,7 @@ class CommandContext:
     social: Social = attrs.field(factory=Social)
     directory: Mapping[str, KnownPlayer] = attrs.field(factory=dict)  # casefolded name -> player
     request_ttl_s: float = 60.0
+    rest_s: int = 10
 
 
 Handler = Callable[[CommandContext, tuple[str, ...]], list[Effect]]

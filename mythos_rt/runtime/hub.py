@@ -25,11 +25,13 @@ import trio
 from mythos_rt.core import handshake
 from mythos_rt.core.chat import CHANNELS, ChatLimiter
 from mythos_rt.core.commands import CommandContext, dispatch
+from mythos_rt.core.commands.session import rest_tick
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
 from mythos_rt.core.effects import (
     Disconnect,
     Effect,
     Emit,
+    RestCountdown,
     SaveRoom,
     ShutdownCountdown,
     StoreWrite,
@@ -39,6 +41,7 @@ from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.protocol import FollowResponse, PartyInviteResponse, encode_event
 from mythos_rt.core.ratelimit import KeyedSlidingWindow
 from mythos_rt.core.replay import ReplayBuffer
+from mythos_rt.core.sessions import RetiredSessions
 from mythos_rt.core.social import KnownPlayer, Social, cancel_requests, follow_state
 from mythos_rt.core.social import end_presence as end_social_presence
 from mythos_rt.core.views import (
@@ -89,6 +92,8 @@ class HubConfig:
     chat_limit_emote: int
     chat_limit_pose: int
     request_ttl_s: float
+    retired_session_s: float
+    rest_s: int
 
     def chat_limits(self) -> dict[str, int]:
         return {channel: getattr(self, f"chat_limit_{channel}") for channel in CHANNELS}
@@ -139,6 +144,7 @@ class Hub:
         self.shutdown_requested = trio.Event()
         self._directory: dict[str, KnownPlayer] = {}
         self._timers = Timers()
+        self._retired = RetiredSessions(config.retired_session_s)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -176,8 +182,17 @@ class Hub:
 
     # --- admission and departure -----------------------------------------------------------
 
+    def retired_refusal(self, player_id: str, session_id: str | None) -> handshake.Refusal | None:
+        """409 / 4409 for a session that was superseded or ended on purpose (v1.1 section 3)."""
+        if self._retired.is_retired(player_id, session_id, trio.current_time()):
+            return handshake.SESSION_ENDED
+        return None
+
     def precheck(self, player_id: str, session_id: str | None) -> handshake.Refusal | None:
-        """Would :meth:`admit` refuse this socket?  Asked before the upgrade, for an HTTP 429."""
+        """Would :meth:`admit` refuse this socket?  Asked before the upgrade, for an HTTP 4xx."""
+        refusal = self.retired_refusal(player_id, session_id)
+        if refusal is not None:
+            return refusal
         presence = self.presences.get(player_id)
         live = self._sockets.get(player_id, {})
         if presence is not None and live and self._is_new_session(presence, session_id):
@@ -249,7 +264,9 @@ class Hub:
         return session_id is not None and session_id != presence.session_id
 
     def _supersede(self, player_id: str) -> None:
+        now = trio.current_time()
         for socket in self._sockets.pop(player_id, {}).values():
+            self._retired.retire(player_id, socket.session_id, now)
             socket.outbox.close(*SUPERSEDED)
 
     def _start_presence(
@@ -321,7 +338,7 @@ class Hub:
         presence = self.presences.remove(player_id)
         if presence is None:
             return
-        for kind in ("grace", "ward"):
+        for kind in ("grace", "ward", "rest"):
             self._timers.cancel((kind, player_id))
         self._command_limits.forget(player_id)
         self._chat_limits.forget(player_id)
@@ -368,6 +385,7 @@ class Hub:
             social=self.social,
             directory=self._directory,
             request_ttl_s=self.config.request_ttl_s,
+            rest_s=self.config.rest_s,
         )
 
     def handle_response(
@@ -407,16 +425,21 @@ class Hub:
                 self._writer.submit(partial(_call_store, effect.method, effect.args))
             elif isinstance(effect, ShutdownCountdown):
                 self._countdown(effect)
+            elif isinstance(effect, RestCountdown):
+                self._rest(effect)
 
     def _disconnect(self, effect: Disconnect) -> None:
-        sockets = self._sockets.get(effect.player_id, {})
-        chosen = [s for s in sockets.values() if effect.socket_id in (None, s.socket_id)]
-        for socket in chosen:
+        player_id = effect.player_id
+        sockets = self._sockets.pop(player_id, {}).values()
+        if effect.retire_sessions:
+            presence = self.presences.get(player_id)
+            current = presence.session_id if presence is not None else None
+            now = trio.current_time()
+            for session_id in {current, *(socket.session_id for socket in sockets)}:
+                self._retired.retire(player_id, session_id, now)
+        for socket in sockets:
             socket.outbox.close(effect.code, effect.reason)
-            del sockets[socket.socket_id]
-        if not sockets:
-            self._sockets.pop(effect.player_id, None)
-            self._end_presence(effect.player_id)
+        self._end_presence(player_id)
 
     def _emit(self, event: Emit) -> None:
         if not event.to or self._quiet:
@@ -505,6 +528,29 @@ class Hub:
             lambda at: self._shutdown_notice(following, at),
         )
 
+    # --- rest countdown (v1.1 section 9) --------------------------------------------------
+
+    def _rest(self, effect: RestCountdown) -> None:
+        key = ("rest", effect.player_id)
+        if effect.seconds is None:
+            self._timers.cancel(key)
+        else:
+            self._rest_step(effect.player_id, effect.seconds, trio.current_time())
+
+    def _rest_step(self, player_id: str, remaining: int, now: float) -> None:
+        """Nothing is said at the start (the reply said it); then once a second down to zero."""
+        if remaining <= 0:
+            self._apply(rest_tick(player_id, 0))
+            return
+        self._timers.schedule(
+            ("rest", player_id), now + 1, lambda at: self._rest_notice(player_id, remaining - 1, at)
+        )
+
+    def _rest_notice(self, player_id: str, remaining: int, now: float) -> None:
+        if remaining > 0:
+            self._apply(rest_tick(player_id, remaining))
+        self._rest_step(player_id, remaining, now)
+
     def presences_ids(self) -> list[str]:
         return [presence.player_id for presence in self.presences]
 
@@ -513,6 +559,7 @@ class Hub:
 
         def sweep(now: float) -> None:
             self.social.expire_requests(now)
+            self._retired.expire(now)
             self._schedule_sweep(now)
 
         self._timers.schedule("sweep", now + SWEEP_INTERVAL_S, sweep)

@@ -964,6 +964,7 @@ def room_state(room_id: str, names: list[str]) -> dict[str, object]:
             "name": room.name,
             "description": room.description,
             "zone": room.zone,
+            "sub_zone": room.subzone,
             "subzone": room.subzone,
             "exits": dict(room.exits),
             "players": names,

@@ -33,7 +33,7 @@ from tests.e2e.conftest import (
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 ENVELOPE = {"event_type", "timestamp", "sequence_number", "data"}
 ROOM_KEYS = {"id", "name", "description", "zone", "subzone", "exits", "players", "npcs"}
-ROOM_KEYS |= {"occupants"}
+ROOM_KEYS |= {"occupants", "sub_zone"}
 WARD_S = 10.0  # the default login ward: occupant lists say "<Name> (warded)" meanwhile
 
 
@@ -48,6 +48,21 @@ def assert_envelope(frame: Frame, *, room_id: str | None, player_id: str | None)
     assert set(frame) == expected, frame
     assert TIMESTAMP.match(frame["timestamp"]), frame["timestamp"]
     assert isinstance(frame["sequence_number"], int)
+
+
+def assert_character_panel_shapes(player: Frame) -> None:
+    """v1.1 section 5: what the MythosMUD client's character panel and meters read."""
+    assert isinstance(player["profession_name"], str) and player["profession_name"]
+    stats = player["stats"]
+    for key in ("current_dp", "max_dp", "lucidity", "max_lucidity"):
+        assert type(stats[key]) is int, key
+    assert 0 <= stats["current_dp"] <= stats["max_dp"]
+    assert 0 <= stats["lucidity"] <= stats["max_lucidity"]
+    attributes = ["strength", "dexterity", "constitution", "size", "intelligence", "power"]
+    attributes += ["education", "charisma", "luck", "occult", "corruption"]
+    attributes += ["magic_points", "max_magic_points"]
+    assert all(type(stats[key]) is int for key in attributes)
+    assert stats["position"] == "standing"
 
 
 def test_connect_burst_in_order_with_the_documented_shapes(server: ServerProcess) -> None:
@@ -90,9 +105,13 @@ def test_connect_burst_in_order_with_the_documented_shapes(server: ServerProcess
         "level": data["player"]["level"],
         "room_id": room_id,
         "is_admin": False,
+        "profession_name": data["player"]["profession_name"],
+        "stats": data["player"]["stats"],
     }
     assert isinstance(data["player"]["level"], int)
+    assert_character_panel_shapes(data["player"])
     assert set(room) == ROOM_KEYS
+    assert room["sub_zone"] == room["subzone"]
     assert isinstance(room["exits"], dict) and room["exits"]
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in room["exits"].items())
     assert (room["players"], room["npcs"], room["occupants"]) == (me, [], me)
