@@ -37,6 +37,7 @@ from mythos_rt.core.effects import (
     StoreWrite,
     reply,
 )
+from mythos_rt.core.mythos_clock import mythos_time
 from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.protocol import FollowResponse, PartyInviteResponse, encode_event
 from mythos_rt.core.ratelimit import KeyedSlidingWindow
@@ -570,6 +571,10 @@ class Hub:
     def _tick(self, now: float) -> None:
         self._tick_number += 1
         listeners = tuple(self._sockets)
-        data = {"tick_number": self._tick_number, "active_players": len(self.presences)}
+        data = {
+            "tick_number": self._tick_number,
+            "active_players": len(self.presences),
+            **mythos_time(self._wall_clock()),  # v1.1: the Mythos clock rides on every tick
+        }
         self._emit(Emit("game_tick", data, listeners))
         self._schedule_tick(now)
