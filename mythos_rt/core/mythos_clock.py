@@ -194,6 +194,13 @@ def mythos_time(wall_s: float) -> dict[str, object]:
     }
 
 
+def describe(wall_s: float) -> str:
+    """The Mythos time as a player reads it (the ``time`` command)."""
+    moment = mythos_datetime(wall_s)
+    date = f"{WEEKDAYS[moment.weekday()]}, {MONTHS[moment.month - 1]} {moment.day}, {moment.year}"
+    return f"In the Mythos it is {moment:%H:%M} on {date} ({daypart(moment.hour)})."
+
+
 def game_time_payload(wall_s: float) -> dict[str, object]:
     """The body of ``GET /v1/game/time`` (section 18): the clock plus ``server_timestamp``."""
     return {**mythos_time(wall_s), "server_timestamp": format_timestamp(wall_s)}

@@ -393,7 +393,12 @@ def test_help_for_one_command(
 
 
 def test_time(world: World, presences: Presences) -> None:
-    assert run(world, presences, "time") == [answer("The time is 2026-11-25 19:33:22 UTC.")]
+    assert run(world, presences, "time") == [
+        answer(
+            "The time is 2026-11-25 19:33:22 UTC.\n"
+            "In the Mythos it is 06:13 on Sunday, August 7, 1927 (morning)."
+        )
+    ]
 
 
 # --- quit and logout -----------------------------------------------------------------------

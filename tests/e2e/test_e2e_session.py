@@ -395,3 +395,29 @@ def test_signal_closes_every_client_1001_and_exits_0(
     except subprocess.TimeoutExpired:
         raise AssertionError(f"no exit after {signum.name}:\n{server.output()}") from None
     assert returncode == 0, server.output()
+
+
+def test_a_superseded_tab_reconnecting_as_a_browser_gets_4409_and_the_new_tab_plays(
+    server: ServerProcess,
+) -> None:
+    """v1.1 sections 3, 15: no ping-pong between two tabs of the web client."""
+    token = server.token("Carter")
+    origin = "http://browser.example"
+
+    async def scenario() -> list[tuple[int, str]]:
+        old_url = server.url(token=token, session_id="tab-1")
+        async with ws_connect(old_url, origin=origin) as old:
+            await read_burst(old)
+            async with ws_connect(
+                server.url(token=token, session_id="tab-2"), origin=origin
+            ) as new:
+                await read_burst(new)
+                closes = [await close_of(old)]
+                for _ in range(6):  # more than the per-player attempt limit (5 per 60 s)
+                    async with ws_connect(old_url, origin=origin) as retry:
+                        closes.append(await close_of(retry))
+                await ping_pong(new, token)
+                return closes
+
+    closes = asyncio.run(scenario())
+    assert closes == [(4000, "New game session established")] + [(4409, "Session ended")] * 6

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from tests.runtime.harness import Client, Harness, running
@@ -91,28 +92,23 @@ async def test_the_superseded_tab_is_refused_while_the_newer_keeps_playing(
         assert reply["data"]["result"].startswith("You are Armitage")
 
 
-async def test_retirement_ends_after_its_time(
-    tmp_path: Path, autojump_clock: trio.abc.Clock
+@pytest.mark.parametrize(
+    ("query", "retired"),
+    [(session("s1"), True), ("", False)],
+    ids=["after the retirement", "a socket without a session at once"],
+)
+async def test_a_player_who_quit_may_come_back(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, query: str, retired: bool
 ) -> None:
     async with running(tmp_path, retired_session_s=60.0) as h:
-        first = await h.connect("Armitage", query=session("s1"))
+        first = await h.connect("Armitage", query=query)
         await first.command("quit")
         await first.closed()
-        assert await refused_close(h, "Armitage", session("s1")) == SESSION_ENDED
-        await trio.sleep(60)
-        back = await h.connect("Armitage", query=session("s1"))
+        if retired:
+            assert await refused_close(h, "Armitage", query) == SESSION_ENDED
+            await trio.sleep(60)
+        back = await h.connect("Armitage", query=query)
         assert back.received[-1]["event_type"] == "welcome"
-
-
-async def test_sockets_without_a_session_are_not_refused_after_quit(
-    tmp_path: Path, autojump_clock: trio.abc.Clock
-) -> None:
-    async with running(tmp_path) as h:
-        first = await h.connect("Armitage")
-        await first.command("quit")
-        await first.closed()
-        again = await h.connect("Armitage")
-        assert again.received[-1]["event_type"] == "welcome"
 
 
 # --- rest (section 9) -------------------------------------------------------------------------
