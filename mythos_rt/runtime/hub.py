@@ -532,25 +532,22 @@ class Hub:
     # --- rest countdown (v1.1 section 9) --------------------------------------------------
 
     def _rest(self, effect: RestCountdown) -> None:
-        key = ("rest", effect.player_id)
         if effect.seconds is None:
-            self._timers.cancel(key)
+            self._timers.cancel(("rest", effect.player_id))
+        elif effect.seconds <= 0:
+            self._apply(rest_tick(effect.player_id, 0))
         else:
-            self._rest_step(effect.player_id, effect.seconds, trio.current_time())
+            self._rest_in_a_second(effect.player_id, effect.seconds, trio.current_time())
 
-    def _rest_step(self, player_id: str, remaining: int, now: float) -> None:
-        """Nothing is said at the start (the reply said it); then once a second down to zero."""
-        if remaining <= 0:
-            self._apply(rest_tick(player_id, 0))
-            return
-        self._timers.schedule(
-            ("rest", player_id), now + 1, lambda at: self._rest_notice(player_id, remaining - 1, at)
-        )
+    def _rest_in_a_second(self, player_id: str, remaining: int, now: float) -> None:
+        """A second from now, the next notice; at zero the goodbye (the reply said the start)."""
 
-    def _rest_notice(self, player_id: str, remaining: int, now: float) -> None:
-        if remaining > 0:
-            self._apply(rest_tick(player_id, remaining))
-        self._rest_step(player_id, remaining, now)
+        def tick(at: float) -> None:
+            self._apply(rest_tick(player_id, remaining - 1))
+            if remaining > 1:
+                self._rest_in_a_second(player_id, remaining - 1, at)
+
+        self._timers.schedule(("rest", player_id), now + 1, tick)
 
     def presences_ids(self) -> list[str]:
         return [presence.player_id for presence in self.presences]

@@ -45,6 +45,7 @@ def test_rest_in_a_rest_location_disconnects_at_once(room: str) -> None:
     game = Game({"Alice": room})
     effects = game.run("Alice", "rest")
     assert results_for(effects, "Alice") == ["You rest peacefully and disconnect from the game."]
+    assert effects[1:] == rest_tick(pid("Alice"), 0)  # the countdown's end, at once
     assert effects[-1] == GOODBYE
 
 

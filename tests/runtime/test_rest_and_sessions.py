@@ -221,6 +221,7 @@ async def test_rest_in_an_inn_disconnects_at_once(
         await guest.command("rest")
         reply = await guest.next_event("command_response")
         assert reply["data"]["result"] == "You rest peacefully and disconnect from the game."
+        assert (await guest.next())["event_type"] == "intentional_disconnect"
         assert await guest.closed() == GOODBYE
         assert trio.current_time() - before < 1
         assert await refused_close(h, "Armitage", session("s1")) == SESSION_ENDED

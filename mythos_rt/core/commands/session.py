@@ -72,9 +72,11 @@ def rest(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
     actor = ctx.actor
     player_id = actor.player_id
     if ctx.world.rooms[actor.room_id].rest_location:
+        # The countdown's end, at once: intentional_disconnect tells the web client to log
+        # out instead of reconnecting.
         return [
             reply(player_id, "You rest peacefully and disconnect from the game."),
-            goodbye(player_id),
+            *rest_tick(player_id, 0),
         ]
     if actor.resting:
         return [reply(player_id, "You are already resting. The countdown will complete shortly.")]
