@@ -68,11 +68,16 @@ class Settings:
     )
     jwt_algorithms: tuple[str, ...] = _setting(("HS256",), "accepted JWT algorithms (HMAC)", "auth")
     jwt_audience: str = _setting("fastapi-users:auth", "required JWT audience", "auth")
-    jwt_leeway_s: float = _setting(10.0, "clock leeway for exp", "auth")
+    jwt_leeway_s: float = _setting(
+        10.0, "clock leeway for nbf and iat; none for exp (valid until exp exactly)", "auth"
+    )
     max_token_bytes: int = _setting(8192, "tokens longer than this are refused", "auth")
     handshake_timeout_s: float = _setting(10.0, "time a client has to finish the upgrade", "auth")
     max_sockets_per_player: int = _setting(5, "sockets one player may hold", "auth")
     max_session_id_chars: int = _setting(128, "longest session_id", "auth")
+    retired_session_s: float = _setting(
+        600.0, "a superseded, quit, logged-out or rested session is refused 4409 this long", "auth"
+    )
     connect_rate_player: int = _setting(5, "connection attempts per player per window", "auth")
     connect_rate_player_window_s: float = _setting(60.0, "window of the per-player limit", "auth")
     connect_rate_ip: int = _setting(30, "connection attempts per client IP per window", "auth")
@@ -120,6 +125,7 @@ class Settings:
     request_ttl_s: float = _setting(
         60.0, "follow requests and party invites expire after", "presence"
     )
+    rest_s: int = _setting(10, "the rest command's countdown before disconnecting", "presence")
     # --- shutdown (section 14) ---
     drain_timeout_s: float = _setting(10.0, "shutdown must finish within this", "shutdown")
     close_timeout_s: float = _setting(2.0, "bound on one socket's closing handshake", "shutdown")

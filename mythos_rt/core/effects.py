@@ -22,12 +22,12 @@ class Emit:
 
 @attrs.frozen
 class Disconnect:
-    """Close a player's sockets on purpose: no disconnect grace follows."""
+    """Close every socket of a player on purpose: no disconnect grace follows."""
 
     player_id: str
     code: int
     reason: str
-    socket_id: int | None = None  # None: every socket of the player
+    retire_sessions: bool = False  # quit, logout, rest: their sessions are refused 4409 a while
 
 
 @attrs.frozen
@@ -60,7 +60,15 @@ class ShutdownCountdown:
     seconds: int | None
 
 
-Effect = Emit | Disconnect | SaveRoom | Persist | FindPlayer | ShutdownCountdown
+@attrs.frozen
+class RestCountdown:
+    """Start (``seconds``) or cancel (None) a player's rest countdown (section 9)."""
+
+    player_id: str
+    seconds: int | None
+
+
+Effect = Emit | Disconnect | SaveRoom | Persist | FindPlayer | ShutdownCountdown | RestCountdown
 
 NOT_SAVED = "That could not be saved right now. Please try again."
 

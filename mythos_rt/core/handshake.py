@@ -131,6 +131,8 @@ CHARACTER_FORBIDDEN = Refusal(403, "character_forbidden", "Character does not be
 ORIGIN_NOT_ALLOWED = Refusal(403, "origin_not_allowed", "Origin not allowed")
 DRAINING = Refusal(503, "server_draining", "Server is shutting down")
 BAD_SESSION_ID = Refusal(400, "invalid_session_id", "session_id is too long")
+# v1.1 section 3: a superseded, quit, logged-out or rested session; not a rate-limited attempt.
+SESSION_ENDED = Refusal(409, "session_ended", "Session ended")
 
 
 MAX_RETRY_AFTER_S = 3600

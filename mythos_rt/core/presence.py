@@ -25,6 +25,12 @@ class Presence:
     linkdead: bool = False
     pose: str | None = None
     last_whisperer: str | None = None  # player id, for ``reply``
+    resting: bool = False  # the ``rest`` countdown runs (section 9)
+
+    @property
+    def position(self) -> str:
+        """What ``stats.position`` shows: resting players sit."""
+        return "sitting" if self.resting else "standing"
 
     def warded(self, now: float) -> bool:
         return now < self.ward_until

@@ -35,6 +35,7 @@ class CommandContext:
     request_ttl_s: float = 60.0
     # True when the store was already asked for the names this command uses (see FindPlayer).
     store_consulted: bool = False
+    rest_s: int = 10
 
 
 Handler = Callable[[CommandContext, tuple[str, ...]], list[Effect]]

@@ -7,6 +7,31 @@ from mythos_rt.core.world import Room
 
 Payload = dict[str, object]
 
+# v1.1 section 5: the MythosMUD client's character panel reads ``profession_name`` and
+# ``player.stats``.  The store keeps no character sheet yet, so every player shows these
+# defaults (one place, documented in docs/PROTOCOL_NOTES.md).  DP and lucidity are full;
+# the nine attributes are the average of MythosMUD's 15-90 rolls; magic points are POW / 5.
+DEFAULT_PROFESSION_NAME = "Scholar"
+DEFAULT_STATS: dict[str, int] = {
+    "current_dp": 100,
+    "max_dp": 100,
+    "lucidity": 100,
+    "max_lucidity": 100,
+    "strength": 50,
+    "dexterity": 50,
+    "constitution": 50,
+    "size": 50,
+    "intelligence": 50,
+    "power": 50,
+    "education": 50,
+    "charisma": 50,
+    "luck": 50,
+    "occult": 0,
+    "corruption": 0,
+    "magic_points": 10,
+    "max_magic_points": 10,
+}
+
 
 def room_payload(room: Room, presences: Presences, now: float) -> Payload:
     names = presences.occupant_names(room.id, now)
@@ -15,6 +40,7 @@ def room_payload(room: Room, presences: Presences, now: float) -> Payload:
         "name": room.name,
         "description": room.description,
         "zone": room.zone,
+        "sub_zone": room.subzone,  # MythosMUD's name for it (v1.1)
         "subzone": room.subzone,
         "exits": dict(room.exits),
         "players": names,
@@ -42,6 +68,8 @@ def player_payload(presence: Presence) -> Payload:
         "level": presence.level,
         "room_id": presence.room_id,
         "is_admin": presence.is_admin,
+        "profession_name": DEFAULT_PROFESSION_NAME,
+        "stats": {**DEFAULT_STATS, "position": presence.position},
     }
 
 

@@ -28,6 +28,7 @@ DIRECTIONS: tuple[str, ...] = (
 _WORLD_KEYS = frozenset({"name", "start_room", "rooms"})
 _ROOM_TEXT_KEYS = ("id", "name", "description", "zone", "subzone")
 _ROOM_KEYS = frozenset({*_ROOM_TEXT_KEYS, "exits"})
+_ROOM_OPTIONAL_KEYS = frozenset({"rest_location"})
 
 
 @attrs.frozen
@@ -38,6 +39,7 @@ class Room:
     zone: str
     subzone: str
     exits: Mapping[str, str]  # direction -> room id
+    rest_location: bool = False  # an inn or the like: ``rest`` disconnects at once (section 9)
 
 
 @attrs.frozen
@@ -102,9 +104,13 @@ def _parse_room(value: Any, source: str, where: str) -> Room:
     raw = _object(value, source, where)
     # Name the room by its id in later messages once the id is known to be usable.
     where = f"room '{raw['id']}'" if _is_text(raw.get("id")) else where
-    _check_keys(raw, _ROOM_KEYS, source, where)
+    _check_keys(raw, _ROOM_KEYS, source, where, _ROOM_OPTIONAL_KEYS)
     texts = {key: _text(raw, key, source, where) for key in _ROOM_TEXT_KEYS}
-    return Room(**texts, exits=_parse_exits(raw["exits"], source, where))
+    rest_location = raw.get("rest_location", False)
+    if not isinstance(rest_location, bool):
+        raise WorldError(f"{source}: {where} 'rest_location' must be true or false")
+    exits = _parse_exits(raw["exits"], source, where)
+    return Room(**texts, exits=exits, rest_location=rest_location)
 
 
 def _parse_exits(value: Any, source: str, where: str) -> Mapping[str, str]:
@@ -134,12 +140,18 @@ def _object(value: Any, source: str, where: str) -> dict[str, Any]:
     return value
 
 
-def _check_keys(raw: Mapping[str, Any], expected: frozenset[str], source: str, where: str) -> None:
+def _check_keys(
+    raw: Mapping[str, Any],
+    expected: frozenset[str],
+    source: str,
+    where: str,
+    optional: frozenset[str] = frozenset(),
+) -> None:
     missing = sorted(expected - raw.keys())
     if missing:
         raise WorldError(f"{source}: {where} is missing the key '{missing[0]}'")
     # Unknown keys are refused so that a typo ("exit" for "exits") cannot pass unnoticed.
-    unknown = sorted(raw.keys() - expected)
+    unknown = sorted(raw.keys() - expected - optional)
     if unknown:
         raise WorldError(f"{source}: {where} has an unknown key '{unknown[0]}'")
 

@@ -237,6 +237,11 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         return resolved
     if endpoint.path_player_id is not None and endpoint.path_player_id != resolved.player_id:
         return handshake.PLAYER_MISMATCH
+    # Before the attempt is counted: a client retrying a retired session must not lock out
+    # the player's next real login (v1.1 section 3).
+    retired = gate.hub.retired_refusal(resolved.player_id, session_id)
+    if retired is not None:
+        return retired
     if not gate.player_attempts.allow(resolved.player_id, now):
         return handshake.too_many_attempts(
             gate.player_attempts.retry_after(resolved.player_id, now)

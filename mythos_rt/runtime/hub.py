@@ -24,6 +24,7 @@ import trio
 from mythos_rt.core import handshake
 from mythos_rt.core.chat import CHANNELS, ChatLimiter
 from mythos_rt.core.commands import CommandContext, dispatch
+from mythos_rt.core.commands.session import rest_tick
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
 from mythos_rt.core.effects import (
     NOT_SAVED,
@@ -32,13 +33,16 @@ from mythos_rt.core.effects import (
     Emit,
     FindPlayer,
     Persist,
+    RestCountdown,
     ShutdownCountdown,
     reply,
 )
+from mythos_rt.core.mythos_clock import mythos_time
 from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.protocol import FollowResponse, PartyInviteResponse, encode_event
 from mythos_rt.core.ratelimit import KeyedSlidingWindow
 from mythos_rt.core.replay import ReplayBuffer
+from mythos_rt.core.sessions import RetiredSessions
 from mythos_rt.core.social import KnownPlayer, Social, cancel_requests, follow_state
 from mythos_rt.core.social import end_presence as end_social_presence
 from mythos_rt.core.views import (
@@ -101,6 +105,8 @@ class HubConfig:
     chat_limit_emote: int
     chat_limit_pose: int
     request_ttl_s: float
+    retired_session_s: float
+    rest_s: int
 
     def chat_limits(self) -> dict[str, int]:
         return {channel: getattr(self, f"chat_limit_{channel}") for channel in CHANNELS}
@@ -152,6 +158,7 @@ class Hub:
         self._directory: dict[str, KnownPlayer] = {}
         self._timers = Timers()
         self._lookups_tx, self._lookups_rx = trio.open_memory_channel[Lookup](MAX_PENDING_LOOKUPS)
+        self._retired = RetiredSessions(config.retired_session_s)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -191,8 +198,17 @@ class Hub:
 
     # --- admission and departure -----------------------------------------------------------
 
+    def retired_refusal(self, player_id: str, session_id: str | None) -> handshake.Refusal | None:
+        """409 / 4409 for a session that was superseded or ended on purpose (v1.1 section 3)."""
+        if self._retired.is_retired(player_id, session_id, trio.current_time()):
+            return handshake.SESSION_ENDED
+        return None
+
     def precheck(self, player_id: str, session_id: str | None) -> handshake.Refusal | None:
-        """Would :meth:`admit` refuse this socket?  Asked before the upgrade, for an HTTP 429."""
+        """Would :meth:`admit` refuse this socket?  Asked before the upgrade, for an HTTP 4xx."""
+        refusal = self.retired_refusal(player_id, session_id)
+        if refusal is not None:
+            return refusal
         presence = self.presences.get(player_id)
         live = self._sockets.get(player_id, {})
         if presence is not None and live and self._is_new_session(presence, session_id):
@@ -264,7 +280,9 @@ class Hub:
         return session_id is not None and session_id != presence.session_id
 
     def _supersede(self, player_id: str) -> None:
+        now = trio.current_time()
         for socket in self._sockets.pop(player_id, {}).values():
+            self._retired.retire(player_id, socket.session_id, now)
             socket.outbox.close(*SUPERSEDED)
 
     def _start_presence(
@@ -336,7 +354,7 @@ class Hub:
         presence = self.presences.remove(player_id)
         if presence is None:
             return
-        for kind in ("grace", "ward"):
+        for kind in ("grace", "ward", "rest"):
             self._timers.cancel((kind, player_id))
         self._command_limits.forget(player_id)
         self._chat_limits.forget(player_id)
@@ -417,6 +435,7 @@ class Hub:
             directory=self._directory,
             request_ttl_s=self.config.request_ttl_s,
             store_consulted=store_consulted,
+            rest_s=self.config.rest_s,
         )
 
     def handle_response(
@@ -456,6 +475,8 @@ class Hub:
                 self._persist(effect)
             elif isinstance(effect, ShutdownCountdown):
                 self._countdown(effect)
+            elif isinstance(effect, RestCountdown):
+                self._rest(effect)
 
     def _persist(self, effect: Persist) -> None:
         """Section 10: the change takes effect, and is confirmed, only once it is committed."""
@@ -473,14 +494,17 @@ class Hub:
         self._writer.submit(effect.write, settled)
 
     def _disconnect(self, effect: Disconnect) -> None:
-        sockets = self._sockets.get(effect.player_id, {})
-        chosen = [s for s in sockets.values() if effect.socket_id in (None, s.socket_id)]
-        for socket in chosen:
+        player_id = effect.player_id
+        sockets = self._sockets.pop(player_id, {}).values()
+        if effect.retire_sessions:
+            presence = self.presences.get(player_id)
+            current = presence.session_id if presence is not None else None
+            now = trio.current_time()
+            for session_id in {current, *(socket.session_id for socket in sockets)}:
+                self._retired.retire(player_id, session_id, now)
+        for socket in sockets:
             socket.outbox.close(effect.code, effect.reason)
-            del sockets[socket.socket_id]
-        if not sockets:
-            self._sockets.pop(effect.player_id, None)
-            self._end_presence(effect.player_id)
+        self._end_presence(player_id)
 
     def _emit(self, event: Emit) -> None:
         if not event.to or self._quiet:
@@ -569,6 +593,26 @@ class Hub:
             lambda at: self._shutdown_notice(following, at),
         )
 
+    # --- rest countdown (v1.1 section 9) --------------------------------------------------
+
+    def _rest(self, effect: RestCountdown) -> None:
+        if effect.seconds is None:
+            self._timers.cancel(("rest", effect.player_id))
+        elif effect.seconds <= 0:
+            self._apply(rest_tick(effect.player_id, 0))
+        else:
+            self._rest_in_a_second(effect.player_id, effect.seconds, trio.current_time())
+
+    def _rest_in_a_second(self, player_id: str, remaining: int, now: float) -> None:
+        """A second from now, the next notice; at zero the goodbye (the reply said the start)."""
+
+        def tick(at: float) -> None:
+            self._apply(rest_tick(player_id, remaining - 1))
+            if remaining > 1:
+                self._rest_in_a_second(player_id, remaining - 1, at)
+
+        self._timers.schedule(("rest", player_id), now + 1, tick)
+
     def presences_ids(self) -> list[str]:
         return [presence.player_id for presence in self.presences]
 
@@ -577,6 +621,7 @@ class Hub:
 
         def sweep(now: float) -> None:
             self.social.expire_requests(now)
+            self._retired.expire(now)
             self._schedule_sweep(now)
 
         self._timers.schedule("sweep", now + SWEEP_INTERVAL_S, sweep)
@@ -587,6 +632,10 @@ class Hub:
     def _tick(self, now: float) -> None:
         self._tick_number += 1
         listeners = tuple(self._sockets)
-        data = {"tick_number": self._tick_number, "active_players": len(self.presences)}
+        data = {
+            "tick_number": self._tick_number,
+            "active_players": len(self.presences),
+            **mythos_time(self._wall_clock()),  # v1.1: the Mythos clock rides on every tick
+        }
         self._emit(Emit("game_tick", data, listeners))
         self._schedule_tick(now)

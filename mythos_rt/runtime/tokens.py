@@ -6,6 +6,7 @@ token itself.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import attrs
@@ -59,8 +60,14 @@ def verify_token(
     audience: str,
     leeway_s: float,
     max_bytes: int,
+    now: float | None = None,
 ) -> VerifiedToken:
-    """Verify signature, ``exp``, ``aud`` and ``sub``; raise :class:`TokenError` otherwise."""
+    """Verify signature, ``exp``, ``aud`` and ``sub``; raise :class:`TokenError` otherwise.
+
+    ``leeway_s`` applies to ``nbf`` and ``iat`` (issued in the future).  ``exp`` has none: a
+    token is valid until ``exp`` exactly (``now`` epoch seconds, default the wall clock), so a
+    socket closed 4401 at ``exp`` cannot come straight back with the same token.
+    """
     if len(token.encode("utf-8", "surrogatepass")) > max_bytes:
         raise TokenError("Token too large")
     allowed = accepted_algorithms(algorithms)
@@ -72,11 +79,15 @@ def verify_token(
             secret,
             algorithms=allowed,
             audience=audience,
-            leeway=leeway_s,
-            options={"require": ["sub", "exp", "aud"], "verify_iat": False},
+            # PyJWT reads the wall clock and would stretch exp by the leeway too; the time
+            # claims are checked below instead, against ``now``.
+            options={
+                "require": ["sub", "exp", "aud"],
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
         )
-    except jwt.ExpiredSignatureError:
-        raise TokenError("Token expired") from None
     except jwt.InvalidAudienceError:
         raise TokenError("Invalid token audience") from None
     except jwt.MissingRequiredClaimError as exc:
@@ -88,4 +99,23 @@ def verify_token(
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise TokenError("Token is missing the 'sub' claim")
-    return VerifiedToken(user_id=sub, expires_at=float(claims["exp"]))
+    now = time.time() if now is None else now
+    return VerifiedToken(user_id=sub, expires_at=_check_times(claims, now, leeway_s))
+
+
+def _check_times(claims: dict[str, object], now: float, leeway_s: float) -> float:
+    """``exp`` if the token is current: before ``exp`` exactly, and not from the future by more
+    than the leeway (``nbf``, ``iat``: a client clock a little ahead is tolerated)."""
+    exp = _number(claims["exp"])
+    if now >= exp:
+        raise TokenError("Token expired")
+    for claim in ("nbf", "iat"):
+        if claim in claims and _number(claims[claim]) > now + leeway_s:
+            raise TokenError("Invalid token")
+    return exp
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TokenError("Invalid token")
+    return float(value)

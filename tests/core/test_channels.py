@@ -577,7 +577,6 @@ EMPTY_CASES = [
     pytest.param("Alice", ("g",), id="g"),
     pytest.param("Alice", ("emote",), id="emote"),
     pytest.param("Alice", ("me",), id="me"),
-    pytest.param("Alice", ("whisper", "Bob"), id="whisper"),
     pytest.param("Wyatt", ("system",), id="system"),
 ]
 
@@ -598,13 +597,28 @@ def test_empty_or_whitespace_only_is_refused(
     assert result_of(effects, actor).startswith("Error sending message: ")
 
 
-def test_reply_with_an_empty_message_is_refused(
-    world: World, presences: Presences, limiter: ChatLimiter
+@pytest.mark.parametrize("blank", [(), ("  ",), ("\t", "\n")])
+def test_reply_with_an_empty_message_is_the_usage(
+    world: World, presences: Presences, limiter: ChatLimiter, blank: tuple[str, ...]
 ) -> None:
     run(world, presences, limiter, "Alice", "whisper", "Bob", "hi")
-    effects = run(world, presences, limiter, "Bob", "reply", "  ")
-    assert result_of(effects, "Bob").startswith("Error sending message: ")
-    assert chats(effects) == []
+    effects = run(world, presences, limiter, "Bob", "reply", *blank)
+    assert effects == [
+        Emit("command_response", {"result": "Say what? Usage: reply <message>"}, (pid("Bob"),))
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(), ("Bob",), ("Bob", "  "), ("Bob", "\t", "\n"), ("Nobody",), ("Alice",)],
+)
+def test_whisper_without_a_message_is_the_usage(
+    world: World, presences: Presences, limiter: ChatLimiter, args: tuple[str, ...]
+) -> None:
+    """v1.1 section 9, exactly; before the name is looked up (offline or oneself alike)."""
+    effects = run(world, presences, limiter, "Alice", "whisper", *args)
+    usage = "Say what? Usage: whisper <player> <message>"
+    assert effects == [Emit("command_response", {"result": usage}, (pid("Alice"),))]
 
 
 def test_message_is_trimmed(world: World, presences: Presences, limiter: ChatLimiter) -> None:

@@ -363,7 +363,7 @@ def test_help_lists_the_visible_commands(world: World, presences: Presences, act
         "  say <message> - Speak to the room.",
         "  look - Describe the room you are in.",
         "  go <direction> - Walk through an exit (or just: n, s, e, w, ne, u, d ...).",
-        "  quit - Leave the game from this window.",
+        "  quit - Leave the game.",
         "  logout - Log out everywhere.",
     ):
         assert line in lines
@@ -393,17 +393,25 @@ def test_help_for_one_command(
 
 
 def test_time(world: World, presences: Presences) -> None:
-    assert run(world, presences, "time") == [answer("The time is 2026-11-25 19:33:22 UTC.")]
+    assert run(world, presences, "time") == [
+        answer(
+            "The time is 2026-11-25 19:33:22 UTC.\n"
+            "In the Mythos it is 06:13 on Sunday, August 7, 1927 (morning)."
+        )
+    ]
 
 
 # --- quit and logout -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("command", ["quit", "QUIT", "/quit"])
-def test_quit_closes_only_this_socket(world: World, presences: Presences, command: str) -> None:
+def test_quit_closes_every_socket_and_retires_their_sessions(
+    world: World, presences: Presences, command: str
+) -> None:
+    """v1.1 section 9: quit closes every socket of the player; section 3: sessions retired."""
     assert run(world, presences, command) == [
         answer("Goodbye! You have been disconnected from the game."),
-        Disconnect(pid("Alice"), 1000, "Goodbye", socket_id=SOCKET_ID),
+        Disconnect(pid("Alice"), 1000, "Goodbye", retire_sessions=True),
     ]
 
 
@@ -412,7 +420,7 @@ def test_logout_closes_every_socket(world: World, presences: Presences, command:
     effects = run(world, presences, command)
     assert effects == [
         answer("Logged out successfully", session_terminated=True),
-        Disconnect(pid("Alice"), 1000, "Goodbye", socket_id=None),
+        Disconnect(pid("Alice"), 1000, "Goodbye", retire_sessions=True),
     ]
     response = effects[0]
     assert isinstance(response, Emit)

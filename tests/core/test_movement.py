@@ -114,6 +114,7 @@ def room_dict(world: World, room_id: str, names: list[str]) -> dict[str, object]
         "name": room.name,
         "description": room.description,
         "zone": room.zone,
+        "sub_zone": room.subzone,
         "subzone": room.subzone,
         "exits": dict(room.exits),
         "players": names,
@@ -266,6 +267,7 @@ def test_room_state_room_is_shaped_like_game_state(world: World, presences: Pres
         "name",
         "description",
         "zone",
+        "sub_zone",
         "subzone",
         "exits",
         "players",
@@ -274,7 +276,7 @@ def test_room_state_room_is_shaped_like_game_state(world: World, presences: Pres
     }
     assert room["name"] == "Orne Library Entrance Hall"
     assert room["zone"] == "arkham"
-    assert room["subzone"] == "miskatonic_university"
+    assert room["subzone"] == room["sub_zone"] == "miskatonic_university"
     assert room["exits"] == {"south": QUAD, "up": RESTRICTED}
 
 

@@ -8,6 +8,7 @@ import pytest
 from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.replay import ReplayBuffer
 from mythos_rt.core.views import (
+    DEFAULT_STATS,
     game_state_payload,
     occupants_payload,
     player_payload,
@@ -238,6 +239,7 @@ def test_room_and_room_state_payloads(world: World, table: Presences) -> None:
         "name": "Orne Library Entrance Hall",
         "description": room.description,
         "zone": "arkham",
+        "sub_zone": "miskatonic_university",
         "subzone": "miskatonic_university",
         "exits": {"south": QUAD, "up": "earth_arkhamcity_campus_library_restricted"},
         "players": ["Carl"],
@@ -269,12 +271,15 @@ def test_game_state_payload(world: World) -> None:
             "level": 4,
             "room_id": QUAD,
             "is_admin": True,
+            "profession_name": "Scholar",
+            "stats": {**DEFAULT_STATS, "position": "standing"},
         },
         "room": {
             "id": QUAD,
             "name": "Miskatonic Quadrangle",
             "description": room.description,
             "zone": "arkham",
+            "sub_zone": "miskatonic_university",
             "subzone": "miskatonic_university",
             "exits": {
                 "north": LIBRARY,

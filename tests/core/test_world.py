@@ -218,3 +218,31 @@ def test_load_world_names_the_file_in_parse_errors(tmp_path: Path) -> None:
     with pytest.raises(WorldError) as exc_info:
         load_world(path)
     assert str(exc_info.value).startswith(f"{path}: invalid JSON at line 1 column 2")
+
+
+# --- rest locations (v1.1 section 9) ---------------------------------------------------------
+
+
+def test_rest_location_defaults_to_false() -> None:
+    world = parse_world(json.dumps(small_world()), "small.json")
+    assert not any(room.rest_location for room in world.rooms.values())
+
+
+def test_rest_location_true_is_loaded() -> None:
+    data = small_world()
+    data["rooms"][1]["rest_location"] = True
+    world = parse_world(json.dumps(data), "small.json")
+    assert [room.id for room in world.rooms.values() if room.rest_location] == ["b"]
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_rest_location_must_be_a_boolean(value: object) -> None:
+    data = small_world()
+    data["rooms"][0]["rest_location"] = value
+    with pytest.raises(WorldError, match="room 'a' 'rest_location' must be true or false"):
+        parse_world(json.dumps(data), "small.json")
+
+
+def test_bundled_world_has_an_inn_in_each_zone(bundled: World) -> None:
+    inns = [room for room in bundled.rooms.values() if room.rest_location]
+    assert {room.zone for room in inns} == {"arkham", "innsmouth"}

@@ -33,7 +33,7 @@ from tests.e2e.conftest import (
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 ENVELOPE = {"event_type", "timestamp", "sequence_number", "data"}
 ROOM_KEYS = {"id", "name", "description", "zone", "subzone", "exits", "players", "npcs"}
-ROOM_KEYS |= {"occupants"}
+ROOM_KEYS |= {"occupants", "sub_zone"}
 WARD_S = 10.0  # the default login ward: occupant lists say "<Name> (warded)" meanwhile
 
 
@@ -48,6 +48,21 @@ def assert_envelope(frame: Frame, *, room_id: str | None, player_id: str | None)
     assert set(frame) == expected, frame
     assert TIMESTAMP.match(frame["timestamp"]), frame["timestamp"]
     assert isinstance(frame["sequence_number"], int)
+
+
+def assert_character_panel_shapes(player: Frame) -> None:
+    """v1.1 section 5: what the MythosMUD client's character panel and meters read."""
+    assert isinstance(player["profession_name"], str) and player["profession_name"]
+    stats = player["stats"]
+    for key in ("current_dp", "max_dp", "lucidity", "max_lucidity"):
+        assert type(stats[key]) is int, key
+    assert 0 <= stats["current_dp"] <= stats["max_dp"]
+    assert 0 <= stats["lucidity"] <= stats["max_lucidity"]
+    attributes = ["strength", "dexterity", "constitution", "size", "intelligence", "power"]
+    attributes += ["education", "charisma", "luck", "occult", "corruption"]
+    attributes += ["magic_points", "max_magic_points"]
+    assert all(type(stats[key]) is int for key in attributes)
+    assert stats["position"] == "standing"
 
 
 def test_connect_burst_in_order_with_the_documented_shapes(server: ServerProcess) -> None:
@@ -90,9 +105,13 @@ def test_connect_burst_in_order_with_the_documented_shapes(server: ServerProcess
         "level": data["player"]["level"],
         "room_id": room_id,
         "is_admin": False,
+        "profession_name": data["player"]["profession_name"],
+        "stats": data["player"]["stats"],
     }
     assert isinstance(data["player"]["level"], int)
+    assert_character_panel_shapes(data["player"])
     assert set(room) == ROOM_KEYS
+    assert room["sub_zone"] == room["subzone"]
     assert isinstance(room["exits"], dict) and room["exits"]
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in room["exits"].items())
     assert (room["players"], room["npcs"], room["occupants"]) == (me, [], me)
@@ -310,6 +329,26 @@ def test_token_expiry_on_a_live_socket_warns_then_closes_4401(start_server: Star
     assert close == (4401, "Token expired")
 
 
+def test_a_token_closed_at_exp_is_refused_at_once_by_the_handshake(
+    start_server: StartServer,
+) -> None:
+    """v1.1 section 2: no leeway on exp, so the web client cannot walk straight back in."""
+    server = start_server()
+    token = mint_token(server.players["Carter"]["user_id"], ttl_s=2)
+
+    async def scenario() -> tuple[tuple[int, str], int, str]:
+        async with ws_connect(server.url(token=token)) as ws:
+            await read_burst(ws)
+            close = await close_of(ws)
+        with pytest.raises(InvalidStatus) as caught:
+            async with ws_connect(server.url(token=token)):
+                pass
+        response = caught.value.response
+        return close, response.status_code, json.loads(response.body)["error"]["message"]
+
+    assert asyncio.run(scenario()) == ((4401, "Token expired"), 401, "Token expired")
+
+
 def test_refreshed_token_keeps_the_socket_and_becomes_a_csrf_token(
     start_server: StartServer,
 ) -> None:
@@ -356,3 +395,29 @@ def test_signal_closes_every_client_1001_and_exits_0(
     except subprocess.TimeoutExpired:
         raise AssertionError(f"no exit after {signum.name}:\n{server.output()}") from None
     assert returncode == 0, server.output()
+
+
+def test_a_superseded_tab_reconnecting_as_a_browser_gets_4409_and_the_new_tab_plays(
+    server: ServerProcess,
+) -> None:
+    """v1.1 sections 3, 15: no ping-pong between two tabs of the web client."""
+    token = server.token("Carter")
+    origin = "http://browser.example"
+
+    async def scenario() -> list[tuple[int, str]]:
+        old_url = server.url(token=token, session_id="tab-1")
+        async with ws_connect(old_url, origin=origin) as old:
+            await read_burst(old)
+            async with ws_connect(
+                server.url(token=token, session_id="tab-2"), origin=origin
+            ) as new:
+                await read_burst(new)
+                closes = [await close_of(old)]
+                for _ in range(6):  # more than the per-player attempt limit (5 per 60 s)
+                    async with ws_connect(old_url, origin=origin) as retry:
+                        closes.append(await close_of(retry))
+                await ping_pong(new, token)
+                return closes
+
+    closes = asyncio.run(scenario())
+    assert closes == [(4000, "New game session established")] + [(4409, "Session ended")] * 6

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 import trio
 import trio.testing
 
+from mythos_rt.core.mythos_clock import mythos_time
 from tests.runtime.harness import Client, Harness, running
 
 Frame = dict[str, Any]
@@ -661,6 +663,23 @@ async def test_game_tick_every_second_to_every_player_and_never_replayed(
         assert frames[-1]["data"]["replayed"] == 1
         tick = await back.next_event("game_tick")
         assert tick["data"]["tick_number"] > numbers[-1]
+
+
+async def test_game_tick_carries_the_mythos_clock_of_the_wall_clock(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """v1.1 section 12: every tick carries the same fields as GET /v1/game/time."""
+    async with running(tmp_path, game_tick_s=1.0) as h:
+        client = await h.connect("Armitage")
+        before = mythos_time(time.time())["mythos_datetime"]
+        tick = (await client.next_event("game_tick"))["data"]
+        after = mythos_time(time.time())["mythos_datetime"]
+        assert set(tick) == {"tick_number", "active_players", *mythos_time(0)}
+        assert isinstance(before, str) and isinstance(after, str)
+        assert before <= tick["mythos_datetime"] <= after  # same width, so text order is time
+        assert tick["mythos_clock"] == f"{tick['mythos_datetime'][11:16]} Mythos"
+        assert isinstance(tick["active_holidays"], list)
+        assert len(tick["upcoming_holidays"]) == 3
 
 
 # --- sequence numbers (section 4) ----------------------------------------------------------------

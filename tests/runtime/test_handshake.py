@@ -198,11 +198,14 @@ async def test_subprotocol_token_wins_over_the_query_token(
         assert client.received[0]["data"]["player"]["name"] == "Wilmarth"
 
 
-async def test_expired_within_the_leeway_still_connects(
+async def test_not_before_and_issued_at_within_the_leeway_still_connect(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
+    """v1.1 section 2: the 10 s leeway covers a client clock slightly ahead (nbf, iat)."""
     async with running(tmp_path) as h:
-        client = await h.connect("Armitage", token=h.token("Armitage", ttl_s=-5))
+        soon = int(time.time()) + 5
+        token = token_with(h, "Armitage", nbf=soon, iat=soon)
+        client = await h.connect("Armitage", token=token)
         assert client.received[-1]["event_type"] == "welcome"
 
 
@@ -327,11 +330,17 @@ REFUSALS: dict[str, RefusalCase] = {
         AUTH,
         "Invalid token signature",
     ),
-    "expired beyond the leeway": lambda h: (
-        f"/v1/api/ws?token={h.token('Armitage', ttl_s=-20)}",
+    "expired a second ago (no leeway on exp)": lambda h: (
+        f"/v1/api/ws?token={h.token('Armitage', ttl_s=-1)}",
         401,
         AUTH,
         "Token expired",
+    ),
+    "not valid before beyond the leeway": lambda h: (
+        f"/v1/api/ws?token={token_with(h, 'Armitage', nbf=int(time.time()) + 60)}",
+        401,
+        AUTH,
+        "Invalid token",
     ),
     "wrong audience": lambda h: (
         f"/v1/api/ws?token={token_with(h, 'Armitage', aud='some-other-service')}",

@@ -131,11 +131,17 @@ def _whisper_to(ctx: CommandContext, target: Presence | None, text: str) -> list
     return sent.effects
 
 
+WHISPER_USAGE = "Say what? Usage: whisper <player> <message>"
+REPLY_USAGE = "Say what? Usage: reply <message>"
+
+
 @REGISTRY.command("whisper", usage="whisper <name> <message>", summary="Speak to one player.")
 def whisper(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
-    if not args:
-        return [reply(ctx.actor.player_id, "Usage: whisper <player_name> <message>")]
-    return _whisper_to(ctx, ctx.presences.find_by_name(args[0]), _text(args[1:]))
+    # No message is a usage error before the name is looked up: it reveals nobody's presence.
+    text = _text(args[1:])
+    if not text:
+        return [reply(ctx.actor.player_id, WHISPER_USAGE)]
+    return _whisper_to(ctx, ctx.presences.find_by_name(args[0]), text)
 
 
 @REGISTRY.command("reply", usage="reply <message>", summary="Whisper back to your last whisperer.")
@@ -144,7 +150,10 @@ def reply_(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
     target = ctx.presences.get(last) if last is not None else None
     if last is None:
         return [reply(ctx.actor.player_id, "No one has whispered to you recently.")]
-    return _whisper_to(ctx, target, _text(args))
+    text = _text(args)
+    if not text:
+        return [reply(ctx.actor.player_id, REPLY_USAGE)]
+    return _whisper_to(ctx, target, text)
 
 
 @REGISTRY.command("system", usage="system <message>", summary="Announce to everyone.", admin=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from mythos_rt.core.effects import Effect, reply
+from mythos_rt.core.mythos_clock import describe
 from mythos_rt.core.presence import Presence
 from mythos_rt.core.registry import REGISTRY, CommandContext
 from mythos_rt.core.views import humanize
@@ -64,7 +65,7 @@ def help_(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
     return [reply(ctx.actor.player_id, "\n".join(lines))]
 
 
-@REGISTRY.command("time", usage="time", summary="Show the server time (UTC).")
+@REGISTRY.command("time", usage="time", summary="Show the server time (UTC) and the Mythos time.")
 def time_(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ctx.wall_now))
-    return [reply(ctx.actor.player_id, f"The time is {stamp}.")]
+    return [reply(ctx.actor.player_id, f"The time is {stamp}.\n{describe(ctx.wall_now)}")]

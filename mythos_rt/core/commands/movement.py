@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from mythos_rt.core.commands.session import interrupt_rest
 from mythos_rt.core.effects import Effect, Emit, reply
 from mythos_rt.core.presence import Presence
 from mythos_rt.core.registry import REGISTRY, CommandContext
@@ -50,7 +51,9 @@ def move(
     state = room_state_payload(destination, presences, now)
     mover = (actor.player_id,)
     who = {"player_id": actor.player_id, "player_name": actor.name}
-    effects: list[Effect] = [
+    # A resting mover (a follower too) is told first, then moves as usual (section 9).
+    effects = interrupt_rest(actor)
+    effects += [
         reply(
             actor.player_id,
             result or f"You go {direction}.",
