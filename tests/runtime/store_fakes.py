@@ -7,7 +7,7 @@ before its thread starts, and each recorded call carries the mock time it ran at
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
@@ -43,7 +43,7 @@ class RecordingBackend:
 
     def apply(self, writes: Sequence[Write]) -> None:
         error = self._failure() or self._poison(writes)
-        self.calls.append(Call(trio.current_time(), "apply", tuple(writes), error))
+        self.calls.append(Call(_now(), "apply", tuple(writes), error))
         if error is not None:
             raise error
 
@@ -63,15 +63,20 @@ class RecordingBackend:
 
     def landed(self, wanted: Write) -> int:
         """Where the successful ``apply`` holding ``wanted`` stands among all calls."""
-        return next(i for i, c in enumerate(self.calls) if c.error is None and wanted in c.writes)
+        return self._first(lambda call: wanted in call.writes, f"{wanted!r} never landed")
 
     def index(self, what: str) -> int:
         """Where the successful call named ``what`` (a read) stands among all calls."""
-        return next(i for i, c in enumerate(self.calls) if c.what == what and c.error is None)
+        return self._first(lambda call: call.what == what, f"no {what!r} succeeded")
+
+    def _first(self, wanted: Callable[[Call], bool], missing: str) -> int:
+        found = [i for i, call in enumerate(self.calls) if call.error is None and wanted(call)]
+        assert found, missing
+        return found[0]
 
     def _run(self, what: str) -> None:
         error = self._failure()
-        self.calls.append(Call(trio.current_time(), what, (), error))
+        self.calls.append(Call(_now(), what, (), error))
         if error is not None:
             raise error
 
@@ -81,3 +86,11 @@ class RecordingBackend:
 
     def _failure(self) -> StoreError | None:
         return self.failures.pop(0) if self.failures else None
+
+
+def _now() -> float:
+    """Trio's clock, from the Trio thread (``SlowStore``) or a worker thread (``Store``)."""
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return trio.from_thread.run_sync(trio.current_time)
