@@ -324,6 +324,14 @@ class OutageStore(InlineStore):
             raise DISK_ERROR
         return fn(*args, **kwargs)
 
+    async def ends(self, writer: StoreWriter) -> None:
+        """The database is back: healthy again by the writer's next attempt (RETRY_MAX_S at
+        the latest), with what it kept written."""
+        self.failing = False
+        await trio.sleep(persistence.RETRY_MAX_S)
+        await trio.testing.wait_all_tasks_blocked()
+        assert writer.healthy
+
 
 async def say_and_hear(speaker: Client, listener: Client, text: str) -> str:
     """What ``listener`` hears next after ``speaker`` says ``text``."""
@@ -356,13 +364,11 @@ async def test_a_mute_during_a_store_outage_is_refused_and_works_after_recovery(
         assert await say_and_hear(dyer, wilmarth, "still heard") == "Dyer says: still heard"
         assert h.store.load_mutes(muter, time.time()).personal == {}
 
-        outage.failing = False
-        await trio.sleep(persistence.RETRY_MAX_S)  # the writer's next attempt, at the latest
-        await trio.testing.wait_all_tasks_blocked()
-        assert writer.healthy
+        await outage.ends(writer)
         await wilmarth.command("mute", "Dyer")
         await result(wilmarth, "You have muted Dyer permanently.")
         await dyer.command("say", "muted")
+        await result(dyer, "You say: muted")  # sent before the marker
         assert await say_and_hear(armitage, wilmarth, "marker") == "Armitage says: marker"
         assert set(h.store.load_mutes(muter, time.time()).personal) == {h.players["Dyer"].player_id}
 
@@ -384,4 +390,32 @@ async def test_a_player_created_while_the_server_runs_can_be_muted_by_name(
 
         lake_client = await h.connect("Lake")
         await lake_client.command("say", "muted")
+        await result(lake_client, "You say: muted")  # sent before the marker
         assert await say_and_hear(armitage, wilmarth, "marker") == "Armitage says: marker"
+
+
+async def test_a_name_look_up_during_a_store_outage_says_try_again_at_once(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """The store cannot say whether Lake exists, so "not found" would be false; and a look-up
+    must not wait out the outage behind a room save that cannot land."""
+    async with running(tmp_path) as h:
+        (wilmarth,) = await connect_all(h, "Wilmarth")
+        h.store.add_players(["Lake"], room_id=h.app.hub.world.start_room_id)
+        outage = OutageStore(h.store)
+        h.app.store_writer._store = outage
+
+        await wilmarth.command("mute", "Lake")  # nothing pending, the writer looks healthy
+        await result(wilmarth, NOT_SAVED)
+        await wilmarth.command("north")  # a room save that waits for the store
+        north = (await result(wilmarth, "You go north."))["data"]["room_id"]
+        await wilmarth.command("mute", "Lake")
+        asked = trio.current_time()
+        await result(wilmarth, NOT_SAVED)
+        assert trio.current_time() == asked
+
+        await outage.ends(h.app.store_writer)
+        record = h.store.get_player(h.players["Wilmarth"].player_id)
+        assert record is not None and record.room_id == north  # the room save was kept
+        await wilmarth.command("mute", "Lake")
+        await result(wilmarth, "You have muted Lake permanently.")
