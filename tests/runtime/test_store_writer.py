@@ -31,7 +31,6 @@ from tests.runtime.test_social_runtime import connect_all, result
 
 P = ParamSpec("P")
 T = TypeVar("T")
-EXACT = 1e-6  # the autojump clock lands on deadlines; allow only float rounding
 DISK_ERROR = TransientStoreError("Database error: disk I/O error")
 
 
@@ -108,8 +107,8 @@ class Submitter:
 
     def __call__(self, name: str) -> Write:
         self.submitted.append(write(name))
-        self.writer.submit(write(name))
-        return write(name)
+        self.writer.submit(self.submitted[-1])
+        return self.submitted[-1]
 
     async def others(self, count: int, every_s: float) -> None:
         """Other players' writes, arriving while the test's task runs."""
