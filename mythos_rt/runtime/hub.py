@@ -402,14 +402,17 @@ class Hub:
     async def _serve_lookups(self) -> None:
         """Ask the store about names this instance has not met, then run the command again."""
         async for lookup in self._lookups_rx:
-            backend = self._writer.store.backend
+            store = self._writer.store
             try:
-                record = await self._writer.read_after_writes(
-                    backend.find_player_by_name, lookup.name
-                )
+                # A plain read, not read_after_writes: the writer never writes players (the CLI
+                # and other instances create them), and waiting behind pending writes would hold
+                # the command for as long as a store outage lasts.
+                record = await store.call(store.backend.find_player_by_name, lookup.name)
             except StoreError as exc:
+                # The store could not say, so "not found" would be false: ask for a retry.
                 log.warning("name look-up failed: %s", exc)
-                record = None
+                self._emit(reply(lookup.socket.player_id, NOT_SAVED))
+                continue
             if record is not None:
                 self.learn_players([record])
             ctx = self._context(lookup.socket, store_consulted=True)

@@ -10,7 +10,8 @@ Failures:
 - transient (locked, connection lost, read-only, disk full): the batch goes back to the head of
   the queue and is retried with exponential backoff; ``healthy`` is False meanwhile (readiness
   follows it), and confirmations that have waited longer than ``ack_timeout_s`` are withdrawn:
-  their writes leave the queue and their requesters are told nothing was saved;
+  their writes leave the queue and their requesters are told nothing was saved; with nothing
+  left to write, the writer probes the store (``check_writable``) until it takes writes again;
 - permanent (a constraint, bad data): the batch is retried one write at a time, and each write
   that still fails is set aside (kept for the operator in ``set_aside``, counted, logged once)
   while the writes behind it land.
@@ -31,7 +32,7 @@ import trio
 
 from mythos_rt.core.writes import SaveRoom, Write
 from mythos_rt.runtime.metrics import Metrics
-from mythos_rt.runtime.store import PermanentStoreError, Store, TransientStoreError
+from mythos_rt.runtime.store import PermanentStoreError, Store, StoreError, TransientStoreError
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +122,31 @@ class StoreWriter:
         task_status.started()
         backoff_s = RETRY_FIRST_S
         while True:
-            if not self._rooms and not self._queue:
+            if self.healthy and not self._rooms and not self._queue:
                 await self._wakeup.wait()
             self._wakeup = trio.Event()
-            if await self._write_batch():
+            if await self._attempt():
                 backoff_s = RETRY_FIRST_S
                 continue
             await trio.sleep(backoff_s)  # a failing database is not retried hot
             backoff_s = min(backoff_s * 2, RETRY_MAX_S)
+
+    async def _attempt(self) -> bool:
+        """Write what is queued; with nothing queued (only while unhealthy), probe the store."""
+        if self._rooms or self._queue:
+            return await self._write_batch()
+        return await self._probe()
+
+    async def _probe(self) -> bool:
+        """Unhealthy with nothing left to write (every confirmation withdrawn): no write would
+        ever try the store again, since the hub refuses confirmations while we are unhealthy
+        and readiness keeps players away.  A test write says when the store is back."""
+        try:
+            await self._store.call(self._store.backend.check_writable)
+        except StoreError:
+            return False
+        self._recovered()
+        return True
 
     async def _write_batch(self) -> bool:
         """Write everything queued, in one transaction; False after a transient failure."""

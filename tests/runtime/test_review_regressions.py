@@ -19,14 +19,16 @@ import pytest
 import trio
 import trio.testing
 
+from mythos_rt.core.writes import SaveRoom, Write
 from mythos_rt.runtime import persistence
 from mythos_rt.runtime.gate import handle_stream
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.server import drain
-from mythos_rt.runtime.store import AsyncStore, Store
+from mythos_rt.runtime.store import Store, TransientStoreError
 from mythos_rt.runtime.timers import Timers
 from tests.runtime.harness import Client, Harness, SlowStore, running, upgrade_request
+from tests.runtime.store_fakes import RecordingBackend, write
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -208,68 +210,22 @@ async def test_ping_during_a_refusal_close_crashes_nothing(
 # --- 4. the store writer: order, read-your-writes, retries ----------------------------------
 
 
-class FakeStore:
-    """Stands in for Store under the writer: room saves are recorded like the other writes."""
-
-    def __init__(self, log: list[Any]) -> None:
-        self.log = log
-
-    def save_rooms(self, rooms: dict[str, str]) -> None:
-        self.log.append(("rooms", dict(rooms)))
-
-
-class RecordingStore(AsyncStore):
-    """A slow disk: each call takes 1 s of mock time, then runs.  ``fail_first`` makes the first
-    call raise instead.  ``times`` holds when each logged entry ran."""
-
-    def __init__(self, *, fail_first: bool = False) -> None:
-        self.log: list[Any] = []
-        self.times: list[float] = []
-        self.fail_next = fail_first
-        self.changed = trio.Event()
-        super().__init__(FakeStore(self.log))  # type: ignore[arg-type]
-
-    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        await trio.sleep(1)
-        if self.fail_next:
-            self.fail_next = False
-            raise OSError("disk I/O error")
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            self.times += [trio.current_time()] * (len(self.log) - len(self.times))
-            self.changed.set()
-            self.changed = trio.Event()
-
-    async def wait_for_entries(self, count: int) -> None:
-        with trio.fail_after(60):
-            while len(self.log) < count:
-                await self.changed.wait()
-
-
-def write(name: str) -> Callable[[Store], None]:
-    def op(store: Store) -> None:
-        store.log.append(name)  # type: ignore[attr-defined]
-
-    return op
-
-
 async def test_store_writes_stay_in_order_when_reads_race_the_writer(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    """While A is being written, read2, the writer task (holding B, before the fix) and read3
-    wait, in that order, for A to land.  Trio runs a batch of woken tasks in order or reversed,
-    so a read runs before the writer task either way: before the fix it took C and wrote it
-    ahead of B, every time.  (The sleeps only place each step on the mock clock.)"""
-    store = RecordingStore()
-    writer = StoreWriter(store, Metrics())
-    done: list[str] = []
+    """While A is being written, read2 and read3 wait for the writes submitted before them,
+    B and C queue behind A.  Before the fix a read flushed the queue itself, so a read could
+    take C and write it ahead of B.  Reads now only wait for the writer's "durable through"
+    marker; the writer alone writes, in order.  (The sleeps only place each step on the mock
+    clock; every store call takes 1 s.)"""
+    backend = RecordingBackend()
+    writer = StoreWriter(SlowStore(backend), Metrics())  # type: ignore[arg-type]
+    a, b, c = write("A"), write("B"), write("C")
 
-    async def read(name: str, *, submit_first: str | None = None) -> None:
-        if submit_first is not None:  # submitted and flushed by this read before any checkpoint
-            writer.submit(write(submit_first))
-        await writer.read_after_writes(store.log.append, name)
-        done.append(name)
+    async def read(name: str, *, submit_first: Write | None = None) -> None:
+        if submit_first is not None:  # a handshake: its own write, then a read that must see it
+            writer.submit(submit_first)
+        await writer.read_after_writes(backend.read, name)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.serve)
@@ -277,54 +233,61 @@ async def test_store_writes_stay_in_order_when_reads_race_the_writer(
         start = trio.current_time()
         with trio.fail_after(60):
             async with trio.open_nursery() as reads:
-                # A is written by a handshake's read (read_after_writes flushes it): t = 0 .. 1.
-                reads.start_soon(lambda: read("read1", submit_first="A"))
+                reads.start_soon(lambda: read("read1", submit_first=a))  # A: t = 0 .. 1
                 await trio.sleep(0.25)
                 reads.start_soon(read, "read2")  # waits for A
                 await trio.sleep(0.25)
-                writer.submit(write("B"))  # the writer task's next flush, while A is under way
+                writer.submit(b)  # queued while A is under way
                 await trio.sleep(0.25)
-                reads.start_soon(read, "read3")  # waits for A, behind the writer
+                reads.start_soon(read, "read3")  # waits for A and B
                 await trio.sleep(0.05)
-                writer.submit(write("C"))
-        await store.wait_for_entries(6)
+                writer.submit(c)
+            await writer.wait_durable()
         nursery.cancel_scope.cancel()
 
-    assert sorted(done) == ["read1", "read2", "read3"]
-    writes = [entry for entry in store.log if not entry.startswith("read")]
-    assert writes == ["A", "B", "C"], store.log
-    position = store.log.index
-    assert position("read1") > position("A")
-    # read2 and read3 came after B was submitted: they ran after B (and C) were written.
-    assert position("read3") > position("C") and position("read2") > position("C")
-    assert store.times[position("A")] == pytest.approx(start + 1, abs=EXACT)
+    assert backend.batches() == [(a,), (b, c)]
+    assert backend.landed(a) < backend.index("read1")
+    assert backend.landed(a) < backend.index("read2")
+    assert backend.landed(b) < backend.index("read3")
+    # The writer did not wait for the reads: B and C landed as soon as A had.
+    times = {call.writes: call.at for call in backend.calls if call.what == "apply"}
+    assert times[(a,)] == pytest.approx(start + 1, abs=EXACT)
+    assert times[(b, c)] == pytest.approx(start + 2, abs=EXACT)
 
 
 async def test_failed_store_write_is_retried_in_order_with_its_rooms(
     autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = RecordingStore(fail_first=True)
+    backend = RecordingBackend(failures=[TransientStoreError("disk I/O error")] * 2)
     metrics = Metrics()
-    writer = StoreWriter(store, metrics)
+    writer = StoreWriter(SlowStore(backend), metrics)  # type: ignore[arg-type]
+    a, b, c = write("A"), write("B"), write("C")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.serve)
         await trio.testing.wait_all_tasks_blocked()
         start = trio.current_time()
         writer.save_room("p1", "room-1")
-        writer.submit(write("A"))
-        writer.submit(write("B"))
-        await trio.sleep(1.5)  # the first write failed at t = 1; the writer is backing off
-        assert store.log == [] and metrics.value("store_write_errors") == 1
-        writer.submit(write("C"))
+        writer.submit(a)
+        writer.submit(b)
+        await trio.sleep(1.02)  # the first attempt failed at t = 1; the writer is backing off
+        assert backend.committed() == [] and metrics.value("store_write_errors") == 1
+        assert not writer.healthy
+        writer.submit(c)
         writer.save_room("p2", "room-2")
-        await store.wait_for_entries(4)
+        with trio.fail_after(60):
+            await writer.wait_durable()
         nursery.cancel_scope.cancel()
 
-    assert store.log == [("rooms", {"p1": "room-1", "p2": "room-2"}), "A", "B", "C"]
-    assert metrics.value("store_write_errors") == 1
-    # Retried RETRY_AFTER_FAILURE_S after the failure (t = 1), and that write took 1 s.
-    retry_s = persistence.RETRY_AFTER_FAILURE_S
-    assert store.times[0] == pytest.approx(start + 1 + retry_s + 1, abs=EXACT)
+    first, second = [call.writes for call in backend.calls if call.error is not None]
+    assert first == (SaveRoom("p1", "room-1"), a, b)
+    assert second == (SaveRoom("p1", "room-1"), SaveRoom("p2", "room-2"), a, b, c)
+    # Retried as one batch, rooms first, the rest in the order submitted.
+    assert backend.batches() == [(SaveRoom("p1", "room-1"), SaveRoom("p2", "room-2"), a, b, c)]
+    assert writer.healthy and metrics.value("store_write_errors") == 2
+    # Each attempt takes 1 s; the pause after a failure starts at RETRY_FIRST_S and doubles.
+    [landed] = [call.at for call in backend.calls if call.error is None]
+    pauses_s = persistence.RETRY_FIRST_S * (1 + 2)
+    assert landed == pytest.approx(start + 3 + pauses_s, abs=EXACT)
     failures = [r for r in mythos_errors(caplog) if "store write failed" in r.getMessage()]
     assert len(failures) == 1
 
