@@ -126,6 +126,15 @@ class Settings:
         60.0, "follow requests and party invites expire after", "presence"
     )
     rest_s: int = _setting(10, "the rest command's countdown before disconnecting", "presence")
+    # --- several instances (section 16) ---
+    cluster_heartbeat_s: float = _setting(
+        2.0, "with NATS: seconds between this instance's heartbeats", "cluster"
+    )
+    cluster_dead_after_s: float = _setting(
+        10.0,
+        "with NATS: an instance silent this long is lost; its players turn linkdead",
+        "cluster",
+    )
     # --- shutdown (section 14) ---
     drain_timeout_s: float = _setting(10.0, "shutdown must finish within this", "shutdown")
     close_timeout_s: float = _setting(2.0, "bound on one socket's closing handshake", "shutdown")

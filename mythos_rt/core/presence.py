@@ -26,6 +26,13 @@ class Presence:
     pose: str | None = None
     last_whisperer: str | None = None  # player id, for ``reply``
     resting: bool = False  # the ``rest`` countdown runs (section 9)
+    # None: this instance holds the player's sockets.  Otherwise the instance that does, and
+    # this presence is a replica fed by its messages (core/cluster.py).
+    instance_id: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        return self.instance_id is not None
 
     @property
     def position(self) -> str:
@@ -54,6 +61,9 @@ class Presences:
     _by_name: dict[str, str] = attrs.field(factory=dict)
     # Rooms map to insertion-ordered dicts so occupant lists keep arrival order.
     _rooms: dict[str, dict[str, None]] = attrs.field(factory=dict)
+    # Players added, moved or removed since the runtime last looked (what other instances need
+    # to hear about); the hub adds the changes it makes to a presence's fields itself.
+    changed: set[str] = attrs.field(factory=set)
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -69,12 +79,14 @@ class Presences:
         return None if player_id is None else self._by_id[player_id]
 
     def add(self, presence: Presence) -> None:
+        self.changed.add(presence.player_id)
         self._by_id[presence.player_id] = presence
         self._by_name[presence.name.casefold()] = presence.player_id
         self._rooms.setdefault(presence.room_id, {})[presence.player_id] = None
 
     def remove(self, player_id: str) -> Presence | None:
         presence = self._by_id.pop(player_id, None)
+        self.changed.add(player_id)
         if presence is not None:
             self._by_name.pop(presence.name.casefold(), None)
             self._leave_room(presence)
@@ -82,6 +94,7 @@ class Presences:
 
     def move(self, player_id: str, room_id: str) -> None:
         presence = self._by_id[player_id]
+        self.changed.add(player_id)
         self._leave_room(presence)
         presence.room_id = room_id
         self._rooms.setdefault(room_id, {})[player_id] = None

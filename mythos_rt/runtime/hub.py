@@ -17,12 +17,14 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 import attrs
 import trio
 
 from mythos_rt.core import handshake
 from mythos_rt.core.chat import CHANNELS, ChatLimiter
+from mythos_rt.core.cluster import Delivery, PresenceRecord
 from mythos_rt.core.commands import CommandContext, dispatch
 from mythos_rt.core.commands.session import rest_tick
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
@@ -62,6 +64,15 @@ from mythos_rt.settings import Settings
 log = logging.getLogger(__name__)
 
 SUPERSEDED = (4000, "New game session established")
+# Where players are and who is in a room: every instance derives these for its own players from
+# its replicas (upsert_replica, drop_replica), so they are never forwarded; forwarding them too
+# would tell remote players twice, or in an order that contradicts their own occupant lists.
+PRESENCE_EVENTS = frozenset(
+    {"player_entered_game", "player_left_game", "room_occupants", "player_entered", "player_left"}
+)
+# Events a receiver does not get from a player they muted (section 10), when another instance
+# delivers them; the rules apply the same mutes for the players this instance holds.
+MUTABLE_EVENTS = frozenset({"chat_message", "follow_request", "party_invite"})
 # Not kept for a resume: a tick is stale by the time anyone could replay it.
 EPHEMERAL_EVENTS = frozenset({"game_tick"})
 SWEEP_INTERVAL_S = 10.0
@@ -80,6 +91,19 @@ class Lookup:
     command: str
     args: tuple[str, ...]
     name: str
+
+
+class Peers(Protocol):
+    """The other instances, as the hub sees them (``runtime/cluster.py``); None when alone."""
+
+    def forward(self, delivery: Delivery) -> None: ...
+    def forward_chat(self, event: Emit, sender: Presence) -> None: ...
+    def presences_changed(self, records: list[PresenceRecord], gone: list[str]) -> None: ...
+
+
+# Chat channels other instances resolve by scope from MythosMUD's own chat subjects; the
+# others (party) are delivered to the ids the rule chose, like any other event.
+SCOPED_CHAT = frozenset({"say", "local", "global", "emote", "pose", "whisper", "system"})
 
 
 @attrs.frozen
@@ -156,6 +180,7 @@ class Hub:
         # Set when an admin's shutdown countdown reaches zero; the server then drains.
         self.shutdown_requested = trio.Event()
         self._directory: dict[str, KnownPlayer] = {}
+        self.peers: Peers | None = None  # set by the cluster when NATS is configured
         self._timers = Timers()
         self._lookups_tx, self._lookups_rx = trio.open_memory_channel[Lookup](MAX_PENDING_LOOKUPS)
         self._retired = RetiredSessions(config.retired_session_s)
@@ -193,8 +218,9 @@ class Hub:
     def end_all_presences(self) -> None:
         """Presence teardown for everyone (shutdown, after the sockets are closed)."""
         for presence in self.presences:
-            self._sockets.pop(presence.player_id, None)
-            self._end_presence(presence.player_id)
+            if not presence.remote:
+                self._sockets.pop(presence.player_id, None)
+                self._end_presence(presence.player_id)
 
     # --- admission and departure -----------------------------------------------------------
 
@@ -236,6 +262,11 @@ class Hub:
             return refusal
         now = trio.current_time()
         presence = self.presences.get(record.player_id)
+        if presence is not None and presence.remote:
+            # The player moves here from another instance, which retires its copy when it
+            # hears of the presence this starts (upsert_replica → _hand_over there).
+            self.presences.remove(record.player_id)
+            presence = None
         # Decided before the presence is restored: a resume needs the presence to still exist.
         replay = self._replay_for(record.player_id, resume_from) if presence else None
         if presence is not None and self._is_new_session(presence, socket.session_id):
@@ -316,6 +347,7 @@ class Hub:
 
     def _restore_presence(self, presence: Presence) -> None:
         presence.linkdead = False
+        self.presences.changed.add(presence.player_id)
         self._timers.cancel(("grace", presence.player_id))
         self._announce_arrival(presence)
 
@@ -339,6 +371,7 @@ class Hub:
             self._end_presence(player_id)
             return
         presence.linkdead = True
+        self.presences.changed.add(player_id)
         deadline = trio.current_time() + self.config.grace_s
         self._timers.schedule(
             ("grace", player_id), deadline, lambda _now: self._end_presence(player_id)
@@ -510,15 +543,233 @@ class Hub:
         self._end_presence(player_id)
 
     def _emit(self, event: Emit) -> None:
+        if self.peers is not None:
+            # Replicas elsewhere must be current before anything about them arrives there.
+            self.sync_presences()
         if not event.to or self._quiet:
             return
+        if self.peers is not None and event.event_type not in PRESENCE_EVENTS:
+            self._forward(self.peers, event)
+        self._deliver(event, event.to)
+
+    def _deliver(self, event: Emit, to: Iterable[str]) -> None:
+        """Encode once; every socket of every recipient this instance holds gets the bytes."""
         sequence, frame = self._encode(event.event_type, event.data, event.room_id, event.player_id)
         replayable = event.event_type not in EPHEMERAL_EVENTS
-        for player_id in event.to:
+        for player_id in to:
             if replayable and (buffer := self._replay.get(player_id)) is not None:
                 buffer.append(sequence, frame)
             for socket in self._sockets.get(player_id, {}).values():
                 socket.outbox.put(frame)
+
+    # --- other instances (multi-instance play, docs/NATS.md) --------------------------------
+
+    def _forward(self, peers: Peers, event: Emit) -> None:
+        """Local first: the caller delivers here; other instances hear of it now."""
+        channel = event.data.get("channel") if event.event_type == "chat_message" else None
+        sender = self.presences.get(event.player_id or "")
+        if channel in SCOPED_CHAT and sender is not None and not sender.remote:
+            peers.forward_chat(event, sender)
+            return
+        remote = tuple(pid for pid in event.to if self._held_elsewhere(pid))
+        if remote:
+            peers.forward(self._delivery(event, remote))
+
+    def _delivery(self, event: Emit, to: tuple[str, ...]) -> Delivery:
+        mutable_sender = event.player_id if event.event_type in MUTABLE_EVENTS else None
+        return Delivery(
+            event.event_type, event.data, to, event.room_id, event.player_id, mutable_sender
+        )
+
+    def _held_elsewhere(self, player_id: str) -> bool:
+        presence = self.presences.get(player_id)
+        return presence is not None and presence.remote
+
+    def sync_presences(self) -> None:
+        """Tell other instances about presences this instance changed since the last call."""
+        if self.peers is None or not self.presences.changed:
+            return
+        changed, self.presences.changed = self.presences.changed, set()
+        now = trio.current_time()
+        records, gone = [], []
+        for player_id in changed:
+            presence = self.presences.get(player_id)
+            if presence is None:
+                gone.append(player_id)
+            elif not presence.remote:
+                records.append(PresenceRecord.of(presence, now))
+        self.peers.presences_changed(records, gone)
+
+    def local_records(self) -> list[PresenceRecord]:
+        """Every presence this instance holds, for a heartbeat (liveness and snapshot)."""
+        now = trio.current_time()
+        return [PresenceRecord.of(p, now) for p in self.presences if not p.remote]
+
+    def deliver_from_peer(self, delivery: Delivery) -> None:
+        """An event another instance chose recipients for: ours get it, minus their mutes."""
+        to = [pid for pid in delivery.to if pid in self._sockets or self._grace_here(pid)]
+        to = self._unmuted(to, delivery.sender_id)
+        event = Emit(delivery.event_type, delivery.data, (), delivery.room_id, delivery.player_id)
+        if to:
+            self._deliver(event, to)
+
+    def deliver_chat_from_peer(
+        self,
+        data: Mapping[str, object],
+        room_id: str | None,
+        subzone: str | None,
+        target_id: str | None,
+    ) -> None:
+        """A chat line from another instance or an outside publisher (an NPC service):
+        resolved by its scope against the players this instance holds."""
+        channel = str(data.get("channel"))
+        sender_id = data.get("sender_id")
+        sender = sender_id if isinstance(sender_id, str) else None
+        scope = self._chat_scope(channel, room_id, subzone, target_id, sender)
+        to = self._unmuted(scope, sender)
+        if channel == "whisper" and sender is not None:
+            for player_id in to:
+                self.presences.get(player_id).last_whisperer = sender  # type: ignore[union-attr]
+        if to:
+            self._deliver(Emit("chat_message", data, (), room_id, sender), to)
+
+    def _chat_scope(
+        self,
+        channel: str,
+        room_id: str | None,
+        subzone: str | None,
+        target_id: str | None,
+        sender: str | None,
+    ) -> list[str]:
+        local = [p for p in self.presences if not p.remote and p.player_id != sender]
+        room = self.world.rooms.get(room_id or "")
+        if channel in ("say", "emote", "pose"):
+            return [p.player_id for p in local if p.room_id == room_id]
+        if channel == "local" and room is not None:
+            same = (room.zone, room.subzone)
+            return [p.player_id for p in local if self._zone_of(p.room_id) == same]
+        if channel == "local" and subzone is not None:  # an outside publisher named no room
+            return [p.player_id for p in local if self._subzone_of(p.room_id) == subzone]
+        if channel == "whisper":
+            return [p.player_id for p in local if p.player_id == target_id]
+        if channel in ("global", "system", "admin"):
+            return [p.player_id for p in local]
+        return []
+
+    def deliver_room_event(self, event_type: str, data: Mapping[str, object], room_id: str) -> None:
+        """A room event an outside service published: everyone here in that room gets it."""
+        to = self._local_ids_in(room_id)
+        if to:
+            self._deliver(Emit(event_type, data, (), room_id=room_id), to)
+
+    def _subzone_of(self, room_id: str) -> str | None:
+        room = self.world.rooms.get(room_id)
+        return None if room is None else room.subzone
+
+    def _zone_of(self, room_id: str) -> tuple[str, str] | None:
+        room = self.world.rooms.get(room_id)
+        return None if room is None else (room.zone, room.subzone)
+
+    def _unmuted(self, to: Iterable[str], sender_id: str | None) -> list[str]:
+        if sender_id is None:
+            return list(to)
+        wall_now = self._wall_clock()
+        return [pid for pid in to if not self.social.has_muted(pid, sender_id, wall_now)]
+
+    def _grace_here(self, player_id: str) -> bool:
+        presence = self.presences.get(player_id)
+        return presence is not None and not presence.remote
+
+    def upsert_replica(self, record: PresenceRecord, instance_id: str) -> None:
+        """Another instance holds this player now, as ``record`` says; this instance's players
+        hear what changed, as they would for a player of their own."""
+        current = self.presences.get(record.player_id)
+        if current is not None and not current.remote:
+            self._hand_over(record.player_id)  # the player connected there: this copy retires
+            current = None
+        self._timers.cancel(("peer-grace", record.player_id))
+        now = trio.current_time()
+        if current is None:
+            replica = record.replica(instance_id, now)
+            self.presences.add(replica)
+            self._replica_entered_game(replica, now)
+        else:
+            self._refresh_replica(current, record, instance_id, now)
+        self.presences.changed.discard(record.player_id)  # not ours to announce elsewhere
+
+    def _replica_entered_game(self, replica: Presence, now: float) -> None:
+        self._announce_arrival(replica)
+        if replica.warded(now):
+            key = ("ward", replica.player_id)
+            self._timers.schedule(key, replica.ward_until, self._ward_ended(replica.player_id))
+
+    def _refresh_replica(
+        self, replica: Presence, record: PresenceRecord, instance_id: str, now: float
+    ) -> None:
+        old_room, was_linkdead = replica.room_id, replica.linkdead
+        replica.instance_id = instance_id
+        replica.linkdead = record.linkdead
+        replica.session_id = record.session_id
+        replica.ward_until = now + record.ward_remaining_s
+        if old_room != record.room_id:
+            self.presences.move(record.player_id, record.room_id)
+            self._replica_moved(replica, old_room)
+        elif was_linkdead and not record.linkdead:
+            self._announce_arrival(replica)  # back from the grace, as for a local reconnect
+        elif was_linkdead != record.linkdead:
+            self._emit_occupants(replica.room_id, self._local_ids_in(replica.room_id))
+
+    def _replica_moved(self, replica: Presence, old_room: str) -> None:
+        who = {"player_id": replica.player_id, "player_name": replica.name}
+        left_behind, met = self._local_ids_in(old_room), self._local_ids_in(replica.room_id)
+        leaves = {**who, "message": f"{replica.name} leaves the room."}
+        self._emit(Emit("player_left", leaves, left_behind, room_id=old_room))
+        self._emit_occupants(old_room, left_behind)
+        enters = {**who, "message": f"{replica.name} enters the room."}
+        self._emit(Emit("player_entered", enters, met, room_id=replica.room_id))
+        self._emit_occupants(replica.room_id, met)
+
+    def drop_replica(self, player_id: str, instance_id: str) -> None:
+        """That instance no longer holds the player: they left the world."""
+        presence = self.presences.get(player_id)
+        if presence is None or presence.instance_id != instance_id:
+            return
+        self.presences.remove(player_id)
+        self.presences.changed.discard(player_id)
+        for kind in ("peer-grace", "ward"):
+            self._timers.cancel((kind, player_id))
+        self._announce_to_room("player_left_game", presence, self._local_ids_in(presence.room_id))
+
+    def instance_lost(self, instance_id: str) -> None:
+        """An instance stopped answering: its players are linkdead here, and leave after the
+        grace unless they reconnect somewhere (section 16)."""
+        lost = [p for p in self.presences if p.instance_id == instance_id and not p.linkdead]
+        deadline = trio.current_time() + self.config.grace_s
+        for presence in lost:
+            presence.linkdead = True
+            self._timers.schedule(
+                ("peer-grace", presence.player_id),
+                deadline,
+                self._replica_grace_ended(presence.player_id, instance_id),
+            )
+        for room_id in {p.room_id for p in lost}:
+            self._emit_occupants(room_id, self._local_ids_in(room_id))
+
+    def _replica_grace_ended(self, player_id: str, instance_id: str) -> Callable[[float], None]:
+        return lambda _now: self.drop_replica(player_id, instance_id)
+
+    def _local_ids_in(self, room_id: str) -> tuple[str, ...]:
+        return tuple(p.player_id for p in self.presences.in_room(room_id) if not p.remote)
+
+    def _hand_over(self, player_id: str) -> None:
+        """The player's new session lives on another instance: close ours 4000 and forget the
+        presence without telling the room (the player has not left the world)."""
+        self._supersede(player_id)
+        quiet, self._quiet = self._quiet, True
+        try:
+            self._end_presence(player_id)
+        finally:
+            self._quiet = quiet
 
     def _emit_occupants(self, room_id: str, to: tuple[str, ...]) -> None:
         data = occupants_payload(room_id, self.presences, trio.current_time())
@@ -617,7 +868,8 @@ class Hub:
         self._timers.schedule(("rest", player_id), now + 1, tick)
 
     def presences_ids(self) -> list[str]:
-        return [presence.player_id for presence in self.presences]
+        """The players this instance holds (replicas of other instances' players excluded)."""
+        return [presence.player_id for presence in self.presences if not presence.remote]
 
     def _schedule_sweep(self, now: float) -> None:
         """Expired follow requests and party invites are dropped, so memory stays bounded."""

@@ -22,6 +22,8 @@ import attrs
 import trio
 
 from mythos_rt.core.world import World, WorldError
+from mythos_rt.runtime.bus import Bus, BusConnectError, LocalBus, open_bus
+from mythos_rt.runtime.cluster import Cluster
 from mythos_rt.runtime.gate import Gate, handle_stream
 from mythos_rt.runtime.hub import Hub, HubConfig
 from mythos_rt.runtime.metrics import Metrics
@@ -53,14 +55,22 @@ class App:
     store_writer: StoreWriter
     metrics: Metrics
     ws_port: int = 0
+    bus: Bus | None = None  # the shared bus, when this instance is one of several
 
 
 @asynccontextmanager
 async def open_app(
-    settings: Settings, world: World, store: Store, secret: str
+    settings: Settings,
+    world: World,
+    store: Store,
+    secret: str,
+    *,
+    bus: Bus | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[App]:
-    """Start the hub and the store writer; on exit, tear down presences and flush the store."""
-    metrics = Metrics()
+    """Start the hub, the store writer and, with a shared bus, the cluster link; on exit,
+    tear down presences, tell the other instances, and flush the store."""
+    metrics = Metrics() if metrics is None else metrics
     writer = StoreWriter(store, metrics, ack_timeout_s=settings.store_ack_timeout_s)
     hub = Hub(world, HubConfig.from_settings(settings), writer=writer)
     gate = Gate(settings, secret, store, hub, writer, metrics)
@@ -72,11 +82,22 @@ async def open_app(
     async with trio.open_nursery() as root:
         await root.start(writer.serve)
         await root.start(hub.serve)
+        if bus is not None and not isinstance(bus, LocalBus):
+            app.bus = bus
+            link = Cluster(
+                bus,
+                hub,
+                metrics,
+                heartbeat_s=settings.cluster_heartbeat_s,
+                dead_after_s=settings.cluster_dead_after_s,
+            )
+            await root.start(link.serve)
         try:
             yield app
         finally:
             with trio.CancelScope(shield=True):
                 hub.end_all_presences()
+                hub.sync_presences()  # the other instances hear of it before the bus drains
                 with trio.move_on_after(settings.close_timeout_s):
                     await writer.wait_durable()
             root.cancel_scope.cancel()
@@ -164,8 +185,10 @@ async def _serve_until_stopped(
     stop: StopRequest,
     task_status: trio.TaskStatus[App],
 ) -> None:
+    metrics = Metrics()
     async with (
-        open_app(settings, world, Store(backend), secret) as app,
+        open_bus(settings, metrics) as bus,
+        open_app(settings, world, Store(backend), secret, bus=bus, metrics=metrics) as app,
         trio.open_nursery() as conns,
     ):
         listener_scope = trio.CancelScope()
@@ -194,7 +217,10 @@ async def _run_listener(
 async def _start_ops(app: App, nursery: trio.Nursery) -> int:
     state = OpsState(
         app.metrics,
-        ready=lambda: app.ws_port > 0 and not app.gate.draining and app.store_writer.healthy,
+        ready=lambda: app.ws_port > 0
+        and not app.gate.draining
+        and app.store_writer.healthy
+        and (app.bus is None or app.bus.connected),
         ws_port=lambda: app.ws_port,
     )
     port: int = await nursery.start(serve_ops, state, app.settings.host, app.settings.ops_port)
@@ -236,14 +262,6 @@ def prepare_store(settings: Settings, world: World) -> tuple[Backend, list[Playe
 
 def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
     """Load the world and the store, then serve until a signal; returns the exit code."""
-    if settings.nats_url:
-        # Refuse rather than run single-instance while the operator expects a shared world.
-        print(
-            "mythos_rt: NATS_URL is set, but the NATS bridge is not part of this version;"
-            " unset it to run on the in-process bus",
-            file=sys.stderr,
-        )
-        return 2
     try:
         world = load_world(settings.world)
     except WorldError as exc:
@@ -263,6 +281,23 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
         print(f"created demo player {record.name}{' (admin)' if record.is_admin else ''}")
     try:
         trio.run(serve, settings, world, backend, secret)
+    except (BusConnectError, BaseExceptionGroup) as exc:
+        refusal = _bus_refusal(exc)
+        if refusal is None:
+            raise
+        print(f"mythos_rt: {refusal}", file=sys.stderr)
+        return 2
     finally:
         backend.close()
     return 0
+
+
+def _bus_refusal(exc: BaseException) -> BusConnectError | None:
+    """The NATS connection failure inside ``exc`` (nurseries wrap it in groups), if any."""
+    if isinstance(exc, BusConnectError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _bus_refusal(inner)) is not None:
+                return found
+    return None

@@ -1,0 +1,201 @@
+"""Several instances, one world (PROTOCOL.md section 16), on the in-memory broker with the
+autojump clock: presence and occupants, who, chat by scope, whisper and reply, mutes of remote
+senders, outside publishers, session replacement, instance loss and the grace that follows."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from mythos_rt.core.bus_messages import encode_chat
+from mythos_rt.core.bus_messages import ChatPayload
+from tests.runtime.cluster_harness import running_cluster
+from tests.runtime.harness import Client
+from tests.runtime.test_social_runtime import result, until
+
+Frame = dict[str, Any]
+START = "earth_arkhamcity_campus_quad"
+
+
+async def chat(client: Client) -> str:
+    frame = await client.next_event("chat_message")
+    message: str = frame["data"]["message"]
+    return message
+
+
+async def occupants(client: Client, wanted: list[str]) -> Frame:
+    """Skip to a room_occupants listing exactly ``wanted`` (in any order)."""
+    return await until(
+        client,
+        lambda f: f.get("event_type") == "room_occupants"
+        and sorted(f["data"]["occupants"]) == sorted(wanted),
+    )
+
+
+async def test_players_on_two_instances_see_each_other_and_talk(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path, ward_s=0.0) as (_, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        arrival = await armitage.next_event("player_entered_game")
+        assert arrival["data"]["player_name"] == "Wilmarth"
+        await occupants(armitage, ["Armitage", "Wilmarth"])
+        await wilmarth.command("who")
+        who = await until(wilmarth, lambda f: f.get("event_type") == "command_response")
+        assert who["data"]["result"].startswith("Online Players (2): Armitage [1]")
+        await armitage.command("say", "Hello from A")
+        assert await chat(wilmarth) == "Armitage says: Hello from A"
+        await wilmarth.command("global", "Hello from B")
+        assert await chat(armitage) == "Wilmarth (global): Hello from B"
+        await wilmarth.command("say", "marker")
+        assert await chat(armitage) == "Wilmarth says: marker"  # nothing arrived twice
+
+
+async def test_whisper_and_reply_across_instances(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path) as (_, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        await wilmarth.command("whisper", "Armitage", "the Necronomicon is gone")
+        await result(wilmarth, "You whisper to Armitage: the Necronomicon is gone")
+        assert await chat(armitage) == "Wilmarth whispers to you: the Necronomicon is gone"
+        await armitage.command("reply", "I know")
+        await result(armitage, "You whisper to Wilmarth: I know")
+        assert await chat(wilmarth) == "Armitage whispers to you: I know"
+
+
+async def test_a_mute_holds_against_a_sender_on_another_instance(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path) as (_, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        dyer = await nodes["A"].connect("Dyer")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        await wilmarth.command("mute", "Dyer")
+        await result(wilmarth, "You have muted Dyer permanently.")
+        await dyer.command("say", "muted say")
+        await dyer.command("global", "muted global")
+        await dyer.command("whisper", "Wilmarth", "muted whisper")
+        await result(dyer, "You whisper to Wilmarth: muted whisper")
+        await armitage.command("say", "marker")
+        assert await chat(wilmarth) == "Armitage says: marker"
+
+
+async def test_a_line_from_an_outside_publisher_reaches_the_room_on_every_instance(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path) as (broker, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        npc = ChatPayload(
+            message_id=str(uuid.uuid4()),
+            timestamp="2026-11-29T08:00:00Z",
+            channel="say",
+            content="Braaains",
+            sender_name="Zombie",
+            room_id=START,
+            speaker_kind="npc",
+        )
+        broker.publish_outside(*encode_chat(npc))
+        for client in (armitage, wilmarth):
+            frame = await client.next_event("chat_message")
+            assert frame["data"]["message"] == "Zombie says: Braaains"
+            assert frame["data"]["channel"] == "say"
+
+
+async def test_an_invalid_outside_message_reaches_nobody(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path) as (broker, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        bad = {"message_id": "not-a-uuid", "channel": "say", "content": "x", "extra": 1}
+        broker.publish_outside(f"chat.say.room.{START}", json.dumps(bad).encode())
+        broker.publish_outside("mythos_rt.deliver", b'{"to": ["everyone"]}')
+        await armitage.command("say", "marker")
+        frames = await armitage.until_pong()
+        assert [f for f in frames if f.get("event_type") == "chat_message"] == []
+        assert nodes["A"].app.metrics.value("nats_invalid_messages") >= 1
+
+
+async def test_movement_is_seen_from_the_other_instance(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path, ward_s=0.0) as (_, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        await occupants(armitage, ["Armitage", "Wilmarth"])
+        await armitage.command("north")
+        left = await wilmarth.next_event("player_left")
+        assert left["data"]["message"] == "Armitage leaves the room."
+        await occupants(wilmarth, ["Wilmarth"])
+        await wilmarth.command("north")
+        await result(wilmarth, "You go north.")
+        entered = await armitage.next_event("player_entered")
+        assert entered["data"]["player_name"] == "Wilmarth"
+        await wilmarth.command("say", "together again")
+        assert await chat(armitage) == "Wilmarth says: together again"
+
+
+async def test_a_new_session_on_another_instance_replaces_the_old_socket(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path) as (_, nodes):
+        old = await nodes["A"].connect("Armitage", query="&session_id=first")
+        wilmarth = await nodes["A"].connect("Wilmarth")
+        new = await nodes["B"].connect("Armitage", query="&session_id=second")
+        assert await old.closed() == (4000, "New game session established")
+        await wilmarth.command("who")
+        who = await until(wilmarth, lambda f: f.get("event_type") == "command_response")
+        assert who["data"]["result"].startswith("Online Players (2): Armitage [1]")
+        await new.command("say", "I moved to B")
+        assert await chat(wilmarth) == "Armitage says: I moved to B"
+
+
+async def test_players_of_a_lost_instance_turn_linkdead_then_leave(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path, ward_s=0.0, grace_s=30.0) as (broker, nodes):
+        await nodes["A"].connect("Armitage")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        assert sorted(wilmarth.received[-2]["data"]["occupants"]) == ["Armitage", "Wilmarth"]
+        broker.isolate("A")
+        lost_at = trio.current_time()
+        await occupants(wilmarth, ["Armitage (linkdead)", "Wilmarth"])
+        assert trio.current_time() - lost_at <= 15
+        linkdead_at = trio.current_time()
+        left = await wilmarth.next_event("player_left_game")
+        assert left["data"]["player_name"] == "Armitage"
+        assert trio.current_time() - linkdead_at >= 30
+        await occupants(wilmarth, ["Wilmarth"])
+
+
+async def test_a_player_of_a_lost_instance_can_come_back_on_another(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path, ward_s=0.0, grace_s=30.0) as (broker, nodes):
+        await nodes["A"].connect("Armitage")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        broker.isolate("A")
+        await occupants(wilmarth, ["Armitage (linkdead)", "Wilmarth"])
+        armitage = await nodes["B"].connect("Armitage")
+        await occupants(wilmarth, ["Armitage", "Wilmarth"])
+        await trio.sleep(60)  # well past the grace: nobody leaves
+        await armitage.command("say", "still here")
+        assert await chat(wilmarth) == "Armitage says: still here"
+
+
+async def test_local_play_goes_on_while_the_bus_is_down(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path) as (broker, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        dyer = await nodes["A"].connect("Dyer")
+        broker.isolate("A")
+        await dyer.command("say", "alone on A")
+        assert await chat(armitage) == "Dyer says: alone on A"
