@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import itertools
 import json
 import os
 import signal
@@ -19,7 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -370,6 +372,40 @@ def wrapped(inner: Frame, token: str) -> str:
 async def send_command(ws: ClientConnection, token: str, command: str, *args: str) -> None:
     inner = {"type": "game_command", "data": {"command": command, "args": list(args)}}
     await ws.send(wrapped(inner, token))
+
+
+async def pipeline(
+    ws: ClientConnection,
+    token: str,
+    commands: Iterable[Sequence[str]],
+    on_reply: Callable[[str], None],
+    *,
+    window: int,
+    timeout_s: float = FRAME_TIMEOUT_S,
+) -> int:
+    """Send ``commands`` (each ``(command, *args)``) with up to ``window`` of them unanswered.
+
+    Each ``command_response`` text goes to ``on_reply`` as it arrives and lets the next command
+    go out.  Returns the number of replies, once every command is answered or the server has
+    closed the socket (a reply that never comes fails after ``timeout_s``).
+    """
+    waiting = iter(commands)
+    sent = answered = 0
+    with contextlib.suppress(ConnectionClosed):
+        for command in itertools.islice(waiting, window):
+            await send_command(ws, token, *command)
+            sent += 1
+        while answered < sent:
+            frame = await recv_frame(ws, timeout_s)
+            if frame.get("event_type") != "command_response":
+                continue
+            answered += 1
+            on_reply(frame["data"]["result"])
+            following = next(waiting, None)
+            if following is not None:
+                await send_command(ws, token, *following)
+                sent += 1
+    return answered
 
 
 async def ping_pong(ws: ClientConnection, token: str) -> Frame:

@@ -21,13 +21,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
 from mythos_rt.core.writes import DeleteMute
 from mythos_rt.runtime.store import Backend, open_backend
@@ -39,9 +37,8 @@ from tests.e2e.conftest import (
     ServerProcess,
     child_env,
     free_port,
+    pipeline,
     read_burst,
-    recv_frame,
-    send_command,
     ws_connect,
 )
 from tests.e2e.test_e2e_game import CALM, Player, act, join, result_of
@@ -73,37 +70,25 @@ class Burst:
     def confirm(self, muter_id: str, target_id: str) -> None:
         self.confirmed.add((muter_id, target_id))
         if self.confirmed_at_kill < 0 and len(self.confirmed) >= self.kill_at:
-            self.server.proc.kill()  # SIGKILL: no drain, no flush, nothing after this line
+            self.server.proc.kill()  # SIGKILL: no drain, no flush
             self.confirmed_at_kill = len(self.confirmed)
 
 
-async def mute_everyone(
-    ws: ClientConnection, token: str, muter_id: str, ids: dict[str, str], burst: Burst
-) -> None:
-    """Mute every target, ``WINDOW`` at a time: a new ``mute`` for each reply, until the server
-    dies and the socket ends.  Replies are read as they come."""
-    waiting = iter(TARGETS)
-    for name in [next(waiting) for _ in range(WINDOW)]:
-        await send_command(ws, token, "mute", name)
-    with contextlib.suppress(ConnectionClosed):
-        while True:
-            frame = await recv_frame(ws, BURST_TIMEOUT_S)
-            if frame.get("event_type") != "command_response":
-                continue  # room events: the other muters arriving
-            text: str = frame["data"]["result"]
-            match = CONFIRMED.fullmatch(text)
-            if match is None:
-                burst.unexpected.append(text)
-                continue
+def confirmations(muter_id: str, ids: dict[str, str], burst: Burst) -> Callable[[str], None]:
+    def on_reply(text: str) -> None:
+        match = CONFIRMED.fullmatch(text)
+        if match is None:
+            burst.unexpected.append(text)
+        else:
             burst.confirm(muter_id, ids[match.group(1)])
-            following = next(waiting, None)
-            if following is not None:
-                await send_command(ws, token, "mute", following)
+
+    return on_reply
 
 
 async def run_burst(server: ServerProcess, kill_at: int) -> Burst:
     burst = Burst(server, kill_at)
     ids = {name: server.player_id(name) for name in TARGETS}
+    mutes = [("mute", name) for name in TARGETS]
     async with contextlib.AsyncExitStack() as stack:
         sockets = []
         for name in MUTERS:
@@ -112,8 +97,12 @@ async def run_burst(server: ServerProcess, kill_at: int) -> Burst:
             await read_burst(ws)
             sockets.append((ws, token, server.player_id(name)))
         async with asyncio.timeout(BURST_TIMEOUT_S):
+            # Every muter mutes every target, as fast as the server answers.
             await asyncio.gather(
-                *(mute_everyone(ws, token, muter, ids, burst) for ws, token, muter in sockets)
+                *(
+                    pipeline(ws, token, mutes, confirmations(muter, ids, burst), window=WINDOW)
+                    for ws, token, muter in sockets
+                )
             )
     return burst
 
