@@ -136,6 +136,11 @@ class ServerProcess:
         return player_id
 
     @property
+    def database_url(self) -> str | None:
+        """The PostgreSQL database this server uses; None for SQLite in its data directory."""
+        return self.store_args[1] if self.store_args else None
+
+    @property
     def store_flags(self) -> tuple[str, ...]:
         """The CLI flags that reach this server's store (data dir, database URL if any)."""
         return ("--data-dir", str(self.data_dir), *self.store_args)

@@ -110,8 +110,8 @@ async def run_burst(server: ServerProcess, kill_at: int) -> Burst:
 @contextlib.contextmanager
 def store_of(server: ServerProcess) -> Iterator[Backend]:
     """The server's store, opened directly (the server is not running)."""
-    database_url = server.store_args[1] if server.store_args else None
-    backend = open_backend(Settings(data_dir=server.data_dir, database_url=database_url))
+    settings = Settings(data_dir=server.data_dir, database_url=server.database_url)
+    backend = open_backend(settings)
     try:
         yield backend
     finally:
