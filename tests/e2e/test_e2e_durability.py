@@ -36,6 +36,7 @@ from tests.e2e.conftest import (
     Launcher,
     ServerProcess,
     child_env,
+    cli,
     free_port,
     pipeline,
     read_burst,
@@ -138,6 +139,7 @@ def test_every_confirmed_mute_survives_a_sigkill_mid_burst(
     pairs = len(MUTERS) * len(TARGETS)
     server = launcher.start(*FLOOD, players=[*MUTERS, *TARGETS], database_url=database_url)
     muter_ids = [server.player_id(name) for name in MUTERS]
+    names = {record["player_id"]: name for name, record in server.players.items()}
     backend = "postgres" if database_url else "sqlite"
     for round_no in range(1, ROUNDS + 1):
         if round_no > 1:
@@ -158,7 +160,8 @@ def test_every_confirmed_mute_survives_a_sigkill_mid_burst(
         assert burst.confirmed_at_kill >= pairs // 2
         # At most WINDOW per client were in flight at the kill: the burst was cut, not finished.
         assert len(burst.confirmed) < pairs
-        assert not lost, f"round {round_no}: confirmed but not stored: {sorted(lost)[:5]}"
+        named = sorted((names[muter], names[target]) for muter, target in lost)
+        assert not lost, f"round {round_no}: confirmed but not stored: {named[:5]}"
 
 
 # --- two servers, one PostgreSQL database ----------------------------------------------------
@@ -228,24 +231,29 @@ def test_a_player_added_during_play_can_be_muted_by_name(launcher: Launcher) -> 
 
 # --- operator mistakes: exit 2, one line -----------------------------------------------------
 
-SERVE_TIMEOUT_S = 60.0
+REFUSAL_TIMEOUT_S = 60.0
 
 
-def serve_once(data_dir: Path, *args: str, secret: str | None = SECRET) -> tuple[int, str]:
-    """Run ``serve`` expecting it to refuse; its exit code and stderr.  (Should it start after
-    all, it is stopped at the timeout and the test fails on the code.)"""
-    command = [sys.executable, "-m", "mythos_rt", "serve", "--data-dir", str(data_dir)]
-    command += ["--port", "0", "--ops-port", "0", *args]
+def refused(cwd: Path, *argv: str, secret: str | None = SECRET) -> tuple[int, str]:
+    """Run ``python -m mythos_rt ARGV`` expecting a refusal; its exit code and stderr.  (A server
+    that starts after all is killed at the timeout, which fails the test.)"""
     done = subprocess.run(
-        command,
+        [sys.executable, "-m", "mythos_rt", *argv],
         capture_output=True,
         text=True,
-        timeout=SERVE_TIMEOUT_S,
+        timeout=REFUSAL_TIMEOUT_S,
         env=child_env(secret),
-        cwd=data_dir.parent,
+        cwd=cwd,
         check=False,
     )
     return done.returncode, done.stderr
+
+
+def serve_once(data_dir: Path, *args: str, secret: str | None = SECRET) -> tuple[int, str]:
+    ports = ("--port", "0", "--ops-port", "0")
+    return refused(
+        data_dir.parent, "serve", "--data-dir", str(data_dir), *ports, *args, secret=secret
+    )
 
 
 def assert_one_line_exit_2(code: int, stderr: str, *names: str) -> None:
@@ -280,17 +288,9 @@ def test_a_read_only_data_directory_exits_2(tmp_path: Path, secret: str | None) 
 
 
 def created_store(tmp_path: Path) -> tuple[Path, Path]:
-    """A data directory holding a database made by a first ``players list``."""
+    """A data directory holding a database with one player (Carter), made by the CLI."""
     data_dir = tmp_path / "data"
-    done = subprocess.run(
-        [sys.executable, "-m", "mythos_rt", "players", "list", "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=SERVE_TIMEOUT_S,
-        env=child_env(SECRET),
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    cli("players", "add", "Carter", "--data-dir", str(data_dir), cwd=tmp_path)
     path = Settings(data_dir=data_dir).store_path
     assert path.exists()
     return data_dir, path
@@ -321,3 +321,24 @@ def test_an_unreachable_postgres_exits_2_without_its_password(tmp_path: Path) ->
     code, stderr = serve_once(tmp_path / "data", "--database-url", url)
     assert_one_line_exit_2(code, stderr, f"postgresql://nobody:***@127.0.0.1:{port}/x")
     assert "hunter2" not in stderr
+
+
+def test_token_with_an_unreadable_secret_file_exits_2(tmp_path: Path) -> None:
+    data_dir, _ = created_store(tmp_path)
+    secret_file = Settings(data_dir=data_dir).secret_path
+    secret_file.mkdir()  # there, but not a file anyone can read
+    code, stderr = refused(tmp_path, "token", "Carter", "--data-dir", str(data_dir), secret=None)
+    assert_one_line_exit_2(code, stderr, str(secret_file))
+
+
+def test_token_with_postgres_and_an_unwritable_data_directory_exits_2(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # The players live in PostgreSQL; only the new JWT secret needs the data directory.
+    data_dir = tmp_path / "locked" / "data"
+    data_dir.parent.mkdir()
+    store = ("--data-dir", str(data_dir), "--database-url", postgres_url)
+    cli("players", "add", "Carter", *store, cwd=tmp_path)
+    with read_only(data_dir.parent):
+        code, stderr = refused(tmp_path, "token", "Carter", *store, secret=None)
+    assert_one_line_exit_2(code, stderr, str(data_dir), "MYTHOSMUD_JWT_SECRET")
