@@ -62,9 +62,10 @@ def child_env(secret: str | None) -> dict[str, str]:
     return env
 
 
-def cli(*args: str, cwd: Path, secret: str | None = SECRET) -> list[str]:
-    """Run ``python -m mythos_rt ARGS`` to completion; return its stdout lines."""
-    result = subprocess.run(
+def run_cli(*args: str, cwd: Path, secret: str | None = SECRET) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m mythos_rt ARGS`` to completion, whatever its exit code (a process still
+    running after CLI_TIMEOUT_S, such as a server that started, is killed and the test fails)."""
+    return subprocess.run(
         [sys.executable, "-m", "mythos_rt", *args],
         capture_output=True,
         text=True,
@@ -73,6 +74,11 @@ def cli(*args: str, cwd: Path, secret: str | None = SECRET) -> list[str]:
         cwd=cwd,
         check=False,
     )
+
+
+def cli(*args: str, cwd: Path, secret: str | None = SECRET) -> list[str]:
+    """Run ``python -m mythos_rt ARGS`` to completion; return its stdout lines."""
+    result = run_cli(*args, cwd=cwd, secret=secret)
     assert result.returncode == 0, f"{args} exited {result.returncode}: {result.stderr}"
     return result.stdout.splitlines()
 

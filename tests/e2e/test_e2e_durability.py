@@ -18,8 +18,6 @@ import asyncio
 import contextlib
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,11 +33,11 @@ from tests.e2e.conftest import (
     STOP_TIMEOUT_S,
     Launcher,
     ServerProcess,
-    child_env,
     cli,
     free_port,
     pipeline,
     read_burst,
+    run_cli,
     ws_connect,
 )
 from tests.e2e.test_e2e_game import CALM, Player, act, join, result_of
@@ -231,21 +229,10 @@ def test_a_player_added_during_play_can_be_muted_by_name(launcher: Launcher) -> 
 
 # --- operator mistakes: exit 2, one line -----------------------------------------------------
 
-REFUSAL_TIMEOUT_S = 60.0
-
 
 def refused(cwd: Path, *argv: str, secret: str | None = SECRET) -> tuple[int, str]:
-    """Run ``python -m mythos_rt ARGV`` expecting a refusal; its exit code and stderr.  (A server
-    that starts after all is killed at the timeout, which fails the test.)"""
-    done = subprocess.run(
-        [sys.executable, "-m", "mythos_rt", *argv],
-        capture_output=True,
-        text=True,
-        timeout=REFUSAL_TIMEOUT_S,
-        env=child_env(secret),
-        cwd=cwd,
-        check=False,
-    )
+    """Run ``python -m mythos_rt ARGV`` expecting a refusal; its exit code and stderr."""
+    done = run_cli(*argv, cwd=cwd, secret=secret)
     return done.returncode, done.stderr
 
 
