@@ -99,7 +99,14 @@ async def run_burst(server: ServerProcess, kill_at: int) -> Burst:
             # Every muter mutes every target, as fast as the server answers.
             await asyncio.gather(
                 *(
-                    pipeline(ws, token, mutes, confirmations(muter, ids, burst), window=WINDOW)
+                    pipeline(
+                        ws,
+                        token,
+                        mutes,
+                        confirmations(muter, ids, burst),
+                        window=WINDOW,
+                        timeout_s=BURST_TIMEOUT_S,
+                    )
                     for ws, token, muter in sockets
                 )
             )
