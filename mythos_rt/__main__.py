@@ -25,6 +25,7 @@ from mythos_rt.runtime.tokens import issue_token
 from mythos_rt.settings import (
     ENV_PREFIX,
     JWT_SECRET_ENV,
+    SecretFileError,
     Settings,
     load_or_create_secret,
     setting_fields,
@@ -442,7 +443,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     handler: Handler = args.handler
     try:
         return handler(args, settings, env)
-    except (CliError, StoreError, WorldError) as exc:
+    except (CliError, SecretFileError, StoreError, WorldError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
