@@ -18,14 +18,6 @@ import mythos_rt.core.commands  # noqa: F401  (registers every command)
 from mythos_rt.core.chat import ChatLimiter
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
 from mythos_rt.core.effects import Effect, Emit, FindPlayer, Persist
-from mythos_rt.core.writes import (
-    DeleteGlobalMute,
-    DeleteMute,
-    SaveRoom,
-    SetGlobalMute,
-    SetMute,
-    Write,
-)
 from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.registry import CommandContext, dispatch
 from mythos_rt.core.social import (
@@ -37,6 +29,14 @@ from mythos_rt.core.social import (
     end_presence,
     follow_state,
     party_update,
+)
+from mythos_rt.core.writes import (
+    DeleteGlobalMute,
+    DeleteMute,
+    SaveRoom,
+    SetGlobalMute,
+    SetMute,
+    Write,
 )
 from mythos_rt.world import load_world
 from tests.core.defaults import CHAT_LIMITS
