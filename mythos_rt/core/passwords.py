@@ -27,6 +27,12 @@ _MAX_N = 1 << 20
 _MAX_R = 32
 _MAX_P = 16
 
+# Checked instead when a login names nobody (or a player without a password), so that answer
+# takes as long as a wrong password.  Default parameters, so the cost is the same.
+DUMMY_HASH = (
+    "scrypt$16384$8$1$bXl0aG9zX3J0LWR1bW15IQ==$lxGCe0IjOvvvlcEt0cGwWe8QQ6EA8fFTaP0QOzIne2c="
+)
+
 
 def new_salt() -> bytes:
     return secrets.token_bytes(SALT_BYTES)
