@@ -19,12 +19,13 @@ import pytest
 import trio
 import trio.testing
 
+from mythos_rt.core.writes import DeleteMute, SaveRoom, Write
 from mythos_rt.runtime import persistence
 from mythos_rt.runtime.gate import handle_stream
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.server import drain
-from mythos_rt.runtime.store import AsyncStore, Store
+from mythos_rt.runtime.store import Store, TransientStoreError
 from mythos_rt.runtime.timers import Timers
 from tests.runtime.harness import Client, Harness, SlowStore, running, upgrade_request
 
@@ -208,17 +209,22 @@ async def test_ping_during_a_refusal_close_crashes_nothing(
 # --- 4. the store writer: order, read-your-writes, retries ----------------------------------
 
 
-class FakeStore:
-    """Stands in for Store under the writer: room saves are recorded like the other writes."""
+class LoggingBackend:
+    """Stands in for a backend under the writer: a batch's room saves are logged as one
+    ``("rooms", {...})`` entry, then each other write by name."""
 
     def __init__(self, log: list[Any]) -> None:
         self.log = log
+        self.max_threads = 1
 
-    def save_rooms(self, rooms: dict[str, str]) -> None:
-        self.log.append(("rooms", dict(rooms)))
+    def apply(self, writes: list[Write]) -> None:
+        rooms = {w.player_id: w.room_id for w in writes if isinstance(w, SaveRoom)}
+        if rooms:
+            self.log.append(("rooms", rooms))
+        self.log.extend(w.muter_id for w in writes if isinstance(w, DeleteMute))
 
 
-class RecordingStore(AsyncStore):
+class RecordingStore(Store):
     """A slow disk: each call takes 1 s of mock time, then runs.  ``fail_first`` makes the first
     call raise instead.  ``times`` holds when each logged entry ran."""
 
@@ -227,13 +233,13 @@ class RecordingStore(AsyncStore):
         self.times: list[float] = []
         self.fail_next = fail_first
         self.changed = trio.Event()
-        super().__init__(FakeStore(self.log))  # type: ignore[arg-type]
+        super().__init__(LoggingBackend(self.log))  # type: ignore[arg-type]
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         await trio.sleep(1)
         if self.fail_next:
             self.fail_next = False
-            raise OSError("disk I/O error")
+            raise TransientStoreError("disk I/O error")
         try:
             return fn(*args, **kwargs)
         finally:
@@ -247,11 +253,9 @@ class RecordingStore(AsyncStore):
                 await self.changed.wait()
 
 
-def write(name: str) -> Callable[[Store], None]:
-    def op(store: Store) -> None:
-        store.log.append(name)  # type: ignore[attr-defined]
-
-    return op
+def write(name: str) -> Write:
+    """A write the log shows as ``name``."""
+    return DeleteMute(name, name)
 
 
 async def test_store_writes_stay_in_order_when_reads_race_the_writer(
@@ -317,13 +321,15 @@ async def test_failed_store_write_is_retried_in_order_with_its_rooms(
         assert store.log == [] and metrics.value("store_write_errors") == 1
         writer.submit(write("C"))
         writer.save_room("p2", "room-2")
-        await store.wait_for_entries(4)
+        await store.wait_for_entries(5)
         nursery.cancel_scope.cancel()
 
-    assert store.log == [("rooms", {"p1": "room-1", "p2": "room-2"}), "A", "B", "C"]
+    # The failed batch is retried whole and first; what came meanwhile follows in order.
+    rooms_1, rooms_2 = ("rooms", {"p1": "room-1"}), ("rooms", {"p2": "room-2"})
+    assert store.log == [rooms_1, "A", "B", rooms_2, "C"]
     assert metrics.value("store_write_errors") == 1
-    # Retried RETRY_AFTER_FAILURE_S after the failure (t = 1), and that write took 1 s.
-    retry_s = persistence.RETRY_AFTER_FAILURE_S
+    # Retried RETRY_FIRST_S after the failure (t = 1), and that write took 1 s.
+    retry_s = persistence.RETRY_FIRST_S
     assert store.times[0] == pytest.approx(start + 1 + retry_s + 1, abs=EXACT)
     failures = [r for r in mythos_errors(caplog) if "store write failed" in r.getMessage()]
     assert len(failures) == 1
