@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     child_env,
     cli,
     close_of,
+    http_get,
     read_burst,
     ws_connect,
 )
@@ -278,3 +279,10 @@ def test_an_origin_outside_the_allow_list_is_refused(start_server: StartServer) 
     assert evil[::2] == (403, {"detail": "Origin not allowed"})
     good = request(server, "GET", "/v1/game/time", headers={"Origin": "https://game.example"})
     assert good[0] == 200 and good[1]["access-control-allow-origin"] == "https://game.example"
+
+
+def test_the_ops_web_page_logs_in_through_the_game_port(server: ServerProcess) -> None:
+    status, page = http_get(f"{server.ops_url}/")
+    assert status == 200
+    assert "/auth/login" in page and "/api/players/select-character" in page
+    assert f'WS_PORT = "{server.ws_port}"' in page and 'type="password"' in page
