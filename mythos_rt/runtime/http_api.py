@@ -39,6 +39,7 @@ from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import (
     DuplicateName,
     InvalidInvite,
+    PlayerRecord,
     Store,
     StoreError,
     TransientStoreError,
@@ -265,16 +266,13 @@ class HttpApi:
         user_id = self._bearer(call)
         if isinstance(user_id, ApiResponse):
             return user_id
-        records = await self.writer.read_after_writes(self.store.backend.players_of_user, user_id)
-        return api.ok([api.character_record(record) for record in records])
+        return api.ok([api.character_record(record) for record in await self._players_of(user_id)])
 
     async def _select_character(self, call: ApiCall) -> ApiResponse:
-        user_id = self._bearer(call)
-        if isinstance(user_id, ApiResponse):
-            return user_id
-        raw = api.parse_one(call.body, "character_id")
-        if isinstance(raw, ApiResponse):
-            return raw
+        found = self._bearer_and_field(call, "character_id")
+        if isinstance(found, ApiResponse):
+            return found
+        user_id, raw = found
         wanted = handshake.parse_character_id(raw)
         if wanted is None:
             return api.CHARACTER_NOT_FOUND
@@ -290,16 +288,13 @@ class HttpApi:
         return api.ok(game_time_payload(time.time()))
 
     async def _command(self, call: ApiCall) -> ApiResponse:
-        user_id = self._bearer(call)
-        if isinstance(user_id, ApiResponse):
-            return user_id
-        command = api.parse_one(call.body, "command")
-        if isinstance(command, ApiResponse):
-            return command
+        found = self._bearer_and_field(call, "command")
+        if isinstance(found, ApiResponse):
+            return found
+        user_id, command = found
         if not api.is_logout(command):
             return api.UNSUPPORTED_COMMAND
-        records = await self.writer.read_after_writes(self.store.backend.players_of_user, user_id)
-        for record in records:
+        for record in await self._players_of(user_id):
             self.hub.logout(record.player_id)
         return api.LOGGED_OUT
 
@@ -318,9 +313,21 @@ class HttpApi:
         except TokenError as exc:
             return api.unauthorized(str(exc))
 
+    def _bearer_and_field(self, call: ApiCall, name: str) -> tuple[str, str] | ApiResponse:
+        """The bearer's user id and one string field of the body, or the answer refusing them."""
+        user_id = self._bearer(call)
+        if isinstance(user_id, ApiResponse):
+            return user_id
+        value = api.parse_one(call.body, name)
+        return value if isinstance(value, ApiResponse) else (user_id, value)
+
+    async def _players_of(self, user_id: str) -> list[PlayerRecord]:
+        # After pending writes: a player who just moved is listed in the new room.
+        return await self.writer.read_after_writes(self.store.backend.players_of_user, user_id)
+
     async def _signed_in(self, user_id: str) -> ApiResponse:
         s = self.settings
-        records = await self.writer.read_after_writes(self.store.backend.players_of_user, user_id)
+        records = await self._players_of(user_id)
         algorithm = next(iter(accepted_algorithms(s.jwt_algorithms)), "HS256")
         token = issue_token(
             self.secret,

@@ -7,32 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-import h11
 import trio
 import trio.testing
 
-from tests.runtime.harness import Harness, running
+from tests.runtime.harness import Harness, read_response, running
 
 
 async def exchange(h: Harness, data: bytes) -> tuple[int, dict[str, str], Any, bool]:
     """Send raw request bytes; (status, headers, JSON body, whether the server then hung up)."""
     stream = h.open_stream()
     await stream.send_all(data)
-    conn = h11.Connection(h11.CLIENT)
-    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
-    conn.send(h11.EndOfMessage())
-    status, headers, body = 0, {}, b""
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(65536))
-        elif isinstance(event, h11.Response):
-            status = event.status_code
-            headers = {k.decode(): v.decode() for k, v in event.headers}
-        elif isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            break
+    status, headers, body = await read_response(stream)
     await stream.send_eof()
     closed = await stream.receive_some(1) == b""
     return status, headers, json.loads(body) if body else None, closed
