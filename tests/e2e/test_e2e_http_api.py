@@ -146,12 +146,19 @@ def test_failed_logins_are_limited_per_name_and_per_ip(api_server: ServerProcess
 
 
 def test_failed_logins_from_one_ip_block_that_ip_only(start_server: StartServer) -> None:
-    server = start_server("--login-rate-ip", "3")
+    server = start_server("--login-rate-ip", "3", "--trusted-proxies", OTHER_HOST)
     add_player(server, "Wilbur", "--password", PASSWORD)
     for name in ("a", "b", "c"):
         assert login(server, name, "guess")[0] == 401
     assert login(server, "Wilbur")[0] == 429
     assert login(server, "Wilbur", source=OTHER_HOST)[0] == 200
+    # Behind a trusted proxy the limit counts the clients it names, not the proxy.
+    behind = {"X-Forwarded-For": "203.0.113.7"}
+    for name in ("d", "e", "f"):
+        assert login(server, name, "guess", source=OTHER_HOST, headers=behind)[0] == 401
+    assert login(server, "Wilbur", source=OTHER_HOST, headers=behind)[0] == 429
+    other = {"X-Forwarded-For": "203.0.113.8"}
+    assert login(server, "Wilbur", source=OTHER_HOST, headers=other)[0] == 200
 
 
 def test_registration_is_closed_by_default(server: ServerProcess) -> None:
@@ -162,7 +169,8 @@ def test_registration_is_closed_by_default(server: ServerProcess) -> None:
 
 def test_registration_with_an_invite_code_is_single_use(start_server: StartServer) -> None:
     server = start_server("--registration-open", "true")
-    [code] = cli("invites", "create", "--data-dir", str(server.data_dir), cwd=server.data_dir)
+    created = cli("invites", "create", "2", "--data-dir", str(server.data_dir), cwd=server.data_dir)
+    code, spare = created
     form = {"username": "Keziah", "password": PASSWORD, "invite_code": code}
     status, _, body = request(server, "POST", "/v1/auth/register", form)
     assert status == 200 and body["token_type"] == "bearer"
@@ -171,8 +179,18 @@ def test_registration_with_an_invite_code_is_single_use(start_server: StartServe
     status, _, refused = request(server, "POST", "/v1/auth/register", again)
     assert (status, refused) == (400, {"detail": "Invalid or already used invite code"})
     assert login(server, "keziah")[0] == 200
-    short = {**again, "password": "short"}
+    short = {**again, "password": "short", "invite_code": spare}
     assert request(server, "POST", "/v1/auth/register", short)[0] == 422
+    taken = {**form, "username": "KEZIAH", "invite_code": spare}
+    assert request(server, "POST", "/v1/auth/register", taken)[::2] == (
+        400,
+        {"detail": "Username already exists"},
+    )
+    bad_name = {**form, "username": "9lives", "invite_code": spare}
+    status, _, answer = request(server, "POST", "/v1/auth/register", bad_name)
+    assert status == 422 and answer["detail"].startswith("username: ")
+    # The spare code survived every refusal above.
+    assert request(server, "POST", "/v1/auth/register", {**again, "invite_code": spare})[0] == 200
 
 
 def test_players_passwd_reads_the_password_from_stdin(server: ServerProcess) -> None:
