@@ -102,7 +102,10 @@ async def read_head(stream: trio.abc.Stream) -> Head:
             return Head(bytes(data), conn, event)
         if event is not h11.NEED_DATA:
             return Head(bytes(data), conn, None)
-        chunk = await stream.receive_some(RECEIVE_BYTES)
+        try:
+            chunk = await stream.receive_some(RECEIVE_BYTES)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            chunk = b""  # a reset: trio-websocket meets it again and ends quietly, as before
         if not chunk:
             return Head(bytes(data), conn, None)
         data += chunk

@@ -10,6 +10,7 @@ from typing import Any
 import trio
 import trio.testing
 
+from mythos_rt.runtime.gate import handle_stream
 from tests.runtime.harness import Harness, read_response, running
 
 
@@ -97,3 +98,38 @@ async def test_while_draining_health_is_503_and_other_routes_too(
         status, _, body, _ = await exchange(h, get("/v1/monitoring/health"))
         assert (status, body["status"]) == (503, "draining")
         assert (await exchange(h, get("/v1/game/time")))[0] == 503
+
+
+class ResetStream(trio.abc.HalfCloseableStream):
+    """A client whose connection is reset after sending part of a request head."""
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        if not self.sent:
+            self.sent = True
+            return b"GET /v1/api/ws HTTP/1.1\r\nHo"
+        raise trio.BrokenResourceError("connection reset")
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        raise trio.BrokenResourceError("connection reset")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def test_a_reset_during_the_head_is_not_an_error(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path) as h:
+        await handle_stream(h.app.gate, ResetStream())
+        assert h.app.metrics.value("connection_errors") == 0
