@@ -66,7 +66,10 @@ def peer_of(stream: trio.abc.Stream) -> Endpoint | str:
     """The remote endpoint of a TCP stream (through a ReplayStream); ``repr`` for others."""
     inner = stream.inner if isinstance(stream, ReplayStream) else stream
     if isinstance(inner, trio.SocketStream):
-        address, port, *_ = inner.socket.getpeername()
+        try:
+            address, port, *_ = inner.socket.getpeername()
+        except OSError:  # the peer is already gone (ENOTCONN)
+            return repr(inner)
         return Endpoint(address, port, False)
     return repr(inner)
 
