@@ -82,6 +82,15 @@ class Settings:
     connect_rate_player_window_s: float = _setting(60.0, "window of the per-player limit", "auth")
     connect_rate_ip: int = _setting(30, "connection attempts per client IP per window", "auth")
     connect_rate_ip_window_s: float = _setting(10.0, "window of the per-IP limit", "auth")
+    # --- HTTP API (section 18) ---
+    login_rate_name: int = _setting(5, "failed HTTP logins per player name per window", "http")
+    login_rate_name_window_s: float = _setting(300.0, "window of the per-name login limit", "http")
+    login_rate_ip: int = _setting(20, "failed HTTP logins per client IP per window", "http")
+    login_rate_ip_window_s: float = _setting(300.0, "window of the per-IP login limit", "http")
+    login_token_ttl_s: float = _setting(3600.0, "lifetime of the tokens HTTP login issues", "http")
+    registration_open: bool = _setting(
+        False, "POST /v1/auth/register creates players (each needs an invite code)", "http"
+    )
     # --- frames (section 6, 7, 8) ---
     require_csrf: bool = _setting(
         True, "frames must carry csrfToken equal to the socket's token", "frames"
