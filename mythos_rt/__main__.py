@@ -1,4 +1,5 @@
-"""Command line: ``serve`` (the default), ``players add|list`` and ``token``.
+"""Command line: ``serve`` (the default), ``players add|list|passwd``, ``invites create`` and
+``token``.
 
 The only module that reads the environment.  Every setting is a ``serve`` flag (``--grace-s``) and
 an environment variable (``MYTHOS_RT_GRACE_S``); a flag wins over the variable, which wins over the
@@ -11,6 +12,7 @@ import argparse
 import contextlib
 import logging
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -19,12 +21,14 @@ from typing import Any
 
 import attrs
 
+from mythos_rt.core.passwords import hash_password, new_salt, password_problem
 from mythos_rt.core.world import WorldError
 from mythos_rt.runtime.store import Backend, PlayerRecord, StoreError, open_backend
 from mythos_rt.runtime.tokens import issue_token
 from mythos_rt.settings import (
     ENV_PREFIX,
     JWT_SECRET_ENV,
+    SecretFileError,
     Settings,
     load_or_create_secret,
     setting_fields,
@@ -34,6 +38,7 @@ from mythos_rt.world import load_world
 
 PROG = "python -m mythos_rt"
 DEFAULT_TOKEN_TTL_S = 3600.0
+MAX_INVITES = 1000
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 Handler = Callable[[argparse.Namespace, Settings, Mapping[str, str]], int]
@@ -233,6 +238,8 @@ examples:
   {PROG} serve --port 9000 --grace-s 10
   {PROG} players add Carter Pickman --admin
   {PROG} players list
+  {PROG} players passwd Armitage < password.txt
+  {PROG} invites create 5
   {PROG} token Armitage --ttl 600
 
 Every serve setting is also an environment variable MYTHOS_RT_<NAME> (see `serve --help`);
@@ -252,11 +259,30 @@ examples:
 _PLAYERS_ADD_EPILOG = f"""\
 Prints one JSON object per player, one per line: player_id, user_id, name, room_id.
 All players are created in one transaction: if one name is refused, none is created.
+With --password, every player gets that password (for the HTTP login; at least 8 characters).
 
 examples:
   {PROG} players add Carter Pickman Upton
+  {PROG} players add Carter --password 'a long passphrase'
   {PROG} players add Dyer --admin --room earth_arkhamcity_campus_library_hall
   {PROG} players add Curwen --user-id 0b6f2c1e-8c5e-4f8e-9a53-3d1b8d2f3c4a"""
+
+_PASSWD_EPILOG = f"""\
+Reads the new password as one line from standard input (so it stays out of shell history and
+process lists) and stores only its salted scrypt hash.  At least 8 characters.
+
+examples:
+  {PROG} players passwd Armitage < password.txt
+  printf '%s\\n' "$NEW_PASSWORD" | {PROG} players passwd Armitage"""
+
+_INVITES_EPILOG = f"""\
+Prints N new single-use invite codes (default 1), one per line.  With registration open
+(--registration-open on serve), each code lets one person create a player through
+POST /v1/auth/register.
+
+examples:
+  {PROG} invites create
+  {PROG} invites create 20"""
 
 _TOKEN_EPILOG = f"""\
 Prints one JWT per name, one per line, for that player's user.  The secret comes from
@@ -304,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = _command(commands, "serve", "run the server", _SERVE_EPILOG, _serve, None, usage)
     _add_setting_flags(serve)
     _add_players_parser(commands)
+    _add_invites_parser(commands)
     _add_token_parser(commands)
     return parser
 
@@ -324,6 +351,7 @@ def _add_players_parser(commands: Any) -> None:
     add.add_argument("--admin", action="store_true", help="make the players admins")
     add.add_argument("--room", metavar="ROOM_ID", help="starting room (default: the start room)")
     add.add_argument("--user-id", metavar="UUID", help="an existing user to own the players")
+    add.add_argument("--password", metavar="PASSWORD", help="a password for every new player")
     _add_setting_flags(add, add_reads)
     listing_epilog = (
         f"Prints one JSON object per player, one per line.\n\nexample:\n  {PROG} players list"
@@ -333,6 +361,37 @@ def _add_players_parser(commands: Any) -> None:
         actions, "list", "list the players", listing_epilog, _players_list, list_reads
     )
     _add_setting_flags(listing, list_reads)
+    passwd = _command(
+        actions, "passwd", "set a player's password", _PASSWD_EPILOG, _players_passwd, list_reads
+    )
+    passwd.add_argument("name", metavar="NAME", help="the player")
+    _add_setting_flags(passwd, list_reads)
+
+
+def _add_invites_parser(commands: Any) -> None:
+    invites = commands.add_parser(
+        "invites",
+        help="create invite codes for registration",
+        description="Create single-use invite codes for POST /v1/auth/register.",
+        epilog=_INVITES_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = invites.add_subparsers(dest="action", metavar="ACTION", required=True)
+    reads = ("data_dir", "database_url")
+    create = _command(
+        actions, "create", "print new invite codes", _INVITES_EPILOG, _invites_create, reads
+    )
+    create.add_argument(
+        "count", nargs="?", type=_parse_count, default=1, metavar="N", help="how many (default 1)"
+    )
+    _add_setting_flags(create, reads)
+
+
+def _parse_count(text: str) -> int:
+    count = _parse_int(text)
+    if not 1 <= count <= MAX_INVITES:
+        raise argparse.ArgumentTypeError(f"N must be between 1 and {MAX_INVITES}, not {text!r}")
+    return count
 
 
 def _add_token_parser(commands: Any) -> None:
@@ -380,9 +439,16 @@ def _players_add(args: argparse.Namespace, settings: Settings, environ: Mapping[
     room_id: str = world.start_room_id if args.room is None else args.room
     if world.room(room_id) is None:
         raise CliError(f"Room '{room_id}' not found in the world '{world.name}'")
+    # One hash for the batch: a thousand scrypt runs would take a minute, and the players
+    # share the password anyway.
+    password_hash = None if args.password is None else _new_password_hash(args.password)
     with _open_store(settings) as store:
         records = store.add_players(
-            args.names, room_id=room_id, is_admin=args.admin, user_id=args.user_id
+            args.names,
+            room_id=room_id,
+            is_admin=args.admin,
+            user_id=args.user_id,
+            password_hash=password_hash,
         )
     _print_lines(record.to_json_line() for record in records)
     return 0
@@ -392,6 +458,34 @@ def _players_list(args: argparse.Namespace, settings: Settings, environ: Mapping
     with _open_store(settings) as store:
         records = store.list_players()
     _print_lines(record.to_json_line() for record in records)
+    return 0
+
+
+def _players_passwd(
+    args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
+) -> int:
+    with _open_store(settings) as store:
+        record = _player_named(store, args.name)
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        store.set_password(record.player_id, _new_password_hash(password))
+    print(f"password set for {record.name}", file=sys.stderr)
+    return 0
+
+
+def _new_password_hash(password: str) -> str:
+    problem = password_problem(password)
+    if problem is not None:
+        raise CliError(problem)
+    return hash_password(password, new_salt())
+
+
+def _invites_create(
+    args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
+) -> int:
+    codes = [secrets.token_urlsafe(16) for _ in range(args.count)]
+    with _open_store(settings) as store:
+        store.create_invites(codes)
+    _print_lines(codes)
     return 0
 
 
@@ -442,7 +536,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     handler: Handler = args.handler
     try:
         return handler(args, settings, env)
-    except (CliError, StoreError, WorldError) as exc:
+    except (CliError, SecretFileError, StoreError, WorldError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -82,6 +82,15 @@ class Settings:
     connect_rate_player_window_s: float = _setting(60.0, "window of the per-player limit", "auth")
     connect_rate_ip: int = _setting(30, "connection attempts per client IP per window", "auth")
     connect_rate_ip_window_s: float = _setting(10.0, "window of the per-IP limit", "auth")
+    # --- HTTP API (section 18) ---
+    login_rate_name: int = _setting(5, "failed HTTP logins per player name per window", "http")
+    login_rate_name_window_s: float = _setting(300.0, "window of the per-name login limit", "http")
+    login_rate_ip: int = _setting(20, "failed HTTP logins per client IP per window", "http")
+    login_rate_ip_window_s: float = _setting(300.0, "window of the per-IP login limit", "http")
+    login_token_ttl_s: float = _setting(3600.0, "lifetime of the tokens HTTP login issues", "http")
+    registration_open: bool = _setting(
+        False, "POST /v1/auth/register creates players (each needs an invite code)", "http"
+    )
     # --- frames (section 6, 7, 8) ---
     require_csrf: bool = _setting(
         True, "frames must carry csrfToken equal to the socket's token", "frames"
@@ -158,13 +167,34 @@ def setting_types() -> dict[str, Any]:
     return typing.get_type_hints(Settings)
 
 
+class SecretFileError(Exception):
+    """The JWT secret file could not be read or created; ``str(exc)`` names the path."""
+
+
 def load_or_create_secret(data_dir: Path, from_env: str | None) -> tuple[str, bool]:
-    """Return ``(secret, created)``: the env secret, else the data directory's, else a new one."""
+    """Return ``(secret, created)``: the env secret, else the data directory's, else a new one.
+
+    Raises :class:`SecretFileError` (one line naming the path) when the file cannot be read or
+    the data directory does not take the new file.
+    """
     if from_env:
         return from_env, False
     path = data_dir / JWT_SECRET_FILE
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip(), False
+    try:
+        if path.exists():
+            return path.read_text(encoding="utf-8").strip(), False
+    except OSError as exc:
+        raise SecretFileError(f"{path}: cannot read the JWT secret: {_reason(exc)}") from exc
+    try:
+        return _create_secret(data_dir, path)
+    except OSError as exc:
+        raise SecretFileError(
+            f"{data_dir}: cannot create the JWT secret in the data directory: {_reason(exc)}"
+            f" (make it writable, or set {JWT_SECRET_ENV})"
+        ) from exc
+
+
+def _create_secret(data_dir: Path, path: Path) -> tuple[str, bool]:
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     # Written in full under a private name, then linked into place: link() fails if the file
@@ -179,3 +209,7 @@ def load_or_create_secret(data_dir: Path, from_env: str | None) -> tuple[str, bo
     finally:
         os.unlink(temp_name)
     return secret, True
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)

@@ -493,15 +493,27 @@ def report(title: str, args: BenchArgs, results: Sequence[RunResult]) -> int:
 # --- mythos_rt specifics ---
 
 
-def create_players(data_dir: Path, names: Sequence[str]) -> list[str]:
-    """Create the players in one call; return their user ids, in order."""
+def add_players(
+    data_dir: Path, names: Sequence[str], flags: Sequence[str] = ()
+) -> list[dict[str, str]]:
+    """Create the players in one ``players add`` call (``flags``: e.g. ``--database-url``);
+    return their records (player_id, user_id, name, room_id), in order."""
     cmd = [sys.executable, "-m", "mythos_rt", "players", "add", *names, "--data-dir", data_dir]
     done = subprocess.run(
-        [str(part) for part in cmd], capture_output=True, text=True, check=False, cwd=PROJECT_ROOT
+        [str(part) for part in [*cmd, *flags]],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=PROJECT_ROOT,
     )
     if done.returncode != 0:
         raise BenchError(f"players add failed: {done.stderr.strip()}")
-    return [json.loads(line)["user_id"] for line in done.stdout.splitlines() if line.strip()]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def create_players(data_dir: Path, names: Sequence[str]) -> list[str]:
+    """Create the players in one call; return their user ids, in order."""
+    return [record["user_id"] for record in add_players(data_dir, names)]
 
 
 def mint_tokens(user_ids: Sequence[str]) -> list[str]:

@@ -76,6 +76,13 @@ def forwarded_client(x_forwarded_for: str, trusted_proxies: tuple[str, ...]) -> 
     return None
 
 
+def client_ip(peer: str, x_forwarded_for: str | None, trusted_proxies: tuple[str, ...]) -> str:
+    """The client's address: the peer, or, behind a trusted proxy, the client it names."""
+    if peer not in trusted_proxies or not x_forwarded_for:
+        return peer
+    return forwarded_client(x_forwarded_for, trusted_proxies) or peer
+
+
 def parse_character_id(raw: str | None) -> uuid.UUID | None:
     if not raw:
         return None
@@ -139,9 +146,13 @@ MAX_RETRY_AFTER_S = 3600
 
 
 def too_many_attempts(retry_after_s: float) -> Refusal:
+    return Refusal(429, "rate_limited", "Too many connection attempts", retry_after(retry_after_s))
+
+
+def retry_after(wait_s: float) -> int:
     """Retry-After rounds up, so a client that waits exactly that long gets in."""
-    wait_s = min(retry_after_s, MAX_RETRY_AFTER_S)  # a limit of 0 means "never": say an hour
-    return Refusal(429, "rate_limited", "Too many connection attempts", max(1, math.ceil(wait_s)))
+    wait_s = min(wait_s, MAX_RETRY_AFTER_S)  # a limit of 0 means "never": say an hour
+    return max(1, math.ceil(wait_s))
 
 
 # Retry-After: a socket of the player must close first; a few seconds is a polite guess.

@@ -19,6 +19,7 @@ from mythos_rt.core import handshake
 from mythos_rt.core.handshake import Refusal
 from mythos_rt.core.ratelimit import KeyedSlidingWindow
 from mythos_rt.runtime.connection import Connection
+from mythos_rt.runtime.http_api import HttpApi, read_head
 from mythos_rt.runtime.hub import Hub
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
@@ -83,6 +84,7 @@ class Gate:
     handshakes: set[trio.CancelScope] = attrs.field(factory=set)
     ip_attempts: KeyedSlidingWindow = attrs.field(init=False)
     player_attempts: KeyedSlidingWindow = attrs.field(init=False)
+    http_api: HttpApi = attrs.field(init=False)  # section 18, on the same listener
 
     def abandon_handshakes(self) -> None:
         for scope in self.handshakes:
@@ -93,6 +95,9 @@ class Gate:
         self.ip_attempts = KeyedSlidingWindow(s.connect_rate_ip, s.connect_rate_ip_window_s)
         self.player_attempts = KeyedSlidingWindow(
             s.connect_rate_player, s.connect_rate_player_window_s
+        )
+        self.http_api = HttpApi(
+            s, self.secret, self.store, self.hub, self.writer, self.metrics, lambda: self.draining
         )
 
 
@@ -123,7 +128,11 @@ async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery) -> 
     with trio.move_on_after(timeout_s) as handshake_scope:
         gate.handshakes.add(handshake_scope)
         try:
-            request = await wrap_server_stream(nursery, stream, s.transport_max_bytes)
+            head = await read_head(stream)
+            if head.for_http_api:
+                await gate.http_api.serve(stream, head)
+                return
+            request = await wrap_server_stream(nursery, head.replay(stream), s.transport_max_bytes)
             admission = await _authenticate(gate, request)
         finally:
             gate.handshakes.discard(handshake_scope)
@@ -201,10 +210,7 @@ def _client_ip(
 ) -> str:
     remote = request.remote
     peer = remote if isinstance(remote, str) else str(remote.address)
-    forwarded = headers.get("x-forwarded-for") if peer in trusted_proxies else None
-    if not forwarded:
-        return peer
-    return handshake.forwarded_client(forwarded, trusted_proxies) or peer
+    return handshake.client_ip(peer, headers.get("x-forwarded-for"), trusted_proxies)
 
 
 async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Refusal:

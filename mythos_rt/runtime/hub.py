@@ -26,7 +26,7 @@ from mythos_rt.core import handshake
 from mythos_rt.core.chat import CHANNELS, ChatLimiter
 from mythos_rt.core.cluster import Delivery, PresenceRecord
 from mythos_rt.core.commands import CommandContext, dispatch
-from mythos_rt.core.commands.session import rest_tick
+from mythos_rt.core.commands.session import logout_effects, rest_tick
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
 from mythos_rt.core.effects import (
     NOT_SAVED,
@@ -417,6 +417,13 @@ class Hub:
             self._emit(reply(player_id, f"Too many commands. Please wait {wait_s:.1f} seconds."))
             return
         self._run_command(ctx, socket, command, args)
+
+    def logout(self, player_id: str) -> bool:
+        """Log the player out as the ``logout`` command does; False when not present here."""
+        if self.presences.get(player_id) is None:
+            return False
+        self._apply(logout_effects(player_id))
+        return True
 
     def _run_command(
         self, ctx: CommandContext, socket: SocketHandle, command: str, args: tuple[str, ...]

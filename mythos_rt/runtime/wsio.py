@@ -18,7 +18,7 @@ import struct
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Event, Ping, Pong
@@ -27,8 +27,56 @@ _OPCODE_TEXT = 0x81  # FIN + text
 MESSAGE_TOO_BIG = (1009, "Message too big")
 
 
+class ReplayStream(trio.abc.HalfCloseableStream):
+    """A stream whose first reads return bytes already read from ``inner``.
+
+    The gate reads a request's head to tell HTTP API requests from WebSocket upgrades
+    (:mod:`mythos_rt.runtime.http_api`); an upgrade then reaches trio-websocket through this
+    wrapper with its head intact, as if nobody had looked.
+    """
+
+    def __init__(self, inner: trio.abc.Stream, prefix: bytes) -> None:
+        self.inner = inner
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if not self._prefix:
+            return bytes(await self.inner.receive_some(max_bytes))
+        await trio.lowlevel.checkpoint()
+        size = len(self._prefix) if max_bytes is None else max_bytes
+        data, self._prefix = self._prefix[:size], self._prefix[size:]
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        if not isinstance(self.inner, trio.abc.HalfCloseableStream):
+            raise trio.ClosedResourceError("the wrapped stream cannot half-close")
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def peer_of(stream: trio.abc.Stream) -> Endpoint | str:
+    """The remote endpoint of a TCP stream (through a ReplayStream); ``repr`` for others."""
+    inner = stream.inner if isinstance(stream, ReplayStream) else stream
+    if isinstance(inner, trio.SocketStream):
+        try:
+            address, port, *_ = inner.socket.getpeername()
+        except OSError:  # the peer is already gone (ENOTCONN)
+            return repr(inner)
+        return Endpoint(address, port, False)
+    return repr(inner)
+
+
 class _ServerConnection(WebSocketConnection):
-    """Two corrections to what trio-websocket's reader task sends on its own.
+    """Three corrections to trio-websocket: two to what its reader task sends on its own, and
+    the peer address seen through a :class:`ReplayStream`.
 
     - It closes an oversized message with its own reason text; PROTOCOL.md section 15 promises
       "Message too big", so the close frame is reworded on its way out.
@@ -36,6 +84,10 @@ class _ServerConnection(WebSocketConnection):
       raises LocalProtocolError inside the reader task.  Once the socket is no longer open,
       those frames are not owed and are skipped.
     """
+
+    @property
+    def remote(self) -> Endpoint | str:
+        return peer_of(self._stream)
 
     async def _send(self, event: Event) -> None:
         state = self._wsproto.state

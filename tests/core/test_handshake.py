@@ -335,3 +335,18 @@ def test_too_many_attempts_with_an_infinite_wait_still_refuses() -> None:
     refusal = too_many_attempts(math.inf)
     assert refusal.status == 429
     assert refusal.retry_after_s is not None and refusal.retry_after_s >= 1
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "client"),
+    [
+        ("1.1.1.1", None, (), "1.1.1.1"),
+        ("1.1.1.1", "9.9.9.9", (), "1.1.1.1"),  # an untrusted peer cannot name a client
+        ("10.0.0.1", "9.9.9.9", ("10.0.0.1",), "9.9.9.9"),
+        ("10.0.0.1", "8.8.8.8, 9.9.9.9, 10.0.0.2", ("10.0.0.1", "10.0.0.2"), "9.9.9.9"),
+        ("10.0.0.1", "", ("10.0.0.1",), "10.0.0.1"),
+        ("10.0.0.1", "10.0.0.1", ("10.0.0.1",), "10.0.0.1"),  # only proxies: the peer
+    ],
+)
+def test_client_ip(peer: str, forwarded: str | None, trusted: tuple[str, ...], client: str) -> None:
+    assert handshake.client_ip(peer, forwarded, trusted) == client

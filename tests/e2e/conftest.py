@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import itertools
 import json
 import os
 import signal
@@ -19,7 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,9 +62,10 @@ def child_env(secret: str | None) -> dict[str, str]:
     return env
 
 
-def cli(*args: str, cwd: Path, secret: str | None = SECRET) -> list[str]:
-    """Run ``python -m mythos_rt ARGS`` to completion; return its stdout lines."""
-    result = subprocess.run(
+def run_cli(*args: str, cwd: Path, secret: str | None = SECRET) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m mythos_rt ARGS`` to completion, whatever its exit code (a process still
+    running after CLI_TIMEOUT_S, such as a server that started, is killed and the test fails)."""
+    return subprocess.run(
         [sys.executable, "-m", "mythos_rt", *args],
         capture_output=True,
         text=True,
@@ -71,6 +74,11 @@ def cli(*args: str, cwd: Path, secret: str | None = SECRET) -> list[str]:
         cwd=cwd,
         check=False,
     )
+
+
+def cli(*args: str, cwd: Path, secret: str | None = SECRET) -> list[str]:
+    """Run ``python -m mythos_rt ARGS`` to completion; return its stdout lines."""
+    result = run_cli(*args, cwd=cwd, secret=secret)
     assert result.returncode == 0, f"{args} exited {result.returncode}: {result.stderr}"
     return result.stdout.splitlines()
 
@@ -98,9 +106,11 @@ class ServerProcess:
         ops_port: int,
         log_path: Path,
         players: dict[str, Frame],
+        store_args: tuple[str, ...] = (),
     ) -> None:
         self.proc = proc
         self.data_dir = data_dir
+        self.store_args = store_args  # ("--database-url", URL) for PostgreSQL, else empty
         self.ws_port = ws_port
         self.ops_port = ops_port
         self.log_path = log_path
@@ -130,6 +140,24 @@ class ServerProcess:
     def player_id(self, name: str) -> str:
         player_id: str = self.players[name]["player_id"]
         return player_id
+
+    @property
+    def database_url(self) -> str | None:
+        """The PostgreSQL database this server uses; None for SQLite in its data directory."""
+        return self.store_args[1] if self.store_args else None
+
+    @property
+    def store_flags(self) -> tuple[str, ...]:
+        """The CLI flags that reach this server's store (data dir, database URL if any)."""
+        return ("--data-dir", str(self.data_dir), *self.store_args)
+
+    def add_players(self, *names: str) -> dict[str, Frame]:
+        """``players add NAMES`` through the CLI into this server's store (it may be running);
+        the new players are remembered for :meth:`token` and returned by name."""
+        added = cli("players", "add", *names, *self.store_flags, cwd=self.data_dir.parent)
+        records = {r["name"]: r for r in map(json.loads, added)}
+        self.players.update(records)
+        return records
 
     def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
@@ -190,24 +218,41 @@ class Launcher:
         players: Sequence[str] = DEFAULT_PLAYERS,
         command: Sequence[str] = ("serve",),
         secret: str | None = SECRET,
+        database_url: str | None = None,
     ) -> ServerProcess:
         """Create ``players`` (one user each), start the server on free ports, await its banner.
 
         ``command=()`` runs bare ``python -m mythos_rt`` with only the data dir and ports;
-        ``secret=None`` leaves MYTHOSMUD_JWT_SECRET out of the environment.
+        ``secret=None`` leaves MYTHOSMUD_JWT_SECRET out of the environment;
+        ``database_url`` puts the store (players included) in that PostgreSQL database.
         """
         n, base = len(self.started), self.base_dir
         data_dir = base / f"data{n}"
+        store_args = ("--database-url", database_url) if database_url else ()
         records: dict[str, Frame] = {}
         if players:
-            added = cli("players", "add", *players, "--data-dir", str(data_dir), cwd=base)
+            flags = ("--data-dir", str(data_dir), *store_args)
+            added = cli("players", "add", *players, *flags, cwd=base)
             records = {r["name"]: r for r in map(json.loads, added)}
-        return self._spawn(data_dir, records, f"server{n}", extra_args, command, secret)
+        return self._spawn(data_dir, records, f"server{n}", extra_args, command, secret, store_args)
 
     def restart(self, old: ServerProcess, *extra_args: str) -> ServerProcess:
         """A new process on ``old``'s data directory (same store and players), on new ports."""
         n = len(self.started)
-        return self._spawn(old.data_dir, old.players, f"server{n}", extra_args, ("serve",), SECRET)
+        name = f"server{n}"
+        return self._spawn(
+            old.data_dir, old.players, name, extra_args, ("serve",), SECRET, old.store_args
+        )
+
+    def peer(self, old: ServerProcess, *extra_args: str) -> ServerProcess:
+        """A second instance beside ``old`` on the same PostgreSQL database (and players), with
+        its own data directory and ports; both run at once."""
+        assert old.store_args, "only a shared database can hold two running instances"
+        n = len(self.started)
+        data_dir = self.base_dir / f"data{n}"
+        return self._spawn(
+            data_dir, old.players, f"server{n}", extra_args, ("serve",), SECRET, old.store_args
+        )
 
     def _spawn(
         self,
@@ -217,10 +262,11 @@ class Launcher:
         extra_args: Sequence[str],
         command: Sequence[str],
         secret: str | None,
+        store_args: tuple[str, ...] = (),
     ) -> ServerProcess:
         base = self.base_dir
         ws_port, ops_port = free_port(), free_port()
-        args = [*command, "--data-dir", str(data_dir), "--port", str(ws_port)]
+        args = [*command, "--data-dir", str(data_dir), *store_args, "--port", str(ws_port)]
         args += ["--ops-port", str(ops_port)]
         if command:
             args += ["--game-tick-s", "0", "--connect-rate-ip", "100000"]
@@ -236,7 +282,7 @@ class Launcher:
                 env=child_env(secret),
                 cwd=base,
             )
-        server = ServerProcess(proc, data_dir, ws_port, ops_port, log_path, records)
+        server = ServerProcess(proc, data_dir, ws_port, ops_port, log_path, records, store_args)
         self.started.append(server)
         server.wait_for_line(BANNER)
         return server
@@ -337,6 +383,40 @@ def wrapped(inner: Frame, token: str) -> str:
 async def send_command(ws: ClientConnection, token: str, command: str, *args: str) -> None:
     inner = {"type": "game_command", "data": {"command": command, "args": list(args)}}
     await ws.send(wrapped(inner, token))
+
+
+async def pipeline(
+    ws: ClientConnection,
+    token: str,
+    commands: Iterable[Sequence[str]],
+    on_reply: Callable[[str], None],
+    *,
+    window: int,
+    timeout_s: float = FRAME_TIMEOUT_S,
+) -> int:
+    """Send ``commands`` (each ``(command, *args)``) with up to ``window`` of them unanswered.
+
+    Each ``command_response`` text goes to ``on_reply`` as it arrives and lets the next command
+    go out.  Returns the number of replies, once every command is answered or the server has
+    closed the socket (a reply that never comes fails after ``timeout_s``).
+    """
+    waiting = iter(commands)
+    sent = answered = 0
+    with contextlib.suppress(ConnectionClosed):
+        for command in itertools.islice(waiting, window):
+            await send_command(ws, token, *command)
+            sent += 1
+        while answered < sent:
+            frame = await recv_frame(ws, timeout_s)
+            if frame.get("event_type") != "command_response":
+                continue
+            answered += 1
+            on_reply(frame["data"]["result"])
+            following = next(waiting, None)
+            if following is not None:
+                await send_command(ws, token, *following)
+                sent += 1
+    return answered
 
 
 async def ping_pong(ws: ClientConnection, token: str) -> Frame:

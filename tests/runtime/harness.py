@@ -154,21 +154,7 @@ class Harness:
         """
         stream = self.open_stream()
         await stream.send_all(upgrade_request(target, headers))
-        conn = h11.Connection(h11.CLIENT)
-        conn.send(h11.Request(method="GET", target=target, headers=[("Host", "localhost")]))
-        conn.send(h11.EndOfMessage())
-        status, response_headers, body = 0, {}, b""
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
-            elif isinstance(event, h11.Response | h11.InformationalResponse):
-                status = event.status_code
-                response_headers = {k.decode(): v.decode() for k, v in event.headers}
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                return status, response_headers, body
+        return await read_response(stream)
 
     async def connect(
         self,
@@ -198,6 +184,25 @@ class Harness:
         if read_burst:
             await client.burst()
         return client
+
+
+async def read_response(stream: trio.abc.Stream) -> tuple[int, dict[str, str], bytes]:
+    """Read one HTTP response with h11: status, headers (lower-case names), body."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "localhost")]))
+    conn.send(h11.EndOfMessage())
+    status, headers, body = 0, {}, b""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+        elif isinstance(event, h11.Response | h11.InformationalResponse):
+            status = event.status_code
+            headers = {k.decode(): v.decode() for k, v in event.headers}
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            return status, headers, body
 
 
 @asynccontextmanager

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import os
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 
 from mythos_rt.__main__ import build_parser, env_var, main, settings_from
+from mythos_rt.core.passwords import verify_password
+from mythos_rt.runtime.store.sqlite import SqliteBackend
 from mythos_rt.runtime.tokens import verify_token
 from mythos_rt.settings import Settings, setting_fields
 from mythos_rt.world import load_world
@@ -120,6 +123,65 @@ def test_players_commands_ignore_unrelated_bad_settings(run: RunCli) -> None:
 
 
 # --- token ---
+
+
+def stored_hash(data_dir: Path, name: str) -> str | None:
+    backend = SqliteBackend.open(Settings(data_dir=data_dir).store_path)
+    try:
+        found = backend.password_hash_by_name(name)
+    finally:
+        backend.close()
+    return None if found is None else found[1]
+
+
+def test_players_add_with_a_password_stores_only_a_hash(run: RunCli, data_dir: Path) -> None:
+    code, lines, err = run("players", "add", "Carter", "Pickman", "--password", "elder sign")
+    assert (code, err, len(lines)) == (0, "", 2)
+    for name in ("Carter", "Pickman"):
+        stored = stored_hash(data_dir, name)
+        assert stored is not None and "elder sign" not in stored
+        assert verify_password("elder sign", stored)
+
+
+def test_players_passwd_reads_one_line_from_stdin(
+    run: RunCli, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run("players", "add", "Carter")
+    assert stored_hash(data_dir, "Carter") is None
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yog sothoth\nignored\n"))
+    code, lines, err = run("players", "passwd", "carter")
+    assert (code, lines) == (0, [])
+    assert "Carter" in err and "yog sothoth" not in err
+    stored = stored_hash(data_dir, "Carter")
+    assert stored is not None and verify_password("yog sothoth", stored)
+
+
+@pytest.mark.parametrize("argv", [["players", "add", "Carter", "--password", "short"]])
+def test_a_short_password_is_refused_and_nothing_is_created(run: RunCli, argv: list[str]) -> None:
+    code, lines, err = run(*argv)
+    assert (code, lines) == (2, [])
+    assert "at least 8 characters" in err
+    assert run("players", "list")[1] == []
+
+
+def test_players_passwd_for_an_unknown_name_exits_2(
+    run: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("long enough\n"))
+    code, _, err = run("players", "passwd", "Nobody")
+    assert code == 2 and "not found" in err
+
+
+def test_invites_create_prints_n_distinct_codes(run: RunCli) -> None:
+    code, lines, err = run("invites", "create", "3")
+    assert (code, err, len(set(lines))) == (0, "", 3)
+    code, lines, _ = run("invites", "create")
+    assert (code, len(lines)) == (0, 1)
+
+
+def test_invites_create_refuses_a_bad_count(run: RunCli) -> None:
+    with pytest.raises(SystemExit):
+        run("invites", "create", "0")
 
 
 def test_token_prints_a_verifiable_jwt_per_name(run: RunCli) -> None:

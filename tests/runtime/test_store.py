@@ -16,6 +16,7 @@ from mythos_rt.core.writes import DeleteGlobalMute, DeleteMute, SaveRoom, SetGlo
 from mythos_rt.runtime.store import (
     Backend,
     DuplicateName,
+    InvalidInvite,
     PermanentStoreError,
     PlayerRecord,
     Store,
@@ -250,7 +251,7 @@ def test_schema_version_is_stable_across_reopen(open_store: Opener) -> None:
     version = store.schema_version()
     store.add_players(["Carter"], room_id=ROOM)
     store.close()
-    assert version == 3
+    assert version == 4
     for _ in range(2):
         reopened = open_store()
         assert reopened.schema_version() == version
@@ -425,3 +426,92 @@ def test_postgres_open_names_an_unreachable_server_without_its_password() -> Non
         PostgresBackend.open("postgresql://someone:hunter2@127.0.0.1:1/nowhere")
     assert "127.0.0.1:1" in str(raised.value)
     assert "hunter2" not in str(raised.value)
+
+
+# --- passwords and invites (section 18) ----------------------------------------------------------
+
+HASH = "scrypt$16384$8$1$c2FsdA==$aGFzaA=="  # the store keeps whatever string it is given
+
+
+def test_a_player_without_a_password_has_no_login(store: Backend) -> None:
+    store.add_players(["Carter"], room_id=ROOM)
+    assert store.password_hash_by_name("Carter") is None
+    assert store.password_hash_by_name("Nobody") is None
+
+
+def test_set_password_then_find_it_by_name_in_any_case(store: Backend) -> None:
+    [carter] = store.add_players(["Carter"], room_id=ROOM)
+    store.set_password(carter.player_id, HASH)
+    assert store.password_hash_by_name("cARTER") == (carter, HASH)
+    store.set_password(carter.player_id, HASH + "x")  # replaced, not duplicated
+    assert store.password_hash_by_name("Carter") == (carter, HASH + "x")
+    assert count_rows(store, "credentials") == 1
+
+
+def test_set_password_for_an_unknown_or_deleted_player_is_refused(store: Backend) -> None:
+    [carter] = store.add_players(["Carter"], room_id=ROOM)
+    with pytest.raises(StoreError, match="not found"):
+        store.set_password(str(uuid.uuid4()), HASH)
+    store.delete_player(carter.player_id)
+    with pytest.raises(StoreError, match="not found"):
+        store.set_password(carter.player_id, HASH)
+
+
+def test_a_deleted_player_cannot_log_in(store: Backend) -> None:
+    [carter] = store.add_players(["Carter"], room_id=ROOM, password_hash=HASH)
+    store.delete_player(carter.player_id)
+    assert store.password_hash_by_name("Carter") is None
+
+
+def test_add_players_with_a_password_gives_it_to_each(store: Backend) -> None:
+    records = store.add_players(["Carter", "Pickman"], room_id=ROOM, password_hash=HASH)
+    for record in records:
+        assert store.password_hash_by_name(record.name) == (record, HASH)
+
+
+def test_players_of_user_lists_active_players_oldest_first(store: Backend) -> None:
+    [first] = store.add_players(["Carter"], room_id=ROOM)
+    second, third = store.add_players(["Pickman", "Upton"], room_id=ROOM, user_id=first.user_id)
+    store.add_players(["Dyer"], room_id=ROOM)  # another user
+    store.delete_player(second.player_id)
+    assert store.players_of_user(first.user_id) == [first, third]
+    assert store.players_of_user(str(uuid.uuid4())) == []
+
+
+def test_register_with_invite_creates_a_player_and_consumes_the_code(store: Backend) -> None:
+    store.create_invites(["code-1", "code-2"])
+    record = store.register_with_invite("Lavinia", HASH, "code-1", ROOM)
+    assert store.password_hash_by_name("lavinia") == (record, HASH)
+    assert store.players_of_user(record.user_id) == [record]
+    assert record.room_id == ROOM and not record.is_admin
+    with pytest.raises(InvalidInvite):
+        store.register_with_invite("Wilbur", HASH, "code-1", ROOM)
+    assert store.find_player_by_name("Wilbur") is None
+
+
+def test_register_with_an_unknown_invite_is_refused_before_the_name(store: Backend) -> None:
+    store.add_players(["Carter"], room_id=ROOM)
+    with pytest.raises(InvalidInvite):
+        store.register_with_invite("Carter", HASH, "no-such-code", ROOM)
+
+
+def test_register_with_a_taken_name_keeps_the_invite(store: Backend) -> None:
+    store.add_players(["Carter"], room_id=ROOM)
+    store.create_invites(["code-1"])
+    with pytest.raises(DuplicateName):
+        store.register_with_invite("carter", HASH, "code-1", ROOM)
+    assert count_rows(store, "users") == 1
+    record = store.register_with_invite("Randolph", HASH, "code-1", ROOM)
+    assert record.name == "Randolph"
+
+
+def test_register_with_an_invalid_name_is_refused(store: Backend) -> None:
+    store.create_invites(["code-1"])
+    with pytest.raises(StoreError, match="Invalid player name"):
+        store.register_with_invite("9lives", HASH, "code-1", ROOM)
+
+
+def test_invites_are_seen_by_a_second_store(open_store: Opener) -> None:
+    open_store().create_invites(["shared"])
+    record = open_store().register_with_invite("Keziah", HASH, "shared", ROOM)
+    assert open_store().password_hash_by_name("Keziah") == (record, HASH)

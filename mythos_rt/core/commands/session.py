@@ -53,7 +53,11 @@ def shutdown(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
 
 @REGISTRY.command("logout", usage="logout", summary="Log out everywhere.")
 def logout(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
-    player_id = ctx.actor.player_id
+    return logout_effects(ctx.actor.player_id)
+
+
+def logout_effects(player_id: str) -> list[Effect]:
+    """What ``logout`` does, also for ``POST /v1/command`` (PROTOCOL.md section 18)."""
     return [
         reply(player_id, "Logged out successfully", session_terminated=True),
         goodbye(player_id),

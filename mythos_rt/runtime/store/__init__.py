@@ -1,4 +1,4 @@
-"""The store: players, users and mutes behind one interface, with two backends.
+"""The store: players, users, mutes, passwords and invites behind one interface, with two backends.
 
 - :class:`~mythos_rt.runtime.store.base.Backend` is the interface both backends implement:
   synchronous, called from worker threads.  The CLI uses it directly (one process, one call at
@@ -22,6 +22,7 @@ from mythos_rt.runtime.store.base import (
     DEMO_PLAYERS,
     Backend,
     DuplicateName,
+    InvalidInvite,
     MuteRecords,
     PermanentStoreError,
     PlayerRecord,
@@ -35,6 +36,7 @@ __all__ = [
     "DEMO_PLAYERS",
     "Backend",
     "DuplicateName",
+    "InvalidInvite",
     "MuteRecords",
     "PermanentStoreError",
     "PlayerRecord",

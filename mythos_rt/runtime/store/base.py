@@ -76,6 +76,11 @@ class DuplicateName(PermanentStoreError):
         self.name = name
 
 
+class InvalidInvite(PermanentStoreError):
+    def __init__(self) -> None:
+        super().__init__("Invalid or already used invite code")
+
+
 class Backend(Protocol):
     """One database, used by one thread at a time (the server calls it from worker threads).
 
@@ -95,8 +100,10 @@ class Backend(Protocol):
         room_id: str,
         is_admin: bool = False,
         user_id: str | None = None,
+        password_hash: str | None = None,
     ) -> list[PlayerRecord]: ...
     def list_players(self) -> list[PlayerRecord]: ...
+    def players_of_user(self, user_id: str) -> list[PlayerRecord]: ...
     def get_player(self, player_id: str) -> PlayerRecord | None: ...
     def find_player_by_name(self, name: str) -> PlayerRecord | None: ...
     def first_active_player(self, user_id: str) -> PlayerRecord | None: ...
@@ -104,6 +111,12 @@ class Backend(Protocol):
     def delete_player(self, player_id: str) -> None: ...
     def load_mutes(self, player_id: str, now: float) -> MuteRecords: ...
     def apply(self, writes: Sequence[Write]) -> None: ...
+    def set_password(self, player_id: str, password_hash: str) -> None: ...
+    def password_hash_by_name(self, name: str) -> tuple[PlayerRecord, str] | None: ...
+    def create_invites(self, codes: Sequence[str]) -> None: ...
+    def register_with_invite(
+        self, name: str, password_hash: str, code: str, room_id: str
+    ) -> PlayerRecord: ...
 
 
 def check_names(names: Sequence[str]) -> None:
@@ -164,6 +177,19 @@ INSERT_PLAYER = (
 LIVE_MUTE = "(expires_at IS NULL OR expires_at > ?)"
 LOAD_PERSONAL_MUTES = f"SELECT target_id, expires_at FROM mutes WHERE muter_id = ? AND {LIVE_MUTE}"
 LOAD_GLOBAL_MUTE = f"SELECT expires_at FROM global_mutes WHERE target_id = ? AND {LIVE_MUTE}"
+SET_PASSWORD = (
+    "INSERT INTO credentials (player_id, password_hash, updated_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (player_id) DO UPDATE"
+    " SET password_hash = excluded.password_hash, updated_at = excluded.updated_at"
+)
+# Column names shared by players and credentials would be ambiguous in the join: prefix them.
+LOGIN_QUERY = (
+    "SELECT {columns}, c.password_hash FROM players p JOIN credentials c ON c.player_id = p.id"
+    " WHERE p.name_key = ? AND NOT p.deleted LIMIT 1"
+).format(columns=", ".join(f"p.{column}" for column in PLAYER_COLUMNS.split(", ")))
+INSERT_INVITE = "INSERT INTO invites (code, created_at) VALUES (?, ?)"
+UNUSED_INVITE = "SELECT 1 FROM invites WHERE code = ? AND used_at IS NULL"
+USE_INVITE = "UPDATE invites SET used_at = ?, used_by = ? WHERE code = ? AND used_at IS NULL"
 WRITE_META = (
     "INSERT INTO store_meta (key, value) VALUES (?, ?)"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -289,10 +315,12 @@ class SqlBackend:
         room_id: str,
         is_admin: bool = False,
         user_id: str | None = None,
+        password_hash: str | None = None,
     ) -> list[PlayerRecord]:
         """Create one player per name in a single transaction: all of them, or none.
 
-        Each player gets a new user unless ``user_id`` names an existing one.
+        Each player gets a new user unless ``user_id`` names an existing one, and the password
+        ``password_hash`` when one is given.
         """
         records = new_records(names, room_id, is_admin, user_id)
         with self._transaction() as conn:
@@ -302,6 +330,9 @@ class SqlBackend:
                 if user_id is None:
                     self._execute(conn, INSERT_USER, (record.user_id, record.created_at))
                 self._insert_player(conn, record)
+                if password_hash is not None:
+                    params = (record.player_id, password_hash, record.created_at)
+                    self._execute(conn, SET_PASSWORD, params)
         return records
 
     def _insert_player(self, conn: Connection, record: PlayerRecord) -> None:
@@ -309,6 +340,10 @@ class SqlBackend:
 
     def list_players(self) -> list[PlayerRecord]:
         return self._select_many(f"WHERE NOT deleted {self.oldest_first}")
+
+    def players_of_user(self, user_id: str) -> list[PlayerRecord]:
+        """The user's players that are not deleted, oldest first."""
+        return self._select_many(f"WHERE user_id = ? AND NOT deleted {self.oldest_first}", user_id)
 
     def get_player(self, player_id: str) -> PlayerRecord | None:
         """The player with this id, deleted or not (the caller checks ``.deleted``)."""
@@ -338,6 +373,47 @@ class SqlBackend:
             personal = self._execute(conn, LOAD_PERSONAL_MUTES, (player_id, now)).fetchall()
             global_row = self._execute(conn, LOAD_GLOBAL_MUTE, (player_id, now)).fetchone()
         return mute_records(personal, global_row)
+
+    def set_password(self, player_id: str, password_hash: str) -> None:
+        """Set (or replace) the player's password hash; the player must exist, not deleted."""
+        with self._transaction() as conn:
+            query = "SELECT 1 FROM players WHERE id = ? AND NOT deleted"
+            if self._execute(conn, query, (player_id,)).fetchone() is None:
+                raise StoreError(f"Player '{player_id}' not found")
+            self._execute(conn, SET_PASSWORD, (player_id, password_hash, time.time()))
+
+    def password_hash_by_name(self, name: str) -> tuple[PlayerRecord, str] | None:
+        """The active player of this name (any case) and its hash; None without a password."""
+        with self._connection() as conn:
+            row = self._execute(conn, LOGIN_QUERY, (name.lower(),)).fetchone()
+        return None if row is None else (record_from_row(row[:-1]), str(row[-1]))
+
+    def create_invites(self, codes: Sequence[str]) -> None:
+        """Store fresh single-use invite codes, all in one transaction."""
+        now = time.time()
+        with self._transaction() as conn:
+            for code in codes:
+                self._execute(conn, INSERT_INVITE, (code, now))
+
+    def register_with_invite(
+        self, name: str, password_hash: str, code: str, room_id: str
+    ) -> PlayerRecord:
+        """Create a player (with a new user and the password) and consume ``code``, atomically.
+
+        The code is checked first, so without a valid one nobody learns whether a name is taken.
+        """
+        [record] = new_records([name], room_id, False, None)
+        with self._transaction() as conn:
+            if self._execute(conn, UNUSED_INVITE, (code,)).fetchone() is None:
+                raise InvalidInvite()
+            self._execute(conn, INSERT_USER, (record.user_id, record.created_at))
+            self._insert_player(conn, record)
+            self._execute(conn, SET_PASSWORD, (record.player_id, password_hash, record.created_at))
+            # A concurrent registration may have taken the code since the check (PostgreSQL).
+            used = self._execute(conn, USE_INVITE, (record.created_at, record.player_id, code))
+            if used.rowcount != 1:
+                raise InvalidInvite()
+        return record
 
     def _user_exists(self, conn: Connection, user_id: str) -> bool:
         found = self._execute(conn, "SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone()

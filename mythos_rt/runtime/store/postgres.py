@@ -73,6 +73,23 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
     ),
     ("CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",),
+    (
+        """
+        CREATE TABLE credentials (
+            player_id TEXT PRIMARY KEY REFERENCES players(id),
+            password_hash TEXT NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE invites (
+            code TEXT PRIMARY KEY,
+            created_at DOUBLE PRECISION NOT NULL,
+            used_at DOUBLE PRECISION,
+            used_by TEXT REFERENCES players(id)
+        )
+        """,
+    ),
 )
 
 

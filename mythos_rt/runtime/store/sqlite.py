@@ -71,6 +71,26 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # The start-up probe writes here to prove the database takes writes.
         "CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    (
+        # Passwords for the HTTP login (section 18): a slow salted hash, never the password.
+        # Kept apart from players so player reads never carry a hash around.
+        """
+        CREATE TABLE credentials (
+            player_id TEXT PRIMARY KEY REFERENCES players(id),
+            password_hash TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )
+        """,
+        # Single-use registration codes; used_by is set when one is consumed.
+        """
+        CREATE TABLE invites (
+            code TEXT PRIMARY KEY,
+            created_at REAL NOT NULL,
+            used_at REAL,
+            used_by TEXT REFERENCES players(id)
+        )
+        """,
+    ),
 )
 
 
