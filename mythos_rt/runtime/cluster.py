@@ -110,6 +110,11 @@ class Cluster:
         while True:
             await trio.sleep(WATCH_INTERVAL_S)
             now = trio.current_time()
+            if not self._bus.connected:
+                # Our own link is down: silence tells nothing about the others, so their clocks
+                # are held; the heartbeats after the reconnect repair every replica.
+                self._last_seen = dict.fromkeys(self._last_seen, now)
+                continue
             for instance_id in cluster.lost_instances(self._last_seen, now, self._dead_after_s):
                 del self._last_seen[instance_id]
                 log.warning("instance %s is silent: its players are linkdead here", instance_id)

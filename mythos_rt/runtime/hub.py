@@ -420,7 +420,8 @@ class Hub:
 
     def logout(self, player_id: str) -> bool:
         """Log the player out as the ``logout`` command does; False when not present here."""
-        if self.presences.get(player_id) is None:
+        presence = self.presences.get(player_id)
+        if presence is None or presence.remote:
             return False
         self._apply(logout_effects(player_id))
         return True
