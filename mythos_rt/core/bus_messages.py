@@ -203,7 +203,7 @@ def _check_timestamp(_: object, attribute: attrs.Attribute[str], value: str) -> 
     try:
         if match is None:
             raise ValueError
-        datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")
+        datetime.fromisoformat(match.group(1))  # a real date and time
     except ValueError:
         raise ValueError(f"{attribute.name} is not an ISO 8601 UTC time") from None
 
@@ -300,11 +300,14 @@ def _json_object(value: object, _: object) -> Mapping[str, Any]:
     return value
 
 
+_JSON_OBJECT: Final = Mapping[str, Any]
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook_func(_is_literal, _strict_literal)
-    converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], _json_object)
+    converter.register_structure_hook_func(lambda t: t == _JSON_OBJECT, _json_object)
     return converter
 
 
@@ -332,6 +335,9 @@ def _refuse_constant(name: str) -> object:
     raise ValueError(f"non-finite number {name}")
 
 
+_DECODER: Final = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def _load_object(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise BusMessageError(f"payload over {MAX_PAYLOAD_BYTES} bytes")
@@ -340,7 +346,7 @@ def _load_object(payload: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise BusMessageError("payload is not UTF-8") from None
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError):
         raise BusMessageError("payload is not JSON") from None
     if not isinstance(value, dict):

@@ -114,7 +114,7 @@ class NatsBus:
             logger.exception("NATS message on %s could not be handled", msg.subject)
 
     def _receive(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> None:
-        origin = headers.get(INSTANCE_HEADER) if headers else None
+        origin = (headers.get(INSTANCE_HEADER) if headers else None) or None
         if origin == self.instance_id:
             self._metrics.inc("nats_inbound_own")
             return
@@ -130,8 +130,8 @@ class NatsBus:
             # losing everything; the older queued messages stay in order.
             self._metrics.inc("nats_inbound_dropped")
             return
-        except trio.ClosedResourceError:
-            return  # closing
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return  # closing, or nobody reads any more
         self._metrics.inc("nats_received")
 
     # --- publishing ---
@@ -160,7 +160,7 @@ class NatsBus:
                 sent += 1
             except nats.errors.OutboundBufferLimitError:
                 self._metrics.inc("nats_outbound_dropped")  # outage outlasted the buffer
-            except nats.errors.Error as exc:  # closed, bad subject, payload over max_payload
+            except Exception as exc:  # closed, bad subject, over max_payload: this one only
                 self._metrics.inc("nats_outbound_dropped")
                 self._log_error("NATS publish on %s failed: %r", subject, exc)
         self._metrics.inc("nats_published", sent)

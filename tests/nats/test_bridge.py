@@ -198,3 +198,18 @@ async def test_no_broker_at_start_is_one_clear_error(tmp_path: Path) -> None:
     message = str(caught.value)
     assert message.startswith(f"cannot connect to NATS at nats://127.0.0.1:{url.rsplit(':', 1)[1]}")
     assert "secret" not in message and "\n" not in message
+
+
+async def test_a_publish_the_broker_would_refuse_is_dropped_alone(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    async with (
+        bridge(nats_server.url, "alpha", tmp_path) as (alpha, metrics),
+        bridge(nats_server.url, "beta", tmp_path) as (beta, _),
+    ):
+        _, payload = say("nowhere")
+        alpha.publish("chat.say.room.two words", payload)
+        alpha.publish(*say("still flowing"))
+        assert content_of(await receive(beta)) == "still flowing"
+        assert metrics.value("nats_outbound_dropped") == 1
+        assert metrics.value("nats_published") == 1
