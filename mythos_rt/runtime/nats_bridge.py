@@ -53,8 +53,17 @@ class NatsConnectError(BusConnectError):
     pass
 
 
+def servers(url: str) -> list[str]:
+    """``NATS_URL`` may list several servers of one cluster, comma-separated."""
+    return [server.strip() for server in url.split(",") if server.strip()]
+
+
 def redact(url: str) -> str:
-    """The URL without user and password, for messages."""
+    """The URL(s) without user and password, for messages."""
+    return ",".join(_redact_one(server) for server in servers(url))
+
+
+def _redact_one(url: str) -> str:
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
         return url
@@ -224,7 +233,7 @@ async def open_nats_bus(
             except NatsConnectError as exc:
                 failure = exc  # raised below, outside the loop's nurseries: one plain error
             else:
-                async with _serving(bus, client, subjects, drain_timeout_s):
+                async with _serving(bus, client, subjects, connect_timeout_s, drain_timeout_s):
                     yield bus
     finally:
         bus._inbound_tx.close()
@@ -235,14 +244,18 @@ async def open_nats_bus(
 
 @asynccontextmanager
 async def _serving(
-    bus: NatsBus, client: Client, subjects: Iterable[str], drain_timeout_s: float
+    bus: NatsBus,
+    client: Client,
+    subjects: Iterable[str],
+    connect_timeout_s: float,
+    drain_timeout_s: float,
 ) -> AsyncIterator[None]:
     bus._client = client
     try:
         for subject in subjects:
             await trio_asyncio.aio_as_trio(client.subscribe)(subject, cb=bus._on_message)
         # One round trip: the broker has the subscriptions before the bus is handed out.
-        await trio_asyncio.aio_as_trio(_flush)(client, drain_timeout_s)
+        await trio_asyncio.aio_as_trio(_flush)(client, connect_timeout_s)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(bus.run_publisher)
             try:
@@ -262,7 +275,7 @@ async def _connect(
 ) -> Client:
     client = Client()
     options: dict[str, Any] = {
-        "servers": [url],
+        "servers": servers(url),
         "name": f"mythos_rt {bus.instance_id}",
         "allow_reconnect": True,
         "max_reconnect_attempts": -1,  # forever: local play goes on while NATS is away

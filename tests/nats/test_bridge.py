@@ -10,7 +10,7 @@ import trio
 
 from mythos_rt.core import bus_messages as bm
 from mythos_rt.runtime.metrics import Metrics
-from mythos_rt.runtime.nats_bridge import INSTANCE_HEADER, NatsConnectError, open_nats_bus
+from mythos_rt.runtime.nats_bridge import INSTANCE_HEADER, NatsConnectError, open_nats_bus, redact
 from tests.nats.conftest import NatsServer, free_port
 from tests.nats.helpers import (
     bridge,
@@ -213,3 +213,24 @@ async def test_a_publish_the_broker_would_refuse_is_dropped_alone(
         assert content_of(await receive(beta)) == "still flowing"
         assert metrics.value("nats_outbound_dropped") == 1
         assert metrics.value("nats_published") == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+        ("nats://user:pw@broker:4222", "nats://broker:4222"),
+        ("tls://token@broker", "tls://broker"),
+        ("nats://a:1, nats://u:p@b:2", "nats://a:1,nats://b:2"),
+    ],
+)
+def test_urls_in_messages_carry_no_credentials(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
+async def test_a_list_of_servers_connects_to_one_that_answers(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    url = f"nats://127.0.0.1:{free_port()},{nats_server.url}"
+    async with bridge(url, "alpha", tmp_path) as (alpha, _):
+        assert alpha.connected
