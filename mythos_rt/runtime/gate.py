@@ -30,6 +30,7 @@ from mythos_rt.settings import Settings
 log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = (1001, "Server shutting down")
+INTERNAL_ERROR = (1011, "Internal error")
 
 
 @attrs.frozen
@@ -42,6 +43,7 @@ class Admission:
     deprecated_path: bool
     resume_from: int | None
     mutes: MuteRecords
+    mutes_version: int  # Hub.mute_version() before ``mutes`` were read
 
 
 class ConnectionTracker:
@@ -148,11 +150,15 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         return
     ws = await request.accept(subprotocol=admission.subprotocol)
     timeout_s = gate.settings.close_timeout_s
+    mutes = await _mutes_as_of_now(gate, admission)
+    if mutes is None:
+        await _bounded_close(ws, *INTERNAL_ERROR, timeout_s)
+        return
     if gate.draining:  # the drain began while this handshake waited on the store
         await _bounded_close(ws, *SHUTTING_DOWN, timeout_s)
         return
     socket = hub.new_socket(admission.record.player_id, admission.session_id)
-    refusal = hub.admit(admission.record, socket, admission.resume_from, admission.mutes)
+    refusal = hub.admit(admission.record, socket, admission.resume_from, mutes)
     if refusal is not None:  # the world changed while we accepted
         await _bounded_close(ws, refusal.close_code, refusal.close_reason, timeout_s)
         return
@@ -171,6 +177,27 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         await connection.run()
     finally:
         hub.detach(socket)  # idempotent; covers a failure before run() took over
+
+
+async def _mutes_as_of_now(gate: Gate, admission: Admission) -> MuteRecords | None:
+    """The player's mutes, with every mute committed up to now (None: the store is too slow).
+
+    A mute committed after the handshake loaded them (an admin's mute_global, say, or the
+    player's own mute from a socket whose presence has ended since) is neither in what was
+    loaded nor in the hub's memory once the presence starts: the admin was told it is in force.
+    So load again until nothing changed meanwhile; no await then separates this from admit.
+    """
+    player_id, mutes, version = (
+        admission.record.player_id,
+        admission.mutes,
+        admission.mutes_version,
+    )
+    with trio.move_on_after(gate.settings.handshake_timeout_s):
+        while gate.hub.mutes_changed_since(player_id, version):
+            version = gate.hub.mute_version()
+            mutes = await _load_mutes(gate, player_id)
+        return mutes
+    return None
 
 
 async def _refuse(gate: Gate, request: WebSocketRequest, refusal: Refusal) -> None:
@@ -248,9 +275,8 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         )
     resume_from = _int_or_none(endpoint.query.get("resume_from"))
     # Loaded for every socket (one indexed query); the hub installs them when a presence starts.
-    mutes = await gate.writer.read_after_writes(
-        gate.store.backend.load_mutes, resolved.player_id, time.time()
-    )
+    mutes_version = gate.hub.mute_version()
+    mutes = await _load_mutes(gate, resolved.player_id)
     return Admission(
         resolved,
         choice.token,
@@ -260,6 +286,13 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         endpoint.deprecated,
         resume_from,
         mutes,
+        mutes_version,
+    )
+
+
+async def _load_mutes(gate: Gate, player_id: str) -> MuteRecords:
+    return await gate.writer.read_after_writes(
+        gate.store.backend.load_mutes, player_id, time.time()
     )
 
 

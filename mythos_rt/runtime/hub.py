@@ -159,6 +159,14 @@ class Hub:
         self._timers = Timers()
         self._lookups_tx, self._lookups_rx = trio.open_memory_channel[Lookup](MAX_PENDING_LOOKUPS)
         self._retired = RetiredSessions(config.retired_session_s)
+        # Mute writes committed so far, and for each player the count at the last one that
+        # changed their mute data (cleared by the sweep; nothing at or below ``_mutes_forgotten``
+        # is kept).  A handshake loads mutes before it is admitted, with awaits in between: a
+        # mute committed meanwhile is not in what it loaded, and may not be in memory either
+        # (no presence to apply it to, or one that ended since).  See :meth:`mutes_changed_since`.
+        self._mute_commits = 0
+        self._mutes_changed: dict[str, int] = {}
+        self._mutes_forgotten = 0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -222,6 +230,17 @@ class Hub:
         for record in records:
             known = KnownPlayer(record.player_id, record.name, record.is_admin)
             self._directory[record.name.casefold()] = known
+
+    def mute_version(self) -> int:
+        """Take before loading a player's mutes; ask :meth:`mutes_changed_since` before admit."""
+        return self._mute_commits
+
+    def mutes_changed_since(self, player_id: str, version: int) -> bool:
+        """Has a mute write concerning ``player_id`` committed since ``version``?  (True when
+        the sweep has forgotten that far back: the caller then loads once more.)"""
+        if version < self._mutes_forgotten:
+            return True
+        return self._mutes_changed.get(player_id, 0) > version
 
     def admit(
         self,
@@ -491,6 +510,8 @@ class Hub:
             if not committed:
                 self._emit(reply(effect.requested_by, NOT_SAVED))
                 return
+            self._mute_commits += 1
+            self._mutes_changed[self.social.mutes_owner(effect.write)] = self._mute_commits
             self.social.apply_committed(effect.write, self.presences)
             self._apply(effect.then)
 
@@ -625,6 +646,8 @@ class Hub:
         def sweep(now: float) -> None:
             self.social.expire_requests(now)
             self._retired.expire(now)
+            self._mutes_changed.clear()
+            self._mutes_forgotten = self._mute_commits
             self._schedule_sweep(now)
 
         self._timers.schedule("sweep", now + SWEEP_INTERVAL_S, sweep)
