@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import trio
 import trio.testing
 
 from mythos_rt.core.commands.channels import GLOBALLY_MUTED
+from mythos_rt.core.writes import SaveRoom
+from mythos_rt.runtime.store import TransientStoreError, postgres
+from mythos_rt.runtime.store.postgres import PostgresBackend
 from tests.runtime.harness import Client, Harness, running
 from tests.runtime.test_social_runtime import connect_all, result
 
@@ -79,3 +84,37 @@ async def test_a_mute_committed_between_the_mute_load_and_admission_is_not_lost(
         frames = await wilmarth.until_pong()
         replies = [f["data"]["result"] for f in frames if f.get("event_type") == "command_response"]
         assert replies == [GLOBALLY_MUTED]
+
+
+def test_a_postgres_write_blocked_by_another_clients_lock_fails_transiently(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's session holding a row lock (or another instance stuck mid-transaction):
+    SQLite gives up after its busy timeout and the writer retries, withdraws overdue
+    confirmations and reports unhealthy.  PostgreSQL waited forever: no confirmation, no
+    withdrawal, readiness green, every handshake stuck behind the marker."""
+    monkeypatch.setattr(postgres, "LOCK_TIMEOUT_MS", 100)
+    backend = PostgresBackend.open(postgres_url)
+    try:
+        (player,) = backend.add_players(["Lake"], room_id="start")
+        outcome: list[BaseException | None] = []
+
+        def write() -> None:
+            try:
+                backend.apply([SaveRoom(player.player_id, "elsewhere")])
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        with psycopg.connect(postgres_url) as blocker:  # a transaction, left open
+            blocker.execute("SELECT 1 FROM players WHERE id = %s FOR UPDATE", (player.player_id,))
+            thread = threading.Thread(target=write)
+            thread.start()
+            thread.join(30)
+            blocked = thread.is_alive()
+        thread.join()
+    finally:
+        backend.close()
+    assert not blocked, "the write waited on the lock for 30 s"
+    [error] = outcome
+    assert isinstance(error, TransientStoreError)

@@ -31,6 +31,11 @@ from mythos_rt.runtime.store.base import (
 )
 
 CONNECT_TIMEOUT_S = 5
+# How long a statement waits for a lock another session holds (SQLite's busy timeout, here):
+# without it, a session left idle in a transaction holding a player's row stalls the writer for
+# good, and with it every confirmation, handshake and readiness check.  Past it the write fails
+# transiently (LockNotAvailable) and the writer retries, withdraws and reports as for any outage.
+LOCK_TIMEOUT_MS = 5000
 MIGRATION_LOCK_KEY = 54768  # any constant shared by every instance of this schema
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
 
@@ -150,7 +155,13 @@ class PostgresBackend(SqlBackend):
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        try:
+            conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS:d}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _give_back(self, conn: psycopg.Connection[Any]) -> None:
         with self._lock:
@@ -158,7 +169,9 @@ class PostgresBackend(SqlBackend):
 
     def _migrate(self) -> None:
         with self._transaction() as conn:
-            # Instances starting together queue here; each migration is applied once.
+            # Instances starting together queue here, however long the first one's migrations
+            # take (LOCK_TIMEOUT_MS is for the writes of a running server); each is applied once.
+            conn.execute("SET LOCAL lock_timeout = 0")
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations"
