@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 
+from mythos_rt.__main__ import main
 from mythos_rt.core.commands.channels import GLOBALLY_MUTED
 from mythos_rt.core.writes import SaveRoom
 from mythos_rt.runtime.store import TransientStoreError, postgres
@@ -118,3 +120,19 @@ def test_a_postgres_write_blocked_by_another_clients_lock_fails_transiently(
     assert not blocked, "the write waited on the lock for 30 s"
     [error] = outcome
     assert isinstance(error, TransientStoreError)
+
+
+def test_postgres_without_psycopg_is_a_clear_start_up_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """psycopg is an optional extra: a DATABASE_URL without it names the extra and exits 2 (CLI
+    and server), instead of a ModuleNotFoundError traceback."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg raises ImportError
+    monkeypatch.delitem(sys.modules, "mythos_rt.runtime.store.postgres", raising=False)
+    environ = {
+        "MYTHOS_RT_DATA_DIR": str(tmp_path),
+        "MYTHOS_RT_DATABASE_URL": "postgresql://someone:hunter2@127.0.0.1:1/nowhere",
+    }
+    assert main(["players", "list"], environ=environ) == 2
+    err = capsys.readouterr().err
+    assert "mythos_rt[postgres]" in err and "hunter2" not in err
