@@ -16,7 +16,7 @@ import trio.testing
 from mythos_rt.__main__ import main
 from mythos_rt.core.commands.channels import GLOBALLY_MUTED
 from mythos_rt.core.writes import SaveRoom
-from mythos_rt.runtime.store import TransientStoreError, postgres
+from mythos_rt.runtime.store import StoreError, TransientStoreError, postgres
 from mythos_rt.runtime.store.postgres import PostgresBackend
 from tests.runtime.harness import Client, Harness, running
 from tests.runtime.test_social_runtime import connect_all, result
@@ -136,3 +136,19 @@ def test_postgres_without_psycopg_is_a_clear_start_up_error(
     assert main(["players", "list"], environ=environ) == 2
     err = capsys.readouterr().err
     assert "mythos_rt[postgres]" in err and "hunter2" not in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://someone@127.0.0.1:1/nowhere?password=hunter2",
+        "postgresql://127.0.0.1:1/nowhere?sslmode=disable&password=hunter2&user=someone",
+    ],
+)
+def test_postgres_errors_never_show_a_password_given_in_the_query_string(url: str) -> None:
+    """libpq also takes the password as a query parameter: the operator's error line and logs
+    must not show it there either."""
+    with pytest.raises(StoreError) as raised:
+        PostgresBackend.open(url)
+    assert "127.0.0.1:1" in str(raised.value)
+    assert "hunter2" not in str(raised.value)

@@ -38,6 +38,8 @@ CONNECT_TIMEOUT_S = 5
 LOCK_TIMEOUT_MS = 5000
 MIGRATION_LOCK_KEY = 54768  # any constant shared by every instance of this schema
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
+# libpq also reads the password from the query string (?password=...), percent-encoded or not.
+_PASSWORD_IN_QUERY = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -83,7 +85,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 def redact(url: str) -> str:
     """The URL without its password, fit for a log line or an error message."""
-    return _PASSWORD_IN_URL.sub(r"\1***@", url)
+    return _PASSWORD_IN_QUERY.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", url))
 
 
 class PostgresBackend(SqlBackend):
