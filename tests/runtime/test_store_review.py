@@ -152,3 +152,34 @@ def test_postgres_errors_never_show_a_password_given_in_the_query_string(url: st
         PostgresBackend.open(url)
     assert "127.0.0.1:1" in str(raised.value)
     assert "hunter2" not in str(raised.value)
+
+
+def terminate_sessions(postgres_url: str) -> int:
+    """What a PostgreSQL restart, idle_session_timeout or a NAT dropping idle flows does to the
+    backend's idle pooled connections."""
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+def test_postgres_pooled_connections_killed_while_idle_are_replaced_not_reported(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every idle pooled connection was dead after a server restart, and each failed its next
+    call: readers (a handshake, a name look-up) failed and the writer reported an outage
+    (ERROR, readiness 503, confirmations refused) though the database was up again."""
+    monkeypatch.setattr(postgres, "IDLE_CHECK_S", 0.0)
+    backend = PostgresBackend.open(postgres_url)
+    try:
+        (lake,) = backend.add_players(["Lake"], room_id="start")
+        assert terminate_sessions(postgres_url) >= 1
+        assert backend.find_player_by_name("Lake") == lake
+        assert terminate_sessions(postgres_url) >= 1
+        backend.apply([SaveRoom(lake.player_id, "elsewhere")])
+        record = backend.get_player(lake.player_id)
+        assert record is not None and record.room_id == "elsewhere"
+    finally:
+        backend.close()

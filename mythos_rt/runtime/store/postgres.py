@@ -36,6 +36,11 @@ CONNECT_TIMEOUT_S = 5
 # good, and with it every confirmation, handshake and readiness check.  Past it the write fails
 # transiently (LockNotAvailable) and the writer retries, withdraws and reports as for any outage.
 LOCK_TIMEOUT_MS = 5000
+# A pooled connection idle this long is asked "SELECT 1" before use.  A server restart,
+# idle_session_timeout or a NAT forgetting idle flows kills idle connections silently, and each
+# would otherwise fail its next call: a handshake dropped, a look-up answered "try again", the
+# writer reporting an outage (readiness 503, confirmations refused) with the database up.
+IDLE_CHECK_S = 1.0
 MIGRATION_LOCK_KEY = 54768  # any constant shared by every instance of this schema
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
 # libpq also reads the password from the query string (?password=...), percent-encoded or not.
@@ -97,7 +102,7 @@ class PostgresBackend(SqlBackend):
     def __init__(self, url: str) -> None:
         self._url = url
         self.description = redact(url)
-        self._idle: list[psycopg.Connection[Any]] = []
+        self._idle: list[tuple[psycopg.Connection[Any], float]] = []  # (conn, idle since)
         self._lock = threading.Lock()
 
     @classmethod
@@ -116,7 +121,7 @@ class PostgresBackend(SqlBackend):
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             conn.close()
 
     def schema_version(self) -> int:
@@ -154,9 +159,14 @@ class PostgresBackend(SqlBackend):
             raise DuplicateName(record.name) from exc
 
     def _take(self) -> psycopg.Connection[Any]:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                conn, since = self._idle.pop()
+            if time.monotonic() - since < IDLE_CHECK_S or _alive(conn):
+                return conn
+            conn.close()  # the server let it go: the next one, or a fresh one
         conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         try:
             conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS:d}")
@@ -167,7 +177,7 @@ class PostgresBackend(SqlBackend):
 
     def _give_back(self, conn: psycopg.Connection[Any]) -> None:
         with self._lock:
-            self._idle.append(conn)
+            self._idle.append((conn, time.monotonic()))
 
     def _migrate(self) -> None:
         with self._transaction() as conn:
@@ -189,6 +199,14 @@ class PostgresBackend(SqlBackend):
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (%s, %s)",
                     (version, time.time()),
                 )
+
+
+def _alive(conn: psycopg.Connection[Any]) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
 
 
 def _applied_version(conn: Connection) -> int:
