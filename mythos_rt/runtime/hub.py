@@ -159,14 +159,16 @@ class Hub:
         self._timers = Timers()
         self._lookups_tx, self._lookups_rx = trio.open_memory_channel[Lookup](MAX_PENDING_LOOKUPS)
         self._retired = RetiredSessions(config.retired_session_s)
-        # Mute writes committed so far, and for each player the count at the last one that
-        # changed their mute data (cleared by the sweep; nothing at or below ``_mutes_forgotten``
-        # is kept).  A handshake loads mutes before it is admitted, with awaits in between: a
-        # mute committed meanwhile is not in what it loaded, and may not be in memory either
-        # (no presence to apply it to, or one that ended since).  See :meth:`mutes_changed_since`.
-        self._mute_commits = 0
-        self._mutes_changed: dict[str, int] = {}
-        self._mutes_forgotten = 0
+        # A handshake reads the player's record and mutes, then awaits before it is admitted.
+        # What changed meanwhile may be in neither what it read nor the hub's memory when the
+        # presence starts: a mute committed with no presence to apply it to, or a move or mute
+        # whose presence has ended since.  So the hub counts such changes (committed mute
+        # writes, presence ends) and remembers for each player the count at their last one
+        # (cleared by the sweep: nothing at or below ``_changes_forgotten`` is kept), and the
+        # gate reads again if one concerns its player (:meth:`changed_since`).
+        self._changes = 0
+        self._changed: dict[str, int] = {}
+        self._changes_forgotten = 0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -231,16 +233,21 @@ class Hub:
             known = KnownPlayer(record.player_id, record.name, record.is_admin)
             self._directory[record.name.casefold()] = known
 
-    def mute_version(self) -> int:
-        """Take before loading a player's mutes; ask :meth:`mutes_changed_since` before admit."""
-        return self._mute_commits
+    def version(self) -> int:
+        """Take before reading a player's record and mutes; ask :meth:`changed_since` before
+        admitting them."""
+        return self._changes
 
-    def mutes_changed_since(self, player_id: str, version: int) -> bool:
-        """Has a mute write concerning ``player_id`` committed since ``version``?  (True when
-        the sweep has forgotten that far back: the caller then loads once more.)"""
-        if version < self._mutes_forgotten:
+    def changed_since(self, player_id: str, version: int) -> bool:
+        """Could what the store said of ``player_id`` before ``version`` be stale now?  (Also
+        True when the sweep has forgotten that far back: the caller then reads once more.)"""
+        if version < self._changes_forgotten:
             return True
-        return self._mutes_changed.get(player_id, 0) > version
+        return self._changed.get(player_id, 0) > version
+
+    def _note_change(self, player_id: str) -> None:
+        self._changes += 1
+        self._changed[player_id] = self._changes
 
     def admit(
         self,
@@ -373,6 +380,7 @@ class Hub:
         presence = self.presences.remove(player_id)
         if presence is None:
             return
+        self._note_change(player_id)  # where they stood (and their mutes) now live in the store
         for kind in ("grace", "ward", "rest"):
             self._timers.cancel((kind, player_id))
         self._command_limits.forget(player_id)
@@ -510,8 +518,7 @@ class Hub:
             if not committed:
                 self._emit(reply(effect.requested_by, NOT_SAVED))
                 return
-            self._mute_commits += 1
-            self._mutes_changed[self.social.mutes_owner(effect.write)] = self._mute_commits
+            self._note_change(self.social.mutes_owner(effect.write))
             self.social.apply_committed(effect.write, self.presences)
             self._apply(effect.then)
 
@@ -646,8 +653,8 @@ class Hub:
         def sweep(now: float) -> None:
             self.social.expire_requests(now)
             self._retired.expire(now)
-            self._mutes_changed.clear()
-            self._mutes_forgotten = self._mute_commits
+            self._changed.clear()
+            self._changes_forgotten = self._changes
             self._schedule_sweep(now)
 
         self._timers.schedule("sweep", now + SWEEP_INTERVAL_S, sweep)

@@ -183,3 +183,30 @@ def test_postgres_pooled_connections_killed_while_idle_are_replaced_not_reported
         assert record is not None and record.room_id == "elsewhere"
     finally:
         backend.close()
+
+
+async def test_a_move_made_between_the_handshakes_reads_and_admission_is_not_undone(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wilmarth's second tab connects while the first walks north and closes, ending the
+    presence before the second is admitted: the new presence starts where Wilmarth stands."""
+    async with running(tmp_path, grace_s=0.0) as h:
+        old = await h.connect("Wilmarth")
+        loaded, release = hold_after_mute_load(h, monkeypatch)
+        async with trio.open_nursery() as nursery:
+
+            async def walk_then_release() -> None:
+                await loaded.wait()
+                await old.command("north")
+                north = (await result(old, "You go north."))["data"]["room_id"]
+                rooms.append(north)
+                await old.ws.aclose()
+                await trio.testing.wait_all_tasks_blocked()
+                assert h.app.hub.presences.get(h.players["Wilmarth"].player_id) is None
+                release.set()
+
+            rooms: list[str] = []
+            nursery.start_soon(walk_then_release)
+            wilmarth = await connect_held(h, "Wilmarth", release)
+        state = next(f for f in wilmarth.received if f.get("event_type") == "game_state")
+        assert state["room_id"] == rooms[0]
