@@ -159,6 +159,16 @@ class Hub:
         self._timers = Timers()
         self._lookups_tx, self._lookups_rx = trio.open_memory_channel[Lookup](MAX_PENDING_LOOKUPS)
         self._retired = RetiredSessions(config.retired_session_s)
+        # A handshake reads the player's record and mutes, then awaits before it is admitted.
+        # What changed meanwhile may be in neither what it read nor the hub's memory when the
+        # presence starts: a mute committed with no presence to apply it to, or a move or mute
+        # whose presence has ended since.  So the hub counts such changes (committed mute
+        # writes, presence ends) and remembers for each player the count at their last one
+        # (cleared by the sweep: nothing at or below ``_changes_forgotten`` is kept), and the
+        # gate reads again if one concerns its player (:meth:`changed_since`).
+        self._changes = 0
+        self._changed: dict[str, int] = {}
+        self._changes_forgotten = 0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -222,6 +232,22 @@ class Hub:
         for record in records:
             known = KnownPlayer(record.player_id, record.name, record.is_admin)
             self._directory[record.name.casefold()] = known
+
+    def version(self) -> int:
+        """Take before reading a player's record and mutes; ask :meth:`changed_since` before
+        admitting them."""
+        return self._changes
+
+    def changed_since(self, player_id: str, version: int) -> bool:
+        """Could what the store said of ``player_id`` before ``version`` be stale now?  (Also
+        True when the sweep has forgotten that far back: the caller then reads once more.)"""
+        if version < self._changes_forgotten:
+            return True
+        return self._changed.get(player_id, 0) > version
+
+    def _note_change(self, player_id: str) -> None:
+        self._changes += 1
+        self._changed[player_id] = self._changes
 
     def admit(
         self,
@@ -354,6 +380,7 @@ class Hub:
         presence = self.presences.remove(player_id)
         if presence is None:
             return
+        self._note_change(player_id)  # where they stood (and their mutes) now live in the store
         for kind in ("grace", "ward", "rest"):
             self._timers.cancel((kind, player_id))
         self._command_limits.forget(player_id)
@@ -498,6 +525,7 @@ class Hub:
             if not committed:
                 self._emit(reply(effect.requested_by, NOT_SAVED))
                 return
+            self._note_change(self.social.mutes_owner(effect.write))
             self.social.apply_committed(effect.write, self.presences)
             self._apply(effect.then)
 
@@ -632,6 +660,8 @@ class Hub:
         def sweep(now: float) -> None:
             self.social.expire_requests(now)
             self._retired.expire(now)
+            self._changed.clear()
+            self._changes_forgotten = self._changes
             self._schedule_sweep(now)
 
         self._timers.schedule("sweep", now + SWEEP_INTERVAL_S, sweep)
