@@ -233,19 +233,18 @@ def _applied_version(conn: Connection) -> int:
 
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
-    # Lost connections, timeouts, serialization failures and a read-only server are
-    # OperationalError (or InterfaceError for a closed connection): retry later.  Constraint
-    # and data errors are about the write itself.
+    # Only a constraint or a bad value is about the write itself (set it aside).  Everything
+    # else (a lost connection, a lock timeout, a read-only server, a missing table or grant)
+    # fails every write alike: the store is unhealthy until an operator or the network fixes
+    # it, and the writes wait in order.
     try:
         yield
     except StoreError:
         raise
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise TransientStoreError(f"Database error: {_first_line(exc)}") from exc
-    except pg_errors.ReadOnlySqlTransaction as exc:
-        raise TransientStoreError(f"Database error: {_first_line(exc)}") from exc
-    except psycopg.Error as exc:
+    except (psycopg.IntegrityError, psycopg.DataError) as exc:
         raise PermanentStoreError(f"Database error: {_first_line(exc)}") from exc
+    except psycopg.Error as exc:
+        raise TransientStoreError(f"Database error: {_first_line(exc)}") from exc
 
 
 def _first_line(exc: Exception) -> str:
