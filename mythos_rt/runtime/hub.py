@@ -24,7 +24,7 @@ import trio
 from mythos_rt.core import handshake
 from mythos_rt.core.chat import CHANNELS, ChatLimiter
 from mythos_rt.core.commands import CommandContext, dispatch
-from mythos_rt.core.commands.session import logout_effects, rest_tick
+from mythos_rt.core.commands.session import logout_effects, rest_tick, stand_up
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
 from mythos_rt.core.effects import (
     NOT_SAVED,
@@ -266,6 +266,7 @@ class Hub:
         replay = self._replay_for(record.player_id, resume_from) if presence else None
         if presence is not None and self._is_new_session(presence, socket.session_id):
             self._supersede(record.player_id)
+            self._apply(stand_up(presence))
         self.learn_players([record])
         if presence is None:
             presence = self._start_presence(record, socket.session_id, now, mutes)
