@@ -82,6 +82,15 @@ class Social:
         elif isinstance(write, DeleteGlobalMute):
             self.global_mutes.pop(write.target_id, None)
 
+    @staticmethod
+    def mutes_owner(write: Write) -> str:
+        """Whose loaded mute data ``write`` changes: the muter's, or the global mute's target."""
+        if isinstance(write, SetMute | DeleteMute):
+            return write.muter_id
+        if isinstance(write, SetGlobalMute | DeleteGlobalMute):
+            return write.target_id
+        return write.player_id
+
     def drop_mutes(self, player_id: str) -> None:
         self.mutes.pop(player_id, None)
         self.global_mutes.pop(player_id, None)

@@ -31,6 +31,7 @@ from mythos_rt.settings import Settings
 log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = (1001, "Server shutting down")
+INTERNAL_ERROR = (1011, "Internal error")
 
 
 @attrs.frozen
@@ -43,6 +44,7 @@ class Admission:
     deprecated_path: bool
     resume_from: int | None
     mutes: MuteRecords
+    version: int  # Hub.version() before ``record`` and ``mutes`` were read
 
 
 class ConnectionTracker:
@@ -157,11 +159,16 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         return
     ws = await request.accept(subprotocol=admission.subprotocol)
     timeout_s = gate.settings.close_timeout_s
+    fresh = await _as_of_now(gate, admission)
+    if fresh is None:
+        await _bounded_close(ws, *INTERNAL_ERROR, timeout_s)
+        return
+    record, mutes = fresh
     if gate.draining:  # the drain began while this handshake waited on the store
         await _bounded_close(ws, *SHUTTING_DOWN, timeout_s)
         return
-    socket = hub.new_socket(admission.record.player_id, admission.session_id)
-    refusal = hub.admit(admission.record, socket, admission.resume_from, admission.mutes)
+    socket = hub.new_socket(record.player_id, admission.session_id)
+    refusal = hub.admit(record, socket, admission.resume_from, mutes)
     if refusal is not None:  # the world changed while we accepted
         await _bounded_close(ws, refusal.close_code, refusal.close_reason, timeout_s)
         return
@@ -180,6 +187,28 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         await connection.run()
     finally:
         hub.detach(socket)  # idempotent; covers a failure before run() took over
+
+
+async def _as_of_now(gate: Gate, admission: Admission) -> tuple[PlayerRecord, MuteRecords] | None:
+    """The player's record and mutes as the store has them now (None: it is too slow).
+
+    What changed after the handshake read them is in neither what it read nor the hub's memory
+    once a new presence starts: an admin's mute_global of this player (the admin was told it is
+    in force), or a move or mute made from a socket whose presence has ended since (the player
+    would start in the room they left).  So read again until nothing changed meanwhile; no await
+    then separates this from admit.
+    """
+    record, mutes, version = admission.record, admission.mutes, admission.version
+    with trio.move_on_after(gate.settings.handshake_timeout_s):
+        while gate.hub.changed_since(record.player_id, version):
+            version = gate.hub.version()
+            fresh = await gate.writer.read_after_writes(
+                gate.store.backend.get_player, record.player_id
+            )
+            record = fresh if fresh is not None else record
+            mutes = await _load_mutes(gate, record.player_id)
+        return record, mutes
+    return None
 
 
 async def _refuse(gate: Gate, request: WebSocketRequest, refusal: Refusal) -> None:
@@ -238,6 +267,7 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
     session_id = endpoint.query.get("session_id")
     if session_id is not None and len(session_id) > s.max_session_id_chars:
         return handshake.BAD_SESSION_ID
+    version = gate.hub.version()  # before the reads: see _as_of_now
     resolved = await _resolve_player(gate, verified.user_id, endpoint.query.get("character_id"))
     if isinstance(resolved, Refusal):
         return resolved
@@ -254,9 +284,7 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         )
     resume_from = _int_or_none(endpoint.query.get("resume_from"))
     # Loaded for every socket (one indexed query); the hub installs them when a presence starts.
-    mutes = await gate.writer.read_after_writes(
-        gate.store.backend.load_mutes, resolved.player_id, time.time()
-    )
+    mutes = await _load_mutes(gate, resolved.player_id)
     return Admission(
         resolved,
         choice.token,
@@ -266,6 +294,13 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         endpoint.deprecated,
         resume_from,
         mutes,
+        version,
+    )
+
+
+async def _load_mutes(gate: Gate, player_id: str) -> MuteRecords:
+    return await gate.writer.read_after_writes(
+        gate.store.backend.load_mutes, player_id, time.time()
     )
 
 

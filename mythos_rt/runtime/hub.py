@@ -26,7 +26,7 @@ from mythos_rt.core import handshake
 from mythos_rt.core.chat import CHANNELS, ChatLimiter
 from mythos_rt.core.cluster import Delivery, PresenceRecord
 from mythos_rt.core.commands import CommandContext, dispatch
-from mythos_rt.core.commands.session import logout_effects, rest_tick
+from mythos_rt.core.commands.session import logout_effects, rest_tick, stand_up
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
 from mythos_rt.core.effects import (
     NOT_SAVED,
@@ -184,6 +184,16 @@ class Hub:
         self._timers = Timers()
         self._lookups_tx, self._lookups_rx = trio.open_memory_channel[Lookup](MAX_PENDING_LOOKUPS)
         self._retired = RetiredSessions(config.retired_session_s)
+        # A handshake reads the player's record and mutes, then awaits before it is admitted.
+        # What changed meanwhile may be in neither what it read nor the hub's memory when the
+        # presence starts: a mute committed with no presence to apply it to, or a move or mute
+        # whose presence has ended since.  So the hub counts such changes (committed mute
+        # writes, presence ends) and remembers for each player the count at their last one
+        # (cleared by the sweep: nothing at or below ``_changes_forgotten`` is kept), and the
+        # gate reads again if one concerns its player (:meth:`changed_since`).
+        self._changes = 0
+        self._changed: dict[str, int] = {}
+        self._changes_forgotten = 0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -249,6 +259,22 @@ class Hub:
             known = KnownPlayer(record.player_id, record.name, record.is_admin)
             self._directory[record.name.casefold()] = known
 
+    def version(self) -> int:
+        """Take before reading a player's record and mutes; ask :meth:`changed_since` before
+        admitting them."""
+        return self._changes
+
+    def changed_since(self, player_id: str, version: int) -> bool:
+        """Could what the store said of ``player_id`` before ``version`` be stale now?  (Also
+        True when the sweep has forgotten that far back: the caller then reads once more.)"""
+        if version < self._changes_forgotten:
+            return True
+        return self._changed.get(player_id, 0) > version
+
+    def _note_change(self, player_id: str) -> None:
+        self._changes += 1
+        self._changed[player_id] = self._changes
+
     def admit(
         self,
         record: PlayerRecord,
@@ -271,6 +297,7 @@ class Hub:
         replay = self._replay_for(record.player_id, resume_from) if presence else None
         if presence is not None and self._is_new_session(presence, socket.session_id):
             self._supersede(record.player_id)
+            self._apply(stand_up(presence))
         self.learn_players([record])
         if presence is None:
             presence = self._start_presence(record, socket.session_id, now, mutes)
@@ -387,6 +414,7 @@ class Hub:
         presence = self.presences.remove(player_id)
         if presence is None:
             return
+        self._note_change(player_id)  # where they stood (and their mutes) now live in the store
         for kind in ("grace", "ward", "rest"):
             self._timers.cancel((kind, player_id))
         self._command_limits.forget(player_id)
@@ -532,6 +560,7 @@ class Hub:
             if not committed:
                 self._emit(reply(effect.requested_by, NOT_SAVED))
                 return
+            self._note_change(self.social.mutes_owner(effect.write))
             self.social.apply_committed(effect.write, self.presences)
             self._apply(effect.then)
 
@@ -885,6 +914,8 @@ class Hub:
         def sweep(now: float) -> None:
             self.social.expire_requests(now)
             self._retired.expire(now)
+            self._changed.clear()
+            self._changes_forgotten = self._changes
             self._schedule_sweep(now)
 
         self._timers.schedule("sweep", now + SWEEP_INTERVAL_S, sweep)

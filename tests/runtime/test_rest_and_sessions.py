@@ -166,6 +166,21 @@ async def test_a_resting_player_sits_in_stats_position(
         assert position_in(third.received) == "standing"
 
 
+async def test_a_new_login_while_resting_ends_the_rest(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path) as h:
+        old = await h.connect("Armitage", query=session("one"))
+        await old.command("rest")
+        await old.next_event("command_response")
+        new = await h.connect("Armitage", query=session("two"))
+        assert await old.closed() == (4000, "New game session established")
+        assert position_in(new.received) == "standing"
+        await trio.sleep(30)  # long past the countdown's end
+        frames = await new.until_pong()
+        assert not [f for f in frames if f.get("event_type") == "intentional_disconnect"]
+
+
 def position_in(burst: list[dict[str, Any]]) -> str:
     position: str = burst[0]["data"]["player"]["stats"]["position"]
     return position

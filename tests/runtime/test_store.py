@@ -21,6 +21,7 @@ from mythos_rt.runtime.store import (
     PlayerRecord,
     Store,
     StoreError,
+    TransientStoreError,
     ensure_demo_players,
 )
 from mythos_rt.runtime.store.base import SqlBackend
@@ -515,3 +516,13 @@ def test_invites_are_seen_by_a_second_store(open_store: Opener) -> None:
     open_store().create_invites(["shared"])
     record = open_store().register_with_invite("Keziah", HASH, "shared", ROOM)
     assert open_store().password_hash_by_name("Keziah") == (record, HASH)
+
+
+def test_a_store_that_lost_a_table_fails_every_write_transiently(store: Backend) -> None:
+    """Not the write's fault: the store is unhealthy (retried, readiness off), not set aside."""
+    carter, pickman = store.add_players(["Carter", "Pickman"], room_id=ROOM)
+    assert isinstance(store, SqlBackend)
+    with store._transaction() as conn:
+        store._execute(conn, "DROP TABLE global_mutes")
+    with pytest.raises(TransientStoreError):
+        store.apply([SetGlobalMute(pickman.player_id, carter.player_id, None)])

@@ -109,3 +109,12 @@ def interrupt_rest(presence: Presence) -> list[Effect]:
     presence.resting = False
     player_id = presence.player_id
     return [reply(player_id, REST_INTERRUPTED), RestCountdown(player_id, None)]
+
+
+def stand_up(presence: Presence) -> list[Effect]:
+    """A new login (a new session) while resting: the player is back, so the countdown ends
+    quietly; the new socket's burst shows them standing."""
+    if not presence.resting:
+        return []
+    presence.resting = False
+    return [RestCountdown(presence.player_id, None)]

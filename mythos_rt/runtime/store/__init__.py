@@ -73,8 +73,15 @@ def open_backend(settings: Settings) -> Backend:
 
         return SqliteBackend.open(settings.store_path)
     if url.startswith(POSTGRES_SCHEMES):
-        # Imported only here: psycopg is an optional extra (mythos_rt[postgres]).
-        from mythos_rt.runtime.store.postgres import PostgresBackend
+        # Imported only here: psycopg is an optional extra (mythos_rt[postgres]).  Without it,
+        # one line naming the extra (exit 2), not a ModuleNotFoundError traceback.
+        try:
+            from mythos_rt.runtime.store.postgres import PostgresBackend
+        except ImportError as exc:
+            raise StoreError(
+                f"DATABASE_URL is PostgreSQL but psycopg is not installed ({exc.name}):"
+                " pip install 'mythos_rt[postgres]'"
+            ) from exc
 
         return PostgresBackend.open(url)
     raise StoreError("DATABASE_URL must start with postgresql:// (unset it for SQLite)")

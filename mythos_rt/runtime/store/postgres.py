@@ -31,8 +31,20 @@ from mythos_rt.runtime.store.base import (
 )
 
 CONNECT_TIMEOUT_S = 5
+# How long a statement waits for a lock another session holds (SQLite's busy timeout, here):
+# without it, a session left idle in a transaction holding a player's row stalls the writer for
+# good, and with it every confirmation, handshake and readiness check.  Past it the write fails
+# transiently (LockNotAvailable) and the writer retries, withdraws and reports as for any outage.
+LOCK_TIMEOUT_MS = 5000
+# A pooled connection idle this long is asked "SELECT 1" before use.  A server restart,
+# idle_session_timeout or a NAT forgetting idle flows kills idle connections silently, and each
+# would otherwise fail its next call: a handshake dropped, a look-up answered "try again", the
+# writer reporting an outage (readiness 503, confirmations refused) with the database up.
+IDLE_CHECK_S = 1.0
 MIGRATION_LOCK_KEY = 54768  # any constant shared by every instance of this schema
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
+# libpq also reads the password from the query string (?password=...), percent-encoded or not.
+_PASSWORD_IN_QUERY = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -95,7 +107,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 def redact(url: str) -> str:
     """The URL without its password, fit for a log line or an error message."""
-    return _PASSWORD_IN_URL.sub(r"\1***@", url)
+    return _PASSWORD_IN_QUERY.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", url))
 
 
 class PostgresBackend(SqlBackend):
@@ -107,7 +119,7 @@ class PostgresBackend(SqlBackend):
     def __init__(self, url: str) -> None:
         self._url = url
         self.description = redact(url)
-        self._idle: list[psycopg.Connection[Any]] = []
+        self._idle: list[tuple[psycopg.Connection[Any], float]] = []  # (conn, idle since)
         self._lock = threading.Lock()
 
     @classmethod
@@ -126,7 +138,7 @@ class PostgresBackend(SqlBackend):
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             conn.close()
 
     def schema_version(self) -> int:
@@ -164,18 +176,31 @@ class PostgresBackend(SqlBackend):
             raise DuplicateName(record.name) from exc
 
     def _take(self) -> psycopg.Connection[Any]:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                conn, since = self._idle.pop()
+            if time.monotonic() - since < IDLE_CHECK_S or _alive(conn):
+                return conn
+            conn.close()  # the server let it go: the next one, or a fresh one
+        conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        try:
+            conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS:d}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _give_back(self, conn: psycopg.Connection[Any]) -> None:
         with self._lock:
-            self._idle.append(conn)
+            self._idle.append((conn, time.monotonic()))
 
     def _migrate(self) -> None:
         with self._transaction() as conn:
-            # Instances starting together queue here; each migration is applied once.
+            # Instances starting together queue here, however long the first one's migrations
+            # take (LOCK_TIMEOUT_MS is for the writes of a running server); each is applied once.
+            conn.execute("SET LOCAL lock_timeout = 0")
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations"
@@ -193,6 +218,14 @@ class PostgresBackend(SqlBackend):
                 )
 
 
+def _alive(conn: psycopg.Connection[Any]) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
+
+
 def _applied_version(conn: Connection) -> int:
     row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
     return int(row[0]) if row else 0
@@ -200,19 +233,18 @@ def _applied_version(conn: Connection) -> int:
 
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
-    # Lost connections, timeouts, serialization failures and a read-only server are
-    # OperationalError (or InterfaceError for a closed connection): retry later.  Constraint
-    # and data errors are about the write itself.
+    # Only a constraint or a bad value is about the write itself (set it aside).  Everything
+    # else (a lost connection, a lock timeout, a read-only server, a missing table or grant)
+    # fails every write alike: the store is unhealthy until an operator or the network fixes
+    # it, and the writes wait in order.
     try:
         yield
     except StoreError:
         raise
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise TransientStoreError(f"Database error: {_first_line(exc)}") from exc
-    except pg_errors.ReadOnlySqlTransaction as exc:
-        raise TransientStoreError(f"Database error: {_first_line(exc)}") from exc
-    except psycopg.Error as exc:
+    except (psycopg.IntegrityError, psycopg.DataError) as exc:
         raise PermanentStoreError(f"Database error: {_first_line(exc)}") from exc
+    except psycopg.Error as exc:
+        raise TransientStoreError(f"Database error: {_first_line(exc)}") from exc
 
 
 def _first_line(exc: Exception) -> str:

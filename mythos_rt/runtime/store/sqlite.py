@@ -197,14 +197,15 @@ def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
     # Callers see StoreError only; sqlite3 stays an implementation detail of this module.
-    # OperationalError covers locked, busy, read-only, disk full and I/O errors: conditions an
-    # operator can clear, so the writer retries.  The rest are about the data itself.
+    # Only a constraint or a bad value is about the write itself (set it aside).  Locked, busy,
+    # read-only, disk full, I/O errors, a missing table or a damaged file fail every write
+    # alike: the store is unhealthy and the writes wait, in order, for an operator.
     try:
         yield
-    except sqlite3.OperationalError as exc:
-        raise TransientStoreError(f"Database error: {exc}") from exc
-    except sqlite3.Error as exc:
+    except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
         raise PermanentStoreError(f"Database error: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise TransientStoreError(f"Database error: {exc}") from exc
 
 
 def _user_version(conn: Connection) -> int:
