@@ -100,7 +100,9 @@ async def running_cluster(
                     for instance_id in instances
                 }
                 async with trio.open_nursery() as nursery:
-                    harnesses = {i: Harness(app, store, nursery, players) for i, app in apps.items()}
+                    harnesses = {
+                        name: Harness(app, store, nursery, players) for name, app in apps.items()
+                    }
                     yield broker, harnesses
                     nursery.cancel_scope.cancel()
     finally:

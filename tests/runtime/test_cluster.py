@@ -11,8 +11,7 @@ from typing import Any
 
 import trio
 
-from mythos_rt.core.bus_messages import encode_chat
-from mythos_rt.core.bus_messages import ChatPayload
+from mythos_rt.core.bus_messages import ChatPayload, encode_chat
 from tests.runtime.cluster_harness import running_cluster
 from tests.runtime.harness import Client
 from tests.runtime.test_social_runtime import result, until
