@@ -99,6 +99,11 @@ class NatsServer:
             self._process.wait(timeout=START_TIMEOUT_S)
             self._process = None
 
+    def restart(self) -> None:
+        """Kill, then start again on the same ports."""
+        self.kill()
+        self.start()
+
     def pause(self) -> None:
         """SIGSTOP: the broker keeps its connections open but answers nothing."""
         assert self._process is not None

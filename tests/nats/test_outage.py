@@ -150,3 +150,10 @@ async def test_a_normal_exit_hands_over_and_drains_what_was_queued(
         with trio.fail_after(WAIT_S):
             for _ in range(500):
                 await received.receive()
+
+
+async def test_a_restart_in_one_step_is_survived(nats_server: NatsServer, tmp_path: Path) -> None:
+    async with bridge(nats_server.url, "alpha", tmp_path) as (alpha, metrics):
+        await trio.to_thread.run_sync(nats_server.restart)
+        await wait_until(lambda: metrics.value("nats_reconnects") == 1, "reconnected")
+        assert alpha.connected
