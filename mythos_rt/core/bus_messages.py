@@ -164,12 +164,8 @@ def parse_chat_subject(subject: str) -> ChatSubject:
     if len(parts) != len(shape) or parts[:-1] != shape[:-1]:
         raise BusMessageError(f"malformed {kind} subject")
     if shape[-1] != "{}":
-        return ChatSubject(kind) if parts[-1] == shape[-1] else _malformed(kind)
+        return ChatSubject(kind)  # chat.global, chat.system
     return ChatSubject(kind, _token(parts[-1], "subject id"))
-
-
-def _malformed(kind: str) -> ChatSubject:
-    raise BusMessageError(f"malformed {kind} subject")
 
 
 def room_event_subject(event_type: str, room_id: str) -> str:

@@ -13,8 +13,9 @@ loop (``trio_asyncio.open_loop``) inside the caller's task tree, and nats-py run
 * **Outages**: nats-py reconnects forever and resubscribes by itself; ``connected`` is False
   meanwhile.  Publishes made during an outage wait in nats-py's pending buffer (``pending_bytes``)
   and are sent on reconnect; beyond it they are dropped and counted.
-* **Exit**: queued publishes are handed over, then the client is drained (or closed, if the broker
-  is gone) in a shielded ``finally`` bounded by ``drain_timeout_s``.
+* **Exit**: queued publishes are handed over and flushed to the broker (one round trip), all
+  within ``drain_timeout_s``, then the client is closed (at most ``CLOSE_TIMEOUT_S`` more), in a
+  shielded ``finally``.  With the broker gone there is nothing to flush through: it just closes.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 INSTANCE_HEADER = "Mythos-Rt-Instance"
 MAX_BATCH = 1024  # publishes per crossing; bounds one crossing's time on the asyncio side
 ERROR_LOG_EVERY_S = 10.0
+CLOSE_TIMEOUT_S = 1.0  # closing needs no answer from the broker: this is a safety bound
 PING_INTERVAL_S = 10  # a silent broker is noticed after two unanswered pings
 
 Outgoing = tuple[str, bytes]
@@ -214,7 +216,7 @@ async def open_nats_bus(
     reconnect_wait_s: float = 1.0,
     drain_timeout_s: float = 2.0,
 ) -> AsyncIterator[NatsBus]:
-    """Connect, subscribe to ``subjects`` and yield the bus; drain on exit.
+    """Connect, subscribe to ``subjects`` and yield the bus; flush and close on exit.
 
     Raises :class:`NatsConnectError` when no connection is made within ``connect_timeout_s``.
     """
@@ -251,6 +253,7 @@ async def _serving(
     drain_timeout_s: float,
 ) -> AsyncIterator[None]:
     bus._client = client
+    deadline: float | None = None  # one bound for the hand-over and the drain together
     try:
         for subject in subjects:
             await trio_asyncio.aio_as_trio(client.subscribe)(subject, cb=bus._on_message)
@@ -264,10 +267,11 @@ async def _serving(
                 # The publisher hands over what is queued and ends; a broker too slow to take
                 # it within the bound loses the rest (counted by nats-py as not sent).
                 bus._outbound_tx.close()
-                nursery.cancel_scope.deadline = trio.current_time() + drain_timeout_s
+                deadline = trio.current_time() + drain_timeout_s
+                nursery.cancel_scope.deadline = deadline
     finally:
         bus.closing = True
-        await _close(client, drain_timeout_s)
+        await _close(client, deadline or trio.current_time() + drain_timeout_s)
 
 
 async def _connect(
@@ -289,14 +293,19 @@ async def _connect(
         "disconnected_cb": bus._on_disconnected,
         "reconnected_cb": bus._on_reconnected,
     }
+    connected = False
     try:
         with trio.move_on_after(connect_timeout_s):
             await trio_asyncio.aio_as_trio(client.connect)(**options)
-            return client
+            connected = True
     except Exception as exc:  # a malformed URL, refused credentials, ...
         bus.last_error = exc
-    bus.closing = True
-    await _close(client, connect_timeout_s)
+    finally:
+        if not connected:  # timed out, failed, or cancelled: stop its reconnection loop
+            bus.closing = True
+            await _close(client, trio.current_time() + connect_timeout_s)
+    if connected:
+        return client
     error = bus.last_error
     reason = (
         f"{type(error).__name__}: {error}"
@@ -307,30 +316,30 @@ async def _connect(
 
 
 async def _flush(client: Client, timeout_s: float) -> None:
+    """One PING/PONG round trip: what we wrote before it has reached the broker.
+
+    This is our drain: nats-py's ``drain()`` ends with a flush of its own that waits 10 s for a
+    broker that does not answer, and cannot be cut short from outside.
+    """
+    if not client.is_connected or timeout_s <= 0:
+        return  # with no broker there is nothing to flush through
     try:
-        await client.flush(timeout=max(1, math.ceil(timeout_s)))
-    except (TimeoutError, nats.errors.Error) as exc:  # the broker just went: reconnect resubscribes
-        logger.warning("NATS flush after subscribing failed: %r", exc)
+        # Annotated int, but handed to asyncio.wait_for: fractions of a second work.
+        await client.flush(timeout=timeout_s)  # type: ignore[arg-type]
+    except (OSError, nats.errors.Error) as exc:  # TimeoutError is a nats.errors.Error
+        logger.warning("NATS flush failed: %r", exc)
 
 
-async def _close(client: Client, drain_timeout_s: float) -> None:
-    """Drain (or close, when the broker is unreachable), shielded and bounded."""
+async def _close(client: Client, deadline: float) -> None:
+    """Flush what we published (bounded by ``deadline``), then close; shielded."""
     with trio.CancelScope(shield=True):
-        with trio.move_on_after(drain_timeout_s) as scope:
-            await trio_asyncio.aio_as_trio(_drain_or_close)(client)
-        if scope.cancelled_caught:
-            logger.warning("NATS drain did not finish within %g s; closing", drain_timeout_s)
-            with trio.move_on_after(drain_timeout_s):
-                await trio_asyncio.aio_as_trio(client.close)()
+        with trio.move_on_at(deadline):
+            await trio_asyncio.aio_as_trio(_flush)(client, deadline - trio.current_time())
+        with trio.move_on_after(CLOSE_TIMEOUT_S):
+            await trio_asyncio.aio_as_trio(_close_quietly)(client)
 
 
-async def _drain_or_close(client: Client) -> None:
-    # drain() flushes through the broker; with no broker there is nothing to flush through.
-    try:
-        if client.is_connected:
-            await client.drain()
-    except (OSError, TimeoutError, nats.errors.Error) as exc:
-        logger.warning("NATS drain failed: %r; closing", exc)
+async def _close_quietly(client: Client) -> None:
     pending: int = getattr(client, "_pending_data_size", 0)
     if pending and not client.is_connected:
         # nats-py 2.16: close() would first write the publishes buffered during the outage into

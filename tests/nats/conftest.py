@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sysconfig
@@ -52,7 +53,8 @@ class NatsServer:
         self.port = free_port()
         self.monitor_port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
-        self._starts = 0
+        self._spawns = 0
+        self._started = False
 
     @property
     def url(self) -> str:
@@ -63,26 +65,32 @@ class NatsServer:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
-        """Start the broker and return once it answers with its INFO line."""
+        """Start the broker and return once it answers with its INFO line.
+
+        The first start retries on fresh ports when the chosen ones were taken meanwhile (other
+        test runs share this machine); a restart keeps its ports, as a restarted broker would.
+        """
         assert not self.running
-        self._starts += 1
-        log = (self.workdir / f"nats-server-{self._starts}.log").open("wb")
+        for _ in range(1 if self._started else 5):
+            if self._spawn():
+                self._started = True
+                return
+            self.port, self.monitor_port = free_port(), free_port()
+        raise RuntimeError(f"nats-server did not start; see the logs in {self.workdir}")
+
+    def _spawn(self) -> bool:
+        self._spawns += 1
+        command = [str(self.binary), "-a", "127.0.0.1", "-p", str(self.port)]
+        command += ["-m", str(self.monitor_port)]  # monitoring: /varz counts what arrived
+        log = (self.workdir / f"nats-server-{self._spawns}.log").open("wb")
         with log:
             self._process = subprocess.Popen(
-                [
-                    str(self.binary),
-                    "-a",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "-m",
-                    str(self.monitor_port),
-                ],
+                command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        self._wait_until_accepting()
+        return self._wait_until_accepting()
 
     def kill(self) -> None:
         """SIGKILL: the broker vanishes without a goodbye, as in a crash."""
@@ -91,6 +99,20 @@ class NatsServer:
             self._process.wait(timeout=START_TIMEOUT_S)
             self._process = None
 
+    def restart(self) -> None:
+        """Kill, then start again on the same ports."""
+        self.kill()
+        self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP: the broker keeps its connections open but answers nothing."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def varz(self) -> dict[str, Any]:
         """The broker's monitoring counters (``in_msgs``, ``connections``, ...)."""
         url = f"http://127.0.0.1:{self.monitor_port}/varz"
@@ -98,16 +120,18 @@ class NatsServer:
             result: dict[str, Any] = json.load(response)
             return result
 
-    def _wait_until_accepting(self) -> None:
+    def _wait_until_accepting(self) -> bool:
+        """True once the broker answers; False if it exited (a port in use)."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
-            assert self._process is not None and self._process.poll() is None, (
-                f"nats-server exited; see {self.workdir}"
-            )
+            assert self._process is not None
+            if self._process.poll() is not None:
+                self._process = None
+                return False
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                     if sock.recv(5) == b"INFO ":
-                        return
+                        return True
             except OSError:
                 pass
             if time.monotonic() > deadline:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
-from tests.nats.conftest import NatsServer
+from tests.nats.conftest import NatsServer, free_port
 from tests.nats.helpers import (
     WAIT_S,
     bridge,
@@ -116,6 +117,27 @@ async def test_cancellation_is_bounded_with_the_broker_dead(
             await trio.sleep_forever()
 
 
+async def test_exit_is_bounded_with_the_broker_hung(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    with trio.fail_after(WAIT_S):
+        async with bridge(nats_server.url, "alpha", tmp_path, drain_timeout_s=1.0) as (alpha, _):
+            nats_server.pause()
+            for index in range(100):
+                alpha.publish(*say(f"m{index}"))
+    nats_server.resume()
+
+
+async def test_cancelling_a_connect_that_keeps_failing_is_prompt_and_quiet(
+    tmp_path: Path,
+) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    with trio.fail_after(WAIT_S), trio.move_on_after(0.5) as scope:
+        async with bridge(url, "alpha", tmp_path, connect_timeout_s=60.0):
+            pytest.fail("connected to nothing")
+    assert scope.cancelled_caught
+
+
 async def test_a_normal_exit_hands_over_and_drains_what_was_queued(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
@@ -128,3 +150,10 @@ async def test_a_normal_exit_hands_over_and_drains_what_was_queued(
         with trio.fail_after(WAIT_S):
             for _ in range(500):
                 await received.receive()
+
+
+async def test_a_restart_in_one_step_is_survived(nats_server: NatsServer, tmp_path: Path) -> None:
+    async with bridge(nats_server.url, "alpha", tmp_path) as (alpha, metrics):
+        await trio.to_thread.run_sync(nats_server.restart)
+        await wait_until(lambda: metrics.value("nats_reconnects") == 1, "reconnected")
+        assert alpha.connected
