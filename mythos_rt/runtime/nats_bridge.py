@@ -99,6 +99,9 @@ class NatsBus:
         self._next_error_log_at = -math.inf
         self.last_error: Exception | None = None  # the latest error nats-py reported
         self.closing = False
+        # Until the first connection, errors are reported once, by NatsConnectError (the
+        # operator's one line at start), not also as log lines.
+        self.connected_once = False
 
     # --- the Bus surface ---
 
@@ -187,7 +190,8 @@ class NatsBus:
     async def _on_error(self, exc: Exception) -> None:
         self.last_error = exc
         self._metrics.inc("nats_errors")
-        self._log_error("NATS: %r", exc)
+        if self.connected_once:
+            self._log_error("NATS: %r", exc)
 
     async def _on_disconnected(self) -> None:
         if self.closing:
@@ -235,6 +239,7 @@ async def open_nats_bus(
             except NatsConnectError as exc:
                 failure = exc  # raised below, outside the loop's nurseries: one plain error
             else:
+                bus.connected_once = True
                 async with _serving(bus, client, subjects, connect_timeout_s, drain_timeout_s):
                     yield bus
     finally:

@@ -24,10 +24,12 @@ from tests.e2e.conftest import (
     Launcher,
     ServerProcess,
     close_of,
+    free_port,
     next_event,
     ping_pong,
     read_burst,
     recv_frame,
+    run_cli,
     send_command,
     ws_connect,
 )
@@ -271,3 +273,13 @@ def test_chat_resumes_after_the_broker_restarts_with_nothing_lost_or_doubled(
             await ping_pong(pickman.ws, pickman.token)
 
     asyncio.run(scenario())
+
+
+def test_an_unreachable_broker_at_start_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    url = f"nats://someone:hunter2@127.0.0.1:{free_port()}"
+    done = run_cli("serve", "--data-dir", str(tmp_path / "data"), "--nats-url", url, cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("mythos_rt: cannot connect to NATS at nats://127.0.0.1:")
+    assert "hunter2" not in done.stderr
