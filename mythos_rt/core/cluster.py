@@ -10,6 +10,8 @@ Subjects (the project's own; MythosMUD's chat subjects are in ``core/bus_message
 - ``mythos_rt.hello``: a new instance asks the others for a heartbeat now.
 - ``mythos_rt.presence``: one presence changed (up) or ended (down), as it happens.
 - ``mythos_rt.deliver``: an event for players another instance holds, with the ids it is for.
+- ``mythos_rt.retired``: a session was superseded or ended on purpose (PROTOCOL.md section 3):
+  every instance refuses it for RETIRED_SESSION_S from when it hears of it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ HEARTBEAT = "mythos_rt.heartbeat"
 HELLO = "mythos_rt.hello"
 PRESENCE = "mythos_rt.presence"
 DELIVER = "mythos_rt.deliver"
-SUBJECTS = (HEARTBEAT, HELLO, PRESENCE, DELIVER)
+RETIRED = "mythos_rt.retired"
+SUBJECTS = (HEARTBEAT, HELLO, PRESENCE, DELIVER, RETIRED)
 T = TypeVar("T")
 
 
@@ -109,6 +112,13 @@ class Delivery:
     sender_id: str | None = None  # receivers who muted this player do not get it
 
 
+@attrs.frozen
+class RetiredSession:
+    instance_id: str
+    player_id: str
+    session_id: str
+
+
 def _strict_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
 
@@ -137,7 +147,7 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 _CONVERTER = _strict_converter()
 
 
-def encode(message: Heartbeat | PresenceChange | Delivery) -> bytes:
+def encode(message: Heartbeat | PresenceChange | Delivery | RetiredSession) -> bytes:
     return json.dumps(_CONVERTER.unstructure(message), separators=(",", ":")).encode()
 
 
@@ -151,6 +161,10 @@ def decode_presence_change(payload: bytes) -> PresenceChange:
 
 def decode_delivery(payload: bytes) -> Delivery:
     return _decode(payload, Delivery)
+
+
+def decode_retired(payload: bytes) -> RetiredSession:
+    return _decode(payload, RetiredSession)
 
 
 def _decode(payload: bytes, kind: type[T]) -> T:

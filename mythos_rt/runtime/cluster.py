@@ -79,6 +79,10 @@ class Cluster:
             change = PresenceChange(self.instance_id, down=player_id)
             self._bus.publish(cluster.PRESENCE, cluster.encode(change))
 
+    def session_retired(self, player_id: str, session_id: str) -> None:
+        retired = cluster.RetiredSession(self.instance_id, player_id, session_id)
+        self._bus.publish(cluster.RETIRED, cluster.encode(retired))
+
     # --- tasks ---------------------------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -153,6 +157,9 @@ class Cluster:
             self._presence(cluster.decode_presence_change(payload))
         elif subject == cluster.DELIVER:
             self._hub.deliver_from_peer(cluster.decode_delivery(payload))
+        elif subject == cluster.RETIRED:
+            retired = cluster.decode_retired(payload)
+            self._hub.retire_from_peer(retired.player_id, retired.session_id)
         else:
             raise ClusterMessageError(f"unknown subject {subject}")
 

@@ -99,6 +99,7 @@ class Peers(Protocol):
     def forward(self, delivery: Delivery) -> None: ...
     def forward_chat(self, event: Emit, sender: Presence) -> None: ...
     def presences_changed(self, records: list[PresenceRecord], gone: list[str]) -> None: ...
+    def session_retired(self, player_id: str, session_id: str) -> None: ...
 
 
 # Chat channels other instances resolve by scope from MythosMUD's own chat subjects; the
@@ -340,7 +341,7 @@ class Hub:
     def _supersede(self, player_id: str) -> None:
         now = trio.current_time()
         for socket in self._sockets.pop(player_id, {}).values():
-            self._retired.retire(player_id, socket.session_id, now)
+            self._retire(player_id, socket.session_id, now)
             socket.outbox.close(*SUPERSEDED)
 
     def _start_presence(
@@ -574,7 +575,7 @@ class Hub:
             current = presence.session_id if presence is not None else None
             now = trio.current_time()
             for session_id in {current, *(socket.session_id for socket in sockets)}:
-                self._retired.retire(player_id, session_id, now)
+                self._retire(player_id, session_id, now)
         for socket in sockets:
             socket.outbox.close(effect.code, effect.reason)
         self._end_presence(player_id)
@@ -617,6 +618,15 @@ class Hub:
         return Delivery(
             event.event_type, event.data, to, event.room_id, event.player_id, mutable_sender
         )
+
+    def _retire(self, player_id: str, session_id: str | None, now: float) -> None:
+        """Section 3: refused here for RETIRED_SESSION_S, and on every other instance too."""
+        self._retired.retire(player_id, session_id, now)
+        if self.peers is not None and session_id is not None:
+            self.peers.session_retired(player_id, session_id)
+
+    def retire_from_peer(self, player_id: str, session_id: str) -> None:
+        self._retired.retire(player_id, session_id, trio.current_time())
 
     def _held_elsewhere(self, player_id: str) -> bool:
         presence = self.presences.get(player_id)

@@ -198,3 +198,19 @@ async def test_local_play_goes_on_while_the_bus_is_down(
         broker.isolate("A")
         await dyer.command("say", "alone on A")
         assert await chat(armitage) == "Dyer says: alone on A"
+
+
+async def test_a_session_ended_on_one_instance_is_refused_on_every_other(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path) as (_, nodes):
+        carter = await nodes["A"].connect("Dyer", query="&session_id=tab-1")
+        await carter.command("quit")
+        assert await carter.closed() == (1000, "Goodbye")
+        again = await nodes["B"].connect(
+            "Dyer", query="&session_id=tab-1", headers=[(b"Origin", b"http://x")], read_burst=False
+        )
+        assert await again.closed() == (4409, "Session ended")
+        fresh = await nodes["B"].connect("Dyer", query="&session_id=tab-2")
+        await fresh.command("say", "a new login works")
+        await result(fresh, "You say: a new login works")
