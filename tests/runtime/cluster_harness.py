@@ -18,9 +18,15 @@ import trio
 
 from mythos_rt.runtime.bus import BusMessage
 from mythos_rt.runtime.server import open_app
-from mythos_rt.runtime.store.sqlite import SqliteBackend
 from mythos_rt.world import load_world
-from tests.runtime.harness import HUNG_TEST_S, SECRET, Harness, InlineStore, make_settings
+from tests.runtime.harness import (
+    HUNG_TEST_S,
+    SECRET,
+    Harness,
+    InlineStore,
+    make_settings,
+    seeded_store,
+)
 
 INBOUND_MAX = 10_000
 
@@ -82,11 +88,7 @@ async def running_cluster(
     overrides = {"cluster_heartbeat_s": 2.0, "cluster_dead_after_s": 10.0, **overrides}
     settings = make_settings(data_dir, **overrides)
     world = load_world(settings.world)
-    store = SqliteBackend.open(settings.store_path)
-    admin, *others = names
-    records = store.add_players([admin], room_id=world.start_room_id, is_admin=True)
-    records += store.add_players(others, room_id=world.start_room_id)
-    players = {r.name: r for r in records}
+    store, players = seeded_store(settings, world, names)
     broker = MemoryBroker()
     try:
         with trio.fail_after(HUNG_TEST_S):

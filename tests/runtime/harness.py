@@ -21,6 +21,7 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
+from mythos_rt.core.world import World
 from mythos_rt.runtime.gate import handle_stream
 from mythos_rt.runtime.server import App, open_app
 from mythos_rt.runtime.store import Backend, PlayerRecord, Store
@@ -205,16 +206,24 @@ async def read_response(stream: trio.abc.Stream) -> tuple[int, dict[str, str], b
             return status, headers, body
 
 
+def seeded_store(
+    settings: Settings, world: World, names: Sequence[str]
+) -> tuple[SqliteBackend, dict[str, PlayerRecord]]:
+    """A real SQLite store with these players in the start room; the first one is an admin."""
+    store = SqliteBackend.open(settings.store_path)
+    admin, *others = names
+    records = store.add_players([admin], room_id=world.start_room_id, is_admin=True)
+    records += store.add_players(others, room_id=world.start_room_id)
+    return store, {record.name: record for record in records}
+
+
 @asynccontextmanager
 async def running(
     data_dir: Path, names: Sequence[str] = ("Armitage", "Wilmarth", "Dyer"), **overrides: Any
 ) -> AsyncIterator[Harness]:
     settings = make_settings(data_dir, **overrides)
     world = load_world(settings.world)
-    store = SqliteBackend.open(settings.store_path)
-    admin, *others = names
-    records = store.add_players([admin], room_id=world.start_room_id, is_admin=True)
-    records += store.add_players(others, room_id=world.start_room_id)
+    store, players = seeded_store(settings, world, names)
     # A hung test fails instead of spinning: under the autojump clock this takes no real time.
     try:
         with trio.fail_after(HUNG_TEST_S):
@@ -222,7 +231,7 @@ async def running(
                 open_app(settings, world, InlineStore(store), SECRET) as app,
                 trio.open_nursery() as nursery,
             ):
-                yield Harness(app, store, nursery, {r.name: r for r in records})
+                yield Harness(app, store, nursery, players)
                 nursery.cancel_scope.cancel()
     finally:
         store.close()
