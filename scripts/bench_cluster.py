@@ -20,9 +20,12 @@ with the flags of ``bench_server.py`` (login ward and game tick off, rate and ch
    for each other or for the speakers; their CPU is reported.  Per rate: lines sent, delivered
    fraction and p50/p99/max latency on A and on B, the added latency (B - A) at p50 and p99, the
    p50/p99 of the per-line difference (the same line's latency on B minus on A), and the CPU of
-   A, B, the broker and the clients as a share of one core (and of A and B per line said).  A
-   warm-up (200 lines/s for 1 s) comes first and is not reported.  A rate above what instance A
-   can take shows as latency growing to seconds (a backlog), not as lost lines.
+   A, B, the broker and the clients as a share of one core over the phase (and A's and B's CPU
+   per line said, and how busy the whole machine was: % of all its CPUs, from /proc/stat), and
+   the rate the lines arrived at on each listener ("got/s": lines over the time from the first
+   send to the last arrival; below the offered rate once A saturates).  A warm-up (200 lines/s
+   for 1 s) comes first and is not reported.  A rate above what instance A can take shows as
+   latency growing to seconds (a backlog) and "got/s" below the rate, not as lost lines.
 2. Fan-out within one instance, NATS on vs off: one instance alone (``--nats-url`` or the
    in-process bus), N listeners in one room, the clients of ``bench_server.py`` in this process.
    A paced fan-out (``--paced-rate`` lines/s for ``--paced-lines`` lines: server CPU per 1,000
@@ -107,7 +110,7 @@ class Listener:
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
-        self.samples: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self.samples: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # seq, sent, got
         self.welcome = asyncio.Event()
         self.last_at = time.monotonic()
 
@@ -118,7 +121,7 @@ class Listener:
                 text = raw if isinstance(raw, str) else raw.decode()
                 match = STAMP_RE.search(text)
                 if match is not None:
-                    self.samples[match[1]].append((int(match[2]), now - int(match[3])))
+                    self.samples[match[1]].append((int(match[2]), int(match[3]), now))
                     self.last_at = time.monotonic()
                 elif not self.welcome.is_set() and '"welcome"' in text:
                     self.welcome.set()
@@ -257,7 +260,21 @@ class LatencyRow:
     a_ms: tuple[float, float, float]  # p50, p99, max
     b_ms: tuple[float, float, float]
     per_line_ms: tuple[float, float]  # p50, p99 of B - A for the same line
-    cpu: dict[str, float]  # share of one core, per process
+    took: tuple[float, float]  # lines/s delivered on A and on B, first send to last arrival
+    cpu: dict[str, float]  # share of one core, per process, over the phase
+    wall_s: float  # the phase: sending, then waiting for the listeners
+
+    def cpu_us_per_line(self, process: str) -> float:
+        return self.cpu[process] * self.wall_s / max(1, self.sent) * 1e6
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, every CPU, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # user nice system idle iowait irq softirq steal
+    return total - idle, total
 
 
 def pct(samples_s: Sequence[float], p: int) -> float:
@@ -270,10 +287,22 @@ def spread(samples: dict[int, float]) -> tuple[float, float, float]:
     return pct(values, 50), pct(values, 99), top
 
 
-def as_seconds(report: dict[str, object]) -> dict[int, float]:
-    pairs = report["samples"]
-    assert isinstance(pairs, list)
-    return {int(seq): lat_ns / 1e9 for seq, lat_ns in pairs}
+def samples_of(report: dict[str, object]) -> list[tuple[int, int, int]]:
+    samples = report["samples"]
+    assert isinstance(samples, list)
+    return [(int(seq), int(sent), int(got)) for seq, sent, got in samples]
+
+
+def as_seconds(samples: Sequence[tuple[int, int, int]]) -> dict[int, float]:
+    return {seq: (got - sent) / 1e9 for seq, sent, got in samples}
+
+
+def lines_per_s(samples: Sequence[tuple[int, int, int]]) -> float:
+    """Delivery rate: lines over the time from the first send to the last arrival."""
+    if len(samples) < 2:
+        return float("nan")
+    span_ns = max(got for _, _, got in samples) - min(sent for _, sent, _ in samples)
+    return len(samples) / (span_ns / 1e9)
 
 
 def cpu_of(report: dict[str, object]) -> float:
@@ -296,6 +325,7 @@ class Cluster:
 async def run_rate(cluster: Cluster, phase: str, rate: float, seconds: float) -> LatencyRow:
     pids = {"A": cluster.a_pid, "B": cluster.b_pid, "nats": cluster.nats_pid}
     cpu0 = {name: bench.cpu_seconds(pid) for name, pid in pids.items()}
+    busy0, total0 = machine_jiffies()
     start = time.monotonic()
     command = {"cmd": "run", "phase": phase, "rate": rate, "seconds": seconds}
     spoke = await cluster.speakers.call(command, seconds * 3 + 15)
@@ -309,8 +339,11 @@ async def run_rate(cluster: Cluster, phase: str, rate: float, seconds: float) ->
     for name, report in (("listener A", on_a), ("listener B", on_b)):
         cpu[name] = (cpu_of(report) - cluster.client_cpu.get(name, 0.0)) / wall
         cluster.client_cpu[name] = cpu_of(report)
+    busy1, total1 = machine_jiffies()
+    cpu["machine"] = (busy1 - busy0) / max(1, total1 - total0)  # share of every CPU together
     cpu["speakers"] = cpu_of(spoke) / float(spoke["elapsed_s"])  # type: ignore[arg-type]
-    lat_a, lat_b = as_seconds(on_a), as_seconds(on_b)
+    got_a, got_b = samples_of(on_a), samples_of(on_b)
+    lat_a, lat_b = as_seconds(got_a), as_seconds(got_b)
     both = [lat_b[seq] - lat_a[seq] for seq in lat_b.keys() & lat_a.keys()]
     return LatencyRow(
         rate,
@@ -321,7 +354,9 @@ async def run_rate(cluster: Cluster, phase: str, rate: float, seconds: float) ->
         spread(lat_a),
         spread(lat_b),
         (pct(both, 50), pct(both, 99)),
+        (lines_per_s(got_a), lines_per_s(got_b)),
         cpu,
+        wall,
     )
 
 
@@ -382,16 +417,17 @@ def latency_table(rows: Sequence[LatencyRow]) -> list[str]:
     keys = ("A", "B", "nats", "speakers", "listener A", "listener B")
     lines.append("")
     lines.append(
-        f"{'lines/s':>8}  CPU, % of one core: "
+        f"{'lines/s':>8}{'A got/s':>9}{'B got/s':>9}  CPU, % of one core:"
         + "".join(f"{k:>11}" for k in keys)
-        + f"{'A µs/line':>11}{'B µs/line':>11}"
+        + f"{'A µs/line':>11}{'B µs/line':>11}{'machine %':>10}"
     )
     for r in rows:
-        per_line = [r.cpu[k] / r.achieved_rate * 1e6 for k in ("A", "B")]
+        per_line = [r.cpu_us_per_line(k) for k in ("A", "B")]
         lines.append(
-            f"{r.rate:>8,.0f}  {'':<20}"
+            f"{r.rate:>8,.0f}{r.took[0]:>9,.0f}{r.took[1]:>9,.0f}  {'':<19}"
             + "".join(f"{r.cpu[k] * 100:>11.0f}" for k in keys)
             + "".join(f"{v:>11.0f}" for v in per_line)
+            + f"{r.cpu['machine'] * 100:>10.0f}"
         )
     return lines
 
