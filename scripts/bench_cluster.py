@@ -170,7 +170,7 @@ async def send_paced(
                 ws, token = sockets[sent % len(sockets)]
                 await ws.send(stamped_say(phase, sent, token))
                 sent += 1
-            next_due = start + (sent + 1) / rate  # sleep until the next line is due, >= 1 ms
+            next_due = start + sent / rate  # line ``sent`` is due then; sleep until, >= 1 ms
             await asyncio.sleep(max(PACE_MIN_SLEEP_S, next_due - time.monotonic()))
     elapsed = time.monotonic() - start
     return {"sent": sent, "elapsed_s": elapsed, "cpu_s": time.process_time() - cpu0}
