@@ -580,7 +580,9 @@ def parse_args(argv: Sequence[str] | None) -> Args:
     parser.add_argument("--paced-lines", type=int, default=300, help="paced fan-out lines")
     parser.add_argument("--lines", type=int, default=500, help="unpaced fan-out lines")
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--parts", choices=("1", "2", "1,2"), default="1,2", help="which parts")
+    parser.add_argument(
+        "--parts", choices=("1", "2", "1,2"), default="1,2", metavar="1|2|1,2", help="which parts"
+    )
     ns = parser.parse_args(argv)
     rates = tuple(float(rate) for rate in ns.rates.split(",") if rate.strip())
     if not rates or ns.speakers < 1 or ns.listeners < 2 or ns.reps < 1 or ns.seconds <= 0:
