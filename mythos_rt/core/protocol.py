@@ -26,6 +26,7 @@ Decisions where the contract is silent or contradicts itself (section 6 vs secti
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import math
@@ -169,7 +170,14 @@ def encode_json(obj: object) -> str:
 
 def format_timestamp(epoch_s: float) -> str:
     """``2026-11-25T19:33:22Z``: UTC, truncated to whole seconds."""
-    return datetime.fromtimestamp(math.floor(epoch_s), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _second_text(math.floor(epoch_s))
+
+
+@functools.lru_cache(maxsize=4)
+def _second_text(second: int) -> str:
+    # Every frame carries one; a busy room stamps thousands within the same second, and
+    # strftime was ~6% of a saturated instance (py-spy, scripts/bench_cluster.py).
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def encode_event(
