@@ -780,9 +780,13 @@ class Hub:
     def instance_lost(self, instance_id: str) -> None:
         """An instance stopped answering: its players are linkdead here, and leave after the
         grace unless they reconnect somewhere (section 16)."""
-        lost = [p for p in self.presences if p.instance_id == instance_id and not p.linkdead]
+        # Every replica of that instance gets the grace, also those already linkdead there: the
+        # owner's own grace will never end them now (its "down" cannot come), so without a
+        # timer here they would stay "(linkdead)" forever.
+        held = [p for p in self.presences if p.instance_id == instance_id]
+        lost = [p for p in held if not p.linkdead]
         deadline = trio.current_time() + self.config.grace_s
-        for presence in lost:
+        for presence in held:
             presence.linkdead = True
             self._timers.schedule(
                 ("peer-grace", presence.player_id),

@@ -198,3 +198,22 @@ async def test_local_play_goes_on_while_the_bus_is_down(
         broker.isolate("A")
         await dyer.command("say", "alone on A")
         assert await chat(armitage) == "Dyer says: alone on A"
+
+
+async def test_a_player_already_linkdead_when_their_instance_dies_still_leaves(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Found in review: instance_lost skipped replicas that were already linkdead (their owner's
+    # grace was running), so with the owner gone nothing ever removed them: a ghost forever.
+    async with running_cluster(tmp_path, ward_s=0.0, grace_s=30.0) as (broker, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        await armitage.ws.aclose()
+        await occupants(wilmarth, ["Armitage (linkdead)", "Wilmarth"])
+        broker.isolate("A")
+        with trio.move_on_after(120):
+            left = await wilmarth.next_event("player_left_game")
+            assert left["data"]["player_name"] == "Armitage"
+        await wilmarth.command("who")
+        who = await until(wilmarth, lambda f: f.get("event_type") == "command_response")
+        assert who["data"]["result"].startswith("Online Players (1): Wilmarth")
