@@ -48,6 +48,7 @@ class PresenceRecord:
     session_id: str | None
     linkdead: bool
     ward_remaining_s: float
+    generation: int  # Presence.generation: newer presences win over stale messages
 
     @classmethod
     def of(cls, presence: Presence, now: float) -> PresenceRecord:
@@ -61,6 +62,7 @@ class PresenceRecord:
             session_id=presence.session_id,
             linkdead=presence.linkdead,
             ward_remaining_s=presence.ward_remaining(now),
+            generation=presence.generation,
         )
 
     def replica(self, instance_id: str, now: float) -> Presence:
@@ -75,6 +77,7 @@ class PresenceRecord:
             ward_until=now + self.ward_remaining_s,
             linkdead=self.linkdead,
             instance_id=instance_id,
+            generation=self.generation,
         )
 
     def same_as(self, other: PresenceRecord) -> bool:

@@ -169,6 +169,11 @@ class Hub:
         self._socket_ids = itertools.count(1)
         # Initialised from the wall clock in microseconds so numbers keep rising across restarts.
         self._sequence = int(wall_clock() * 1_000_000)
+        # A Lamport clock for presence generations (Presence.generation): each presence started
+        # here takes the next value, and every record heard from another instance pushes it to
+        # at least that record's, so a presence that replaces a replica is always newer than
+        # anything its old holder said.  From the wall clock, so it keeps rising across restarts.
+        self._generation = int(wall_clock() * 1_000_000)
         self._tick_number = 0
         self._command_limits = KeyedSlidingWindow(
             config.command_rate_limit, config.command_rate_window_s
@@ -356,6 +361,7 @@ class Hub:
             room_id=room_id,
             session_id=session_id,
             ward_until=now + self.config.ward_s,
+            generation=self._next_generation(),
         )
         self.presences.add(presence)
         if mutes is not None:
@@ -371,6 +377,10 @@ class Hub:
             )
         self._announce_arrival(presence)
         return presence
+
+    def _next_generation(self) -> int:
+        self._generation += 1
+        return self._generation
 
     def _restore_presence(self, presence: Presence) -> None:
         presence.linkdead = False
@@ -721,6 +731,12 @@ class Hub:
         """Another instance holds this player now, as ``record`` says; this instance's players
         hear what changed, as they would for a player of their own."""
         current = self.presences.get(record.player_id)
+        self._generation = max(self._generation, record.generation)
+        if current is not None and record.generation < current.generation:
+            # Stale: sent before its sender heard of the newer presence here or elsewhere (NATS
+            # orders per publisher only), e.g. the old instance's heartbeat crossing the player's
+            # reconnect here.  Taking it would close the new session, or flip a replica back.
+            return
         if current is not None and not current.remote:
             self._hand_over(record.player_id)  # the player connected there: this copy retires
             current = None

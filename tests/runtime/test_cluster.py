@@ -12,6 +12,8 @@ from typing import Any
 import trio
 
 from mythos_rt.core.bus_messages import ChatPayload, encode_chat
+from mythos_rt.core.cluster import HEARTBEAT, Heartbeat, encode
+from mythos_rt.runtime.bus import BusMessage
 from tests.runtime.cluster_harness import running_cluster
 from tests.runtime.harness import Client
 from tests.runtime.test_social_runtime import result, until
@@ -217,3 +219,42 @@ async def test_a_player_already_linkdead_when_their_instance_dies_still_leaves(
         await wilmarth.command("who")
         who = await until(wilmarth, lambda f: f.get("event_type") == "command_response")
         assert who["data"]["result"].startswith("Online Players (1): Wilmarth")
+
+
+async def test_a_stale_heartbeat_from_the_old_instance_does_not_take_the_player_back(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Found in review: a heartbeat A published before it heard that the player moved to B (NATS
+    # orders per publisher only) reached B after B admitted them; B took it for a newer
+    # presence on A and handed its own over: the new socket closed 4000 while A, hearing of
+    # B's presence, had already let go.  The player was nowhere.
+    async with running_cluster(tmp_path, ward_s=0.0) as (broker, nodes):
+        await nodes["A"].connect("Armitage", query="&session_id=first")
+        wilmarth = await nodes["A"].connect("Wilmarth")
+        armitage_id = nodes["A"].players["Armitage"].player_id
+        stale = Heartbeat("A", tuple(nodes["A"].app.hub.local_records()))
+        new = await nodes["B"].connect("Armitage", query="&session_id=second")
+        broker.buses["B"].receive(BusMessage(HEARTBEAT, encode(stale), "A"))
+        await new.command("say", "still on B")
+        await result(new, "You say: still on B")
+        assert await chat(wilmarth) == "Armitage says: still on B"
+        on_b = nodes["B"].app.hub.presences.get(armitage_id)
+        assert on_b is not None and not on_b.remote
+
+
+async def test_a_stale_heartbeat_does_not_make_a_third_instance_see_the_player_leave(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # The same stale heartbeat on a bystander: it flipped the replica back to A, and A's next
+    # heartbeat (without the player) then dropped it: "left the game", then "entered" again.
+    async with running_cluster(tmp_path, ("A", "B", "C"), ward_s=0.0) as (broker, nodes):
+        await nodes["A"].connect("Armitage", query="&session_id=first")
+        dyer = await nodes["C"].connect("Dyer")
+        stale = Heartbeat("A", tuple(nodes["A"].app.hub.local_records()))
+        await nodes["B"].connect("Armitage", query="&session_id=second")
+        broker.buses["C"].receive(BusMessage(HEARTBEAT, encode(stale), "A"))
+        await trio.sleep(5)  # A and B beat meanwhile
+        frames = await dyer.until_pong()
+        assert [f for f in frames if f.get("event_type") == "player_left_game"] == []
+        replica = nodes["C"].app.hub.presences.get(nodes["A"].players["Armitage"].player_id)
+        assert replica is not None and replica.instance_id == "B"
