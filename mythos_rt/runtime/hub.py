@@ -761,6 +761,7 @@ class Hub:
     ) -> None:
         old_room, was_linkdead = replica.room_id, replica.linkdead
         replica.instance_id = instance_id
+        replica.generation = record.generation  # else a stale record of the old holder passes
         replica.linkdead = record.linkdead
         replica.session_id = record.session_id
         replica.ward_until = now + record.ward_remaining_s
