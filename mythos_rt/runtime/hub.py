@@ -293,10 +293,11 @@ class Hub:
             return refusal
         now = trio.current_time()
         presence = self.presences.get(record.player_id)
+        replaced = None
         if presence is not None and presence.remote:
             # The player moves here from another instance, which retires its copy when it
             # hears of the presence this starts (upsert_replica → _hand_over there).
-            self.presences.remove(record.player_id)
+            replaced = self.presences.remove(record.player_id)
             presence = None
         # Decided before the presence is restored: a resume needs the presence to still exist.
         replay = self._replay_for(record.player_id, resume_from) if presence else None
@@ -305,7 +306,7 @@ class Hub:
             self._apply(stand_up(presence))
         self.learn_players([record])
         if presence is None:
-            presence = self._start_presence(record, socket.session_id, now, mutes)
+            presence = self._start_presence(record, socket.session_id, now, mutes, replaced)
         elif presence.linkdead:
             self._restore_presence(presence)
         if socket.session_id is not None:
@@ -349,9 +350,17 @@ class Hub:
             socket.outbox.close(*SUPERSEDED)
 
     def _start_presence(
-        self, record: PlayerRecord, session_id: str | None, now: float, mutes: MuteRecords | None
+        self,
+        record: PlayerRecord,
+        session_id: str | None,
+        now: float,
+        mutes: MuteRecords | None,
+        replaced: Presence | None = None,
     ) -> Presence:
         room_id = record.room_id if record.room_id in self.world.rooms else self.world.start_room_id
+        if replaced is not None and replaced.room_id in self.world.rooms:
+            # The replica is where the player stands now; the store may be up to 1 s behind.
+            room_id = replaced.room_id
         presence = Presence(
             player_id=record.player_id,
             user_id=record.user_id,
@@ -375,7 +384,13 @@ class Hub:
             self._timers.schedule(
                 ("ward", record.player_id), presence.ward_until, self._ward_ended(record.player_id)
             )
-        self._announce_arrival(presence)
+        if replaced is None or replaced.linkdead:
+            # A player who was in the world on another instance (not linkdead there) has not
+            # arrived: this instance's players already see them, as for a session replacement
+            # on one instance.  Coming back from a grace is an arrival, as for a local reconnect.
+            self._announce_arrival(presence)
+        else:
+            self.sync_presences()  # the old instance must hear now (the emit did it otherwise)
         return presence
 
     def _next_generation(self) -> int:

@@ -258,3 +258,24 @@ async def test_a_stale_heartbeat_does_not_make_a_third_instance_see_the_player_l
         assert [f for f in frames if f.get("event_type") == "player_left_game"] == []
         replica = nodes["C"].app.hub.presences.get(nodes["A"].players["Armitage"].player_id)
         assert replica is not None and replica.instance_id == "B"
+
+
+async def test_moving_to_another_instance_is_not_an_arrival_and_keeps_the_room(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Found in review: B replaced the replica with a fresh presence from the store's record, so
+    # B's players saw "entered the game" for someone who never left, and a player who had just
+    # moved on A (positions are saved up to 1 s late) came back in the room they had left.
+    async with running_cluster(tmp_path, ward_s=0.0) as (_, nodes):
+        old = await nodes["A"].connect("Armitage", query="&session_id=first")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        await wilmarth.command("north")
+        await result(wilmarth, "You go north.")
+        await old.command("north")
+        await result(old, "You go north.")
+        await wilmarth.until_pong()
+        new = await nodes["B"].connect("Armitage", query="&session_id=second", read_burst=False)
+        burst = await new.burst()
+        assert burst[0]["data"]["player"]["room_id"] == "earth_arkhamcity_campus_library_hall"
+        frames = await wilmarth.until_pong()
+        assert [f for f in frames if f.get("event_type") == "player_entered_game"] == []
