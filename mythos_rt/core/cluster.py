@@ -156,9 +156,16 @@ def decode_delivery(payload: bytes) -> Delivery:
     return _decode(payload, Delivery)
 
 
+def _no_constant(name: str) -> Any:
+    # json.loads takes NaN and Infinity, which no frame may carry: the encoder of what clients
+    # receive refuses them (a delivery holding one raised in the cluster pump), and a ward of
+    # NaN or Infinity seconds means nothing.
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _decode(payload: bytes, kind: type[T]) -> T:
     try:
-        raw = json.loads(payload)
+        raw = json.loads(payload, parse_constant=_no_constant)
         return _CONVERTER.structure(raw, kind)
     except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
         raise ClusterMessageError(f"not a valid {kind.__name__}: {_reason(exc)}") from exc

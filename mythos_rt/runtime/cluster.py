@@ -127,6 +127,11 @@ class Cluster:
                 self._receive(message)
             except (ClusterMessageError, bus_messages.BusMessageError) as exc:
                 self._refuse(message, str(exc))
+            except Exception:
+                # A bug, or a message the checks let through that the hub cannot take: one
+                # message is lost, not the instance (an escape here ended the whole server).
+                self._metrics.inc("cluster_errors")
+                log.exception("cluster message on %s not handled", message.subject)
 
     # --- inbound -------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from mythos_rt.core.bus_messages import ChatPayload, encode_chat
@@ -279,3 +280,40 @@ async def test_moving_to_another_instance_is_not_an_arrival_and_keeps_the_room(
         assert burst[0]["data"]["player"]["room_id"] == "earth_arkhamcity_campus_library_hall"
         frames = await wilmarth.until_pong()
         assert [f for f in frames if f.get("event_type") == "player_entered_game"] == []
+
+
+async def test_a_message_that_breaks_the_hub_does_not_stop_the_instance(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Found in review: only decoding errors were caught in the pump; a delivery carrying NaN
+    # (json.loads takes it, the frame encoder refuses it) raised ValueError out of the pump and
+    # took the whole server down with it.  Now refused at decoding, and anything else that
+    # escapes is logged and counted.
+    async with running_cluster(tmp_path) as (broker, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        dyer = await nodes["A"].connect("Dyer")
+        to = nodes["A"].players["Armitage"].player_id
+        bad = b'{"event_type":"x","data":{"v":NaN},"to":["%s"]}' % to.encode()
+        broker.route(BusMessage("mythos_rt.deliver", bad, "X"))
+        await dyer.command("say", "still up")
+        assert await chat(armitage) == "Dyer says: still up"
+        assert nodes["A"].app.metrics.value("nats_invalid_messages") == 1
+
+
+async def test_an_error_in_the_hub_while_receiving_is_contained_and_counted(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_cluster(tmp_path) as (broker, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        dyer = await nodes["A"].connect("Dyer")
+
+        def broken(*_: object) -> None:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(nodes["A"].app.hub, "deliver_from_peer", broken)
+        to = nodes["A"].players["Armitage"].player_id
+        delivery = b'{"event_type":"x","data":{},"to":["%s"]}' % to.encode()
+        broker.route(BusMessage("mythos_rt.deliver", delivery, "X"))
+        await dyer.command("say", "still up")
+        assert await chat(armitage) == "Dyer says: still up"
+        assert nodes["A"].app.metrics.value("cluster_errors") == 1
