@@ -630,7 +630,14 @@ class Hub:
         """Local first: the caller delivers here; other instances hear of it now."""
         channel = event.data.get("channel") if event.event_type == "chat_message" else None
         sender = self.presences.get(event.player_id or "")
-        if channel in SCOPED_CHAT and sender is not None and not sender.remote:
+        # A globally muted speaker's line goes only to the admins the rule chose: other instances
+        # would resolve its scope to everyone, so it travels to those ids (below) instead.
+        if (
+            channel in SCOPED_CHAT
+            and sender is not None
+            and not sender.remote
+            and not self.social.globally_muted(sender.player_id, self._wall_clock())
+        ):
             peers.forward_chat(event, sender)
             return
         remote = tuple(pid for pid in event.to if self._held_elsewhere(pid))

@@ -317,3 +317,25 @@ async def test_an_error_in_the_hub_while_receiving_is_contained_and_counted(
         await dyer.command("say", "still up")
         assert await chat(armitage) == "Dyer says: still up"
         assert nodes["A"].app.metrics.value("cluster_errors") == 1
+
+
+async def test_a_globally_muted_player_is_not_heard_on_other_instances(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Found in review: the rule narrows a globally muted speaker's line to the admins in range,
+    # but the hub published it by scope anyway, so every player on the other instances got it.
+    async with running_cluster(tmp_path) as (_, nodes):
+        admin = await nodes["A"].connect("Armitage", query="&session_id=first")
+        dyer = await nodes["A"].connect("Dyer")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        lake = await nodes["B"].connect("Lake")
+        await admin.command("mute_global", "Dyer")
+        await result(admin, "You have globally muted Dyer permanently.")
+        admin = await nodes["B"].connect("Armitage", query="&session_id=second")
+        await dyer.command("global", "muted global")
+        await dyer.command("say", "muted say")
+        await result(dyer, "You are globally muted and cannot send messages")
+        await lake.command("say", "marker")
+        assert await chat(wilmarth) == "Lake says: marker"
+        assert await chat(admin) == "Dyer (global): muted global"  # admins still see it
+        assert await chat(admin) == "Dyer says: muted say"
