@@ -24,7 +24,7 @@ import trio
 
 from mythos_rt.core import handshake
 from mythos_rt.core.chat import CHANNELS, ChatLimiter
-from mythos_rt.core.cluster import Delivery, PresenceRecord
+from mythos_rt.core.cluster import ClusterMessageError, Delivery, PresenceRecord
 from mythos_rt.core.commands import CommandContext, dispatch
 from mythos_rt.core.commands.session import logout_effects, rest_tick, stand_up
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
@@ -54,7 +54,7 @@ from mythos_rt.core.views import (
     room_payload,
 )
 from mythos_rt.core.world import World
-from mythos_rt.core.writes import SaveRoom
+from mythos_rt.core.writes import DeleteGlobalMute, SaveRoom, SetGlobalMute, Write
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, StoreError
 from mythos_rt.runtime.timers import Timers
@@ -75,6 +75,9 @@ PRESENCE_EVENTS = frozenset(
 MUTABLE_EVENTS = frozenset({"chat_message", "follow_request", "party_invite"})
 # Not kept for a resume: a tick is stale by the time anyone could replay it.
 EPHEMERAL_EVENTS = frozenset({"game_tick"})
+# Not an event for clients: a global mute (or its end) committed on another instance, for the
+# instance holding its target (only the speaker's instance can refuse their lines).
+GLOBAL_MUTE = "mythos_rt.global_mute"
 SWEEP_INTERVAL_S = 10.0
 
 
@@ -587,9 +590,29 @@ class Hub:
                 return
             self._note_change(self.social.mutes_owner(effect.write))
             self.social.apply_committed(effect.write, self.presences)
+            self._tell_holder(effect.write)
             self._apply(effect.then)
 
         self._writer.submit(effect.write, settled)
+
+    def _tell_holder(self, write: Write) -> None:
+        """A global mute of a player another instance holds takes effect there."""
+        if self.peers is None or not isinstance(write, SetGlobalMute | DeleteGlobalMute):
+            return
+        if self._held_elsewhere(write.target_id):
+            expires_at = write.expires_at if isinstance(write, SetGlobalMute) else None
+            data = {"muted": isinstance(write, SetGlobalMute), "expires_at": expires_at}
+            self.peers.forward(Delivery(GLOBAL_MUTE, data, (write.target_id,)))
+
+    def _global_mute_from_peer(self, delivery: Delivery) -> None:
+        muted, expires_at = delivery.data.get("muted"), delivery.data.get("expires_at")
+        if type(muted) is not bool or not (expires_at is None or type(expires_at) in (int, float)):
+            raise ClusterMessageError("a global mute needs muted (bool) and expires_at")
+        for player_id in delivery.to:
+            write: Write = (
+                SetGlobalMute(player_id, "", expires_at) if muted else DeleteGlobalMute(player_id)
+            )
+            self.social.apply_committed(write, self.presences)
 
     def _disconnect(self, effect: Disconnect) -> None:
         player_id = effect.player_id
@@ -676,6 +699,9 @@ class Hub:
 
     def deliver_from_peer(self, delivery: Delivery) -> None:
         """An event another instance chose recipients for: ours get it, minus their mutes."""
+        if delivery.event_type == GLOBAL_MUTE:
+            self._global_mute_from_peer(delivery)
+            return
         to = [pid for pid in delivery.to if pid in self._sockets or self._grace_here(pid)]
         to = self._unmuted(to, delivery.sender_id)
         event = Emit(delivery.event_type, delivery.data, (), delivery.room_id, delivery.player_id)

@@ -339,3 +339,26 @@ async def test_a_globally_muted_player_is_not_heard_on_other_instances(
         assert await chat(wilmarth) == "Lake says: marker"
         assert await chat(admin) == "Dyer (global): muted global"  # admins still see it
         assert await chat(admin) == "Dyer says: muted say"
+
+
+async def test_a_global_mute_holds_for_a_player_on_another_instance(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Found in review: the admin's instance applied the committed global mute to its replica,
+    # where nothing reads it; the instance holding the player never heard of it, so the player
+    # went on talking to everyone until they reconnected.
+    async with running_cluster(tmp_path) as (_, nodes):
+        admin = await nodes["A"].connect("Armitage")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        lake = await nodes["B"].connect("Lake")
+        await admin.command("mute_global", "Wilmarth")
+        await result(admin, "You have globally muted Wilmarth permanently.")
+        await wilmarth.command("say", "can you hear me")
+        await result(wilmarth, "You are globally muted and cannot send messages")
+        await admin.command("unmute_global", "Wilmarth")
+        await result(admin, "You have globally unmuted Wilmarth.")
+        await wilmarth.command("say", "free again")
+        await result(wilmarth, "You say: free again")
+        assert await chat(lake) == "Wilmarth says: free again"
+        held_by_a = nodes["A"].app.hub.social.global_mutes
+        assert held_by_a == {}  # nothing kept for a replica
