@@ -78,6 +78,9 @@ EPHEMERAL_EVENTS = frozenset({"game_tick"})
 # Not an event for clients: a global mute (or its end) committed on another instance, for the
 # instance holding its target (only the speaker's instance can refuse their lines).
 GLOBAL_MUTE = "mythos_rt.global_mute"
+# Not an event for clients either: a logout asked of another instance (the HTTP API), for the
+# instance holding the player's sockets.
+LOGOUT = "mythos_rt.logout"
 SWEEP_INTERVAL_S = 10.0
 
 
@@ -477,8 +480,15 @@ class Hub:
     def logout(self, player_id: str) -> bool:
         """Log the player out as the ``logout`` command does; False when not present here."""
         presence = self.presences.get(player_id)
-        if presence is None or presence.remote:
+        if presence is None:
             return False
+        if presence.remote:
+            # Behind a proxy the HTTP call may land anywhere: the holder of the sockets logs
+            # the player out (answering "logged out" and doing nothing left them in the world).
+            if self.peers is None:
+                return False
+            self.peers.forward(Delivery(LOGOUT, {}, (player_id,)))
+            return True
         self._apply(logout_effects(player_id))
         return True
 
@@ -701,6 +711,11 @@ class Hub:
         """An event another instance chose recipients for: ours get it, minus their mutes."""
         if delivery.event_type == GLOBAL_MUTE:
             self._global_mute_from_peer(delivery)
+            return
+        if delivery.event_type == LOGOUT:
+            for player_id in delivery.to:
+                if self._grace_here(player_id):  # never passed on again: no ping-pong
+                    self.logout(player_id)
             return
         to = [pid for pid in delivery.to if pid in self._sockets or self._grace_here(pid)]
         to = self._unmuted(to, delivery.sender_id)

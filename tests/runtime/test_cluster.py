@@ -16,7 +16,7 @@ from mythos_rt.core.bus_messages import ChatPayload, encode_chat
 from mythos_rt.core.cluster import HEARTBEAT, Heartbeat, encode
 from mythos_rt.runtime.bus import BusMessage
 from tests.runtime.cluster_harness import running_cluster
-from tests.runtime.harness import Client
+from tests.runtime.harness import Client, read_response
 from tests.runtime.test_social_runtime import result, until
 
 Frame = dict[str, Any]
@@ -362,3 +362,24 @@ async def test_a_global_mute_holds_for_a_player_on_another_instance(
         assert await chat(lake) == "Wilmarth says: free again"
         held_by_a = nodes["A"].app.hub.social.global_mutes
         assert held_by_a == {}  # nothing kept for a replica
+
+
+async def test_an_http_logout_reaches_the_instance_holding_the_player(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Found in review: POST /v1/command "logout" behind a proxy may land on any instance; one
+    # that held only a replica answered "logged out" and did nothing, so the player stayed in
+    # the world, sockets open, session not retired.
+    async with running_cluster(tmp_path) as (_, nodes):
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        token = nodes["A"].token("Wilmarth")
+        body = b'{"command": "logout"}'
+        request = (
+            b"POST /v1/command HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        ) % (token.encode(), len(body), body)
+        stream = nodes["A"].open_stream()
+        await stream.send_all(request)
+        status, _, _ = await read_response(stream)
+        assert status == 200
+        assert await wilmarth.closed() == (1000, "Goodbye")
