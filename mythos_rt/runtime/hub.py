@@ -303,8 +303,10 @@ class Hub:
         if presence is not None and presence.remote:
             # The player moves here from another instance, which retires its copy when it
             # hears of the presence this starts (upsert_replica → _hand_over there).
-            replaced = self.presences.remove(record.player_id)
-            presence = None
+            self.presences.remove(record.player_id)
+            replaced, presence = presence, None
+            if self._is_new_session(replaced, socket.session_id):  # superseded: retired here too
+                self._retired.retire(record.player_id, replaced.session_id, now)
         # Decided before the presence is restored: a resume needs the presence to still exist.
         replay = self._replay_for(record.player_id, resume_from) if presence else None
         if presence is not None and self._is_new_session(presence, socket.session_id):
@@ -823,6 +825,10 @@ class Hub:
         self, replica: Presence, record: PresenceRecord, instance_id: str, now: float
     ) -> None:
         old_room, was_linkdead = replica.room_id, replica.linkdead
+        if record.session_id is not None and self._is_new_session(replica, record.session_id):
+            # A newer session superseded this one somewhere: retired on every instance (section
+            # 3), or the old tab reconnecting here would take the player back from the new one.
+            self._retired.retire(record.player_id, replica.session_id, now)
         replica.instance_id = instance_id
         replica.generation = record.generation  # else a stale record of the old holder passes
         replica.linkdead = record.linkdead

@@ -383,3 +383,22 @@ async def test_an_http_logout_reaches_the_instance_holding_the_player(
         status, _, _ = await read_response(stream)
         assert status == 200
         assert await wilmarth.closed() == (1000, "Goodbye")
+
+
+async def test_a_session_superseded_on_another_instance_is_retired_on_every_instance(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Found in review: only the old instance retired the superseded session.  The old tab's
+    # client reconnects with it; landing on any other instance it was admitted as a newer
+    # session and closed the newer tab 4000: two tabs taking the player from each other.
+    async with running_cluster(tmp_path, ("A", "B", "C")) as (_, nodes):
+        old = await nodes["A"].connect("Armitage", query="&session_id=first")
+        new = await nodes["B"].connect("Armitage", query="&session_id=second")
+        assert await old.closed() == (4000, "New game session established")
+        await new.until_pong()
+        for node in ("A", "B", "C"):
+            target = f"/v1/api/ws?token={nodes[node].token('Armitage')}&session_id=first"
+            status, _, _ = await nodes[node].raw_handshake(target)
+            assert (node, status) == (node, 409)
+        await new.command("say", "still here")
+        await result(new, "You say: still here")
