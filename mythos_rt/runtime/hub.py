@@ -640,8 +640,10 @@ class Hub:
         self._end_presence(player_id)
 
     def _emit(self, event: Emit) -> None:
-        if self.peers is not None:
+        if self.peers is not None and not self._quiet:
             # Replicas elsewhere must be current before anything about them arrives there.
+            # Not while quiet: a hand-over must not announce the end of its copy (the player
+            # lives on elsewhere), and at shutdown open_app publishes the ends in one go.
             self.sync_presences()
         if not event.to or self._quiet:
             return
@@ -802,7 +804,9 @@ class Hub:
             # orders per publisher only), e.g. the old instance's heartbeat crossing the player's
             # reconnect here.  Taking it would close the new session, or flip a replica back.
             return
+        handed_over_from = None
         if current is not None and not current.remote:
+            handed_over_from = current.room_id
             self._hand_over(record.player_id)  # the player connected there: this copy retires
             current = None
         self._timers.cancel(("peer-grace", record.player_id))
@@ -810,13 +814,26 @@ class Hub:
         if current is None:
             replica = record.replica(instance_id, now)
             self.presences.add(replica)
-            self._replica_entered_game(replica, now)
+            if handed_over_from is None:
+                self._replica_entered_game(replica, now)
+            else:
+                # Not a newcomer: the player was here all along, only their sockets moved.
+                self._replica_handed_over(replica, handed_over_from, now)
         else:
             self._refresh_replica(current, record, instance_id, now)
         self.presences.changed.discard(record.player_id)  # not ours to announce elsewhere
 
     def _replica_entered_game(self, replica: Presence, now: float) -> None:
         self._announce_arrival(replica)
+        if replica.warded(now):
+            key = ("ward", replica.player_id)
+            self._timers.schedule(key, replica.ward_until, self._ward_ended(replica.player_id))
+
+    def _replica_handed_over(self, replica: Presence, old_room: str, now: float) -> None:
+        if replica.room_id != old_room:
+            self._replica_moved(replica, old_room)
+        else:
+            self._emit_occupants(replica.room_id, self._local_ids_in(replica.room_id))
         if replica.warded(now):
             key = ("ward", replica.player_id)
             self._timers.schedule(key, replica.ward_until, self._ward_ended(replica.player_id))

@@ -402,3 +402,21 @@ async def test_a_session_superseded_on_another_instance_is_retired_on_every_inst
             assert (node, status) == (node, 409)
         await new.command("say", "still here")
         await result(new, "You say: still here")
+
+
+async def test_the_old_instance_announces_nothing_when_a_player_moves_away(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Found in review: the old instance ended its copy quietly, then added the replica as a
+    # newcomer: its players saw "entered the game" for someone who had been there all along.
+    async with running_cluster(tmp_path) as (broker, nodes):
+        old = await nodes["A"].connect("Armitage", query="&session_id=first")
+        wilmarth = await nodes["A"].connect("Wilmarth")
+        published = len(broker.buses["A"].published)
+        await nodes["B"].connect("Armitage", query="&session_id=second")
+        assert await old.closed() == (4000, "New game session established")
+        frames = await wilmarth.until_pong()
+        presence_events = {"player_entered_game", "player_left_game"}
+        assert [f for f in frames if f.get("event_type") in presence_events] == []
+        # ... nor tells the others that the player left (they hear it from B).
+        assert [p for s, p in broker.buses["A"].published[published:] if b'"down":"' in p] == []
