@@ -351,10 +351,13 @@ class Hub:
     def _is_new_session(presence: Presence, session_id: str | None) -> bool:
         return session_id is not None and session_id != presence.session_id
 
-    def _supersede(self, player_id: str) -> None:
+    def _supersede(self, player_id: str, live_session: str | None = None) -> None:
         now = trio.current_time()
         for socket in self._sockets.pop(player_id, {}).values():
-            self._retired.retire(player_id, socket.session_id, now)
+            # Never the session that lives on (on another instance, after a hand-over): its
+            # client's next reconnect may land here and must be let in.
+            if socket.session_id is None or socket.session_id != live_session:
+                self._retired.retire(player_id, socket.session_id, now)
             socket.outbox.close(*SUPERSEDED)
 
     def _start_presence(
@@ -807,7 +810,8 @@ class Hub:
         handed_over_from = None
         if current is not None and not current.remote:
             handed_over_from = current.room_id
-            self._hand_over(record.player_id)  # the player connected there: this copy retires
+            # The player connected there: this copy retires.
+            self._hand_over(record.player_id, record.session_id)
             current = None
         self._timers.cancel(("peer-grace", record.player_id))
         now = trio.current_time()
@@ -905,10 +909,10 @@ class Hub:
     def _local_ids_in(self, room_id: str) -> tuple[str, ...]:
         return tuple(p.player_id for p in self.presences.in_room(room_id) if not p.remote)
 
-    def _hand_over(self, player_id: str) -> None:
+    def _hand_over(self, player_id: str, live_session: str | None) -> None:
         """The player's new session lives on another instance: close ours 4000 and forget the
         presence without telling the room (the player has not left the world)."""
-        self._supersede(player_id)
+        self._supersede(player_id, live_session)
         quiet, self._quiet = self._quiet, True
         try:
             self._end_presence(player_id)

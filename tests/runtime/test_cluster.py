@@ -420,3 +420,20 @@ async def test_the_old_instance_announces_nothing_when_a_player_moves_away(
         assert [f for f in frames if f.get("event_type") in presence_events] == []
         # ... nor tells the others that the player left (they hear it from B).
         assert [p for s, p in broker.buses["A"].published[published:] if b'"down":"' in p] == []
+
+
+async def test_a_session_that_moved_to_another_instance_is_not_retired(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Found in review: a client whose socket on A is half-dead reconnects with the same
+    # session and lands on B; A, handing the player over, retired every session of the sockets
+    # it closed, that is the live one.  The next reconnect landing on A was refused 409
+    # "Session ended" and the web client gave up.
+    async with running_cluster(tmp_path, grace_s=30.0) as (_, nodes):
+        old = await nodes["A"].connect("Armitage", query="&session_id=s1")
+        moved = await nodes["B"].connect("Armitage", query="&session_id=s1")
+        await old.closed()
+        await moved.ws.aclose()
+        back = await nodes["A"].connect("Armitage", query="&session_id=s1", read_burst=False)
+        burst = await back.burst()
+        assert burst[-1]["event_type"] == "welcome"
