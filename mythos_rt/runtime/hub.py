@@ -1027,6 +1027,10 @@ class Hub:
             self._retired.expire(now)
             self._changed.clear()
             self._changes_forgotten = self._changes
+            if self.peers is None:
+                # Alone, nobody reads what changed (sync_presences empties it with peers only):
+                # without this every player id ever seen would stay for the process's life.
+                self.presences.changed.clear()
             self._schedule_sweep(now)
 
         self._timers.schedule("sweep", now + SWEEP_INTERVAL_S, sweep)

@@ -16,7 +16,7 @@ from mythos_rt.core.bus_messages import ChatPayload, encode_chat
 from mythos_rt.core.cluster import HEARTBEAT, Heartbeat, encode
 from mythos_rt.runtime.bus import BusMessage
 from tests.runtime.cluster_harness import running_cluster
-from tests.runtime.harness import Client, read_response
+from tests.runtime.harness import Client, read_response, running
 from tests.runtime.test_social_runtime import result, until
 
 Frame = dict[str, Any]
@@ -437,3 +437,19 @@ async def test_a_session_that_moved_to_another_instance_is_not_retired(
         back = await nodes["A"].connect("Armitage", query="&session_id=s1", read_burst=False)
         burst = await back.burst()
         assert burst[-1]["event_type"] == "welcome"
+
+
+async def test_alone_the_hub_keeps_no_record_of_presence_changes(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Found in review: Presences.changed is emptied only by sync_presences, which runs only
+    # with other instances; alone, every player id that ever moved, connected or left stayed
+    # in it for the life of the process.
+    async with running(tmp_path) as h:
+        for name in ("Armitage", "Wilmarth"):
+            client = await h.connect(name)
+            await client.command("north")
+            await result(client, "You go north.")
+            await client.ws.aclose()
+        await trio.sleep(30)
+        assert h.app.hub.presences.changed == set()
