@@ -453,3 +453,19 @@ async def test_alone_the_hub_keeps_no_record_of_presence_changes(
             await client.ws.aclose()
         await trio.sleep(30)
         assert h.app.hub.presences.changed == set()
+
+
+async def test_an_instance_that_went_away_holding_nobody_is_no_alarm(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Found in review: a drained instance (its players' ends published) falls silent like a
+    # dead one, so every deploy logged "instance … is silent: its players are linkdead here" and
+    # counted cluster_instances_lost on every other instance.  Only a loss that holds players
+    # is one; the crash of an instance with players still counts.
+    async with running_cluster(tmp_path, ("A", "B", "C")) as (broker, nodes):
+        await nodes["C"].connect("Armitage")
+        await trio.sleep(3)
+        broker.isolate("A")  # held nobody, as after a drain
+        broker.isolate("C")  # held Armitage: lost
+        await trio.sleep(15)
+        assert nodes["B"].app.metrics.value("cluster_instances_lost") == 1
