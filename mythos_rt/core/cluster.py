@@ -51,6 +51,7 @@ class PresenceRecord:
     session_id: str | None
     linkdead: bool
     ward_remaining_s: float
+    generation: int  # Presence.generation: newer presences win over stale messages
 
     @classmethod
     def of(cls, presence: Presence, now: float) -> PresenceRecord:
@@ -64,6 +65,7 @@ class PresenceRecord:
             session_id=presence.session_id,
             linkdead=presence.linkdead,
             ward_remaining_s=presence.ward_remaining(now),
+            generation=presence.generation,
         )
 
     def replica(self, instance_id: str, now: float) -> Presence:
@@ -78,6 +80,7 @@ class PresenceRecord:
             ward_until=now + self.ward_remaining_s,
             linkdead=self.linkdead,
             instance_id=instance_id,
+            generation=self.generation,
         )
 
     def same_as(self, other: PresenceRecord) -> bool:
@@ -167,9 +170,16 @@ def decode_retired(payload: bytes) -> RetiredSession:
     return _decode(payload, RetiredSession)
 
 
+def _no_constant(name: str) -> Any:
+    # json.loads takes NaN and Infinity, which no frame may carry: the encoder of what clients
+    # receive refuses them (a delivery holding one raised in the cluster pump), and a ward of
+    # NaN or Infinity seconds means nothing.
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _decode(payload: bytes, kind: type[T]) -> T:
     try:
-        raw = json.loads(payload)
+        raw = json.loads(payload, parse_constant=_no_constant)
         return _CONVERTER.structure(raw, kind)
     except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
         raise ClusterMessageError(f"not a valid {kind.__name__}: {_reason(exc)}") from exc

@@ -29,6 +29,9 @@ class Presence:
     # None: this instance holds the player's sockets.  Otherwise the instance that does, and
     # this presence is a replica fed by its messages (core/cluster.py).
     instance_id: str | None = None
+    # Which start of this player's presence this is, ordered across the cluster (a Lamport
+    # clock, see Hub._generation): a message about an older one is stale and is ignored.
+    generation: int = 0
 
     @property
     def remote(self) -> bool:

@@ -77,7 +77,9 @@ class Social:
             self.mutes.setdefault(write.muter_id, {})[write.target_id] = write.expires_at
         elif isinstance(write, DeleteMute):
             self.mutes.get(write.muter_id, {}).pop(write.target_id, None)
-        elif isinstance(write, SetGlobalMute) and presences.get(write.target_id) is not None:
+        elif isinstance(write, SetGlobalMute) and _held_here(presences, write.target_id):
+            # Not for a replica: only the instance holding the player reads it (the hub tells
+            # that instance), and an entry here would outlive an unmute made there.
             self.global_mutes[write.target_id] = write.expires_at
         elif isinstance(write, DeleteGlobalMute):
             self.global_mutes.pop(write.target_id, None)
@@ -219,3 +221,8 @@ def end_presence(social: Social, presences: Presences, player_id: str) -> list[E
     effects += leave_party(social, presences, player_id)
     social.drop_mutes(player_id)
     return effects
+
+
+def _held_here(presences: Presences, player_id: str) -> bool:
+    presence = presences.get(player_id)
+    return presence is not None and not presence.remote

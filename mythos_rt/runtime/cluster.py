@@ -121,6 +121,11 @@ class Cluster:
                 continue
             for instance_id in cluster.lost_instances(self._last_seen, now, self._dead_after_s):
                 del self._last_seen[instance_id]
+                if not any(p.instance_id == instance_id for p in self._hub.presences):
+                    # Nobody of it here: a drained instance (its players' ends were published)
+                    # goes silent too, and is no alarm (one was logged and counted per deploy).
+                    log.info("instance %s went away holding nobody", instance_id)
+                    continue
                 log.warning("instance %s is silent: its players are linkdead here", instance_id)
                 self._metrics.inc("cluster_instances_lost")
                 self._hub.instance_lost(instance_id)
@@ -131,6 +136,11 @@ class Cluster:
                 self._receive(message)
             except (ClusterMessageError, bus_messages.BusMessageError) as exc:
                 self._refuse(message, str(exc))
+            except Exception:
+                # A bug, or a message the checks let through that the hub cannot take: one
+                # message is lost, not the instance (an escape here ended the whole server).
+                self._metrics.inc("cluster_errors")
+                log.exception("cluster message on %s not handled", message.subject)
 
     # --- inbound -------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ import trio
 
 from mythos_rt.core import handshake
 from mythos_rt.core.chat import CHANNELS, ChatLimiter
-from mythos_rt.core.cluster import Delivery, PresenceRecord
+from mythos_rt.core.cluster import ClusterMessageError, Delivery, PresenceRecord
 from mythos_rt.core.commands import CommandContext, dispatch
 from mythos_rt.core.commands.session import logout_effects, rest_tick, stand_up
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
@@ -54,7 +54,7 @@ from mythos_rt.core.views import (
     room_payload,
 )
 from mythos_rt.core.world import World
-from mythos_rt.core.writes import SaveRoom
+from mythos_rt.core.writes import DeleteGlobalMute, SaveRoom, SetGlobalMute, Write
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, StoreError
 from mythos_rt.runtime.timers import Timers
@@ -75,6 +75,12 @@ PRESENCE_EVENTS = frozenset(
 MUTABLE_EVENTS = frozenset({"chat_message", "follow_request", "party_invite"})
 # Not kept for a resume: a tick is stale by the time anyone could replay it.
 EPHEMERAL_EVENTS = frozenset({"game_tick"})
+# Not an event for clients: a global mute (or its end) committed on another instance, for the
+# instance holding its target (only the speaker's instance can refuse their lines).
+GLOBAL_MUTE = "mythos_rt.global_mute"
+# Not an event for clients either: a logout asked of another instance (the HTTP API), for the
+# instance holding the player's sockets.
+LOGOUT = "mythos_rt.logout"
 SWEEP_INTERVAL_S = 10.0
 
 
@@ -170,6 +176,11 @@ class Hub:
         self._socket_ids = itertools.count(1)
         # Initialised from the wall clock in microseconds so numbers keep rising across restarts.
         self._sequence = int(wall_clock() * 1_000_000)
+        # A Lamport clock for presence generations (Presence.generation): each presence started
+        # here takes the next value, and every record heard from another instance pushes it to
+        # at least that record's, so a presence that replaces a replica is always newer than
+        # anything its old holder said.  From the wall clock, so it keeps rising across restarts.
+        self._generation = int(wall_clock() * 1_000_000)
         self._tick_number = 0
         self._command_limits = KeyedSlidingWindow(
             config.command_rate_limit, config.command_rate_window_s
@@ -289,11 +300,14 @@ class Hub:
             return refusal
         now = trio.current_time()
         presence = self.presences.get(record.player_id)
+        replaced = None
         if presence is not None and presence.remote:
             # The player moves here from another instance, which retires its copy when it
             # hears of the presence this starts (upsert_replica → _hand_over there).
             self.presences.remove(record.player_id)
-            presence = None
+            replaced, presence = presence, None
+            if self._is_new_session(replaced, socket.session_id):  # superseded: retired here too
+                self._retired.retire(record.player_id, replaced.session_id, now)
         # Decided before the presence is restored: a resume needs the presence to still exist.
         replay = self._replay_for(record.player_id, resume_from) if presence else None
         if presence is not None and self._is_new_session(presence, socket.session_id):
@@ -301,7 +315,7 @@ class Hub:
             self._apply(stand_up(presence))
         self.learn_players([record])
         if presence is None:
-            presence = self._start_presence(record, socket.session_id, now, mutes)
+            presence = self._start_presence(record, socket.session_id, now, mutes, replaced)
         elif presence.linkdead:
             self._restore_presence(presence)
         if socket.session_id is not None:
@@ -338,16 +352,27 @@ class Hub:
     def _is_new_session(presence: Presence, session_id: str | None) -> bool:
         return session_id is not None and session_id != presence.session_id
 
-    def _supersede(self, player_id: str) -> None:
+    def _supersede(self, player_id: str, live_session: str | None = None) -> None:
         now = trio.current_time()
         for socket in self._sockets.pop(player_id, {}).values():
-            self._retire(player_id, socket.session_id, now)
+            # Never the session that lives on (on another instance, after a hand-over): its
+            # client's next reconnect may land here and must be let in.
+            if socket.session_id is None or socket.session_id != live_session:
+                self._retire(player_id, socket.session_id, now)
             socket.outbox.close(*SUPERSEDED)
 
     def _start_presence(
-        self, record: PlayerRecord, session_id: str | None, now: float, mutes: MuteRecords | None
+        self,
+        record: PlayerRecord,
+        session_id: str | None,
+        now: float,
+        mutes: MuteRecords | None,
+        replaced: Presence | None = None,
     ) -> Presence:
         room_id = record.room_id if record.room_id in self.world.rooms else self.world.start_room_id
+        if replaced is not None and replaced.room_id in self.world.rooms:
+            # The replica is where the player stands now; the store may be up to 1 s behind.
+            room_id = replaced.room_id
         presence = Presence(
             player_id=record.player_id,
             user_id=record.user_id,
@@ -357,6 +382,7 @@ class Hub:
             room_id=room_id,
             session_id=session_id,
             ward_until=now + self.config.ward_s,
+            generation=self._next_generation(),
         )
         self.presences.add(presence)
         if mutes is not None:
@@ -370,8 +396,18 @@ class Hub:
             self._timers.schedule(
                 ("ward", record.player_id), presence.ward_until, self._ward_ended(record.player_id)
             )
-        self._announce_arrival(presence)
+        if replaced is None or replaced.linkdead:
+            # A player who was in the world on another instance (not linkdead there) has not
+            # arrived: this instance's players already see them, as for a session replacement
+            # on one instance.  Coming back from a grace is an arrival, as for a local reconnect.
+            self._announce_arrival(presence)
+        else:
+            self.sync_presences()  # the old instance must hear now (the emit did it otherwise)
         return presence
+
+    def _next_generation(self) -> int:
+        self._generation += 1
+        return self._generation
 
     def _restore_presence(self, presence: Presence) -> None:
         presence.linkdead = False
@@ -450,8 +486,15 @@ class Hub:
     def logout(self, player_id: str) -> bool:
         """Log the player out as the ``logout`` command does; False when not present here."""
         presence = self.presences.get(player_id)
-        if presence is None or presence.remote:
+        if presence is None:
             return False
+        if presence.remote:
+            # Behind a proxy the HTTP call may land anywhere: the holder of the sockets logs
+            # the player out (answering "logged out" and doing nothing left them in the world).
+            if self.peers is None:
+                return False
+            self.peers.forward(Delivery(LOGOUT, {}, (player_id,)))
+            return True
         self._apply(logout_effects(player_id))
         return True
 
@@ -563,9 +606,29 @@ class Hub:
                 return
             self._note_change(self.social.mutes_owner(effect.write))
             self.social.apply_committed(effect.write, self.presences)
+            self._tell_holder(effect.write)
             self._apply(effect.then)
 
         self._writer.submit(effect.write, settled)
+
+    def _tell_holder(self, write: Write) -> None:
+        """A global mute of a player another instance holds takes effect there."""
+        if self.peers is None or not isinstance(write, SetGlobalMute | DeleteGlobalMute):
+            return
+        if self._held_elsewhere(write.target_id):
+            expires_at = write.expires_at if isinstance(write, SetGlobalMute) else None
+            data = {"muted": isinstance(write, SetGlobalMute), "expires_at": expires_at}
+            self.peers.forward(Delivery(GLOBAL_MUTE, data, (write.target_id,)))
+
+    def _global_mute_from_peer(self, delivery: Delivery) -> None:
+        muted, expires_at = delivery.data.get("muted"), delivery.data.get("expires_at")
+        if type(muted) is not bool or not (expires_at is None or type(expires_at) in (int, float)):
+            raise ClusterMessageError("a global mute needs muted (bool) and expires_at")
+        for player_id in delivery.to:
+            write: Write = (
+                SetGlobalMute(player_id, "", expires_at) if muted else DeleteGlobalMute(player_id)
+            )
+            self.social.apply_committed(write, self.presences)
 
     def _disconnect(self, effect: Disconnect) -> None:
         player_id = effect.player_id
@@ -581,8 +644,10 @@ class Hub:
         self._end_presence(player_id)
 
     def _emit(self, event: Emit) -> None:
-        if self.peers is not None:
+        if self.peers is not None and not self._quiet:
             # Replicas elsewhere must be current before anything about them arrives there.
+            # Not while quiet: a hand-over must not announce the end of its copy (the player
+            # lives on elsewhere), and at shutdown open_app publishes the ends in one go.
             self.sync_presences()
         if not event.to or self._quiet:
             return
@@ -606,7 +671,14 @@ class Hub:
         """Local first: the caller delivers here; other instances hear of it now."""
         channel = event.data.get("channel") if event.event_type == "chat_message" else None
         sender = self.presences.get(event.player_id or "")
-        if channel in SCOPED_CHAT and sender is not None and not sender.remote:
+        # A globally muted speaker's line goes only to the admins the rule chose: other instances
+        # would resolve its scope to everyone, so it travels to those ids (below) instead.
+        if (
+            channel in SCOPED_CHAT
+            and sender is not None
+            and not sender.remote
+            and not self.social.globally_muted(sender.player_id, self._wall_clock())
+        ):
             peers.forward_chat(event, sender)
             return
         remote = tuple(pid for pid in event.to if self._held_elsewhere(pid))
@@ -654,6 +726,14 @@ class Hub:
 
     def deliver_from_peer(self, delivery: Delivery) -> None:
         """An event another instance chose recipients for: ours get it, minus their mutes."""
+        if delivery.event_type == GLOBAL_MUTE:
+            self._global_mute_from_peer(delivery)
+            return
+        if delivery.event_type == LOGOUT:
+            for player_id in delivery.to:
+                if self._grace_here(player_id):  # never passed on again: no ping-pong
+                    self.logout(player_id)
+            return
         to = [pid for pid in delivery.to if pid in self._sockets or self._grace_here(pid)]
         to = self._unmuted(to, delivery.sender_id)
         event = Emit(delivery.event_type, delivery.data, (), delivery.room_id, delivery.player_id)
@@ -731,15 +811,28 @@ class Hub:
         """Another instance holds this player now, as ``record`` says; this instance's players
         hear what changed, as they would for a player of their own."""
         current = self.presences.get(record.player_id)
+        self._generation = max(self._generation, record.generation)
+        if current is not None and record.generation < current.generation:
+            # Stale: sent before its sender heard of the newer presence here or elsewhere (NATS
+            # orders per publisher only), e.g. the old instance's heartbeat crossing the player's
+            # reconnect here.  Taking it would close the new session, or flip a replica back.
+            return
+        handed_over_from = None
         if current is not None and not current.remote:
-            self._hand_over(record.player_id)  # the player connected there: this copy retires
+            handed_over_from = current.room_id
+            # The player connected there: this copy retires.
+            self._hand_over(record.player_id, record.session_id)
             current = None
         self._timers.cancel(("peer-grace", record.player_id))
         now = trio.current_time()
         if current is None:
             replica = record.replica(instance_id, now)
             self.presences.add(replica)
-            self._replica_entered_game(replica, now)
+            if handed_over_from is None:
+                self._replica_entered_game(replica, now)
+            else:
+                # Not a newcomer: the player was here all along, only their sockets moved.
+                self._replica_handed_over(replica, handed_over_from, now)
         else:
             self._refresh_replica(current, record, instance_id, now)
         self.presences.changed.discard(record.player_id)  # not ours to announce elsewhere
@@ -750,11 +843,25 @@ class Hub:
             key = ("ward", replica.player_id)
             self._timers.schedule(key, replica.ward_until, self._ward_ended(replica.player_id))
 
+    def _replica_handed_over(self, replica: Presence, old_room: str, now: float) -> None:
+        if replica.room_id != old_room:
+            self._replica_moved(replica, old_room)
+        else:
+            self._emit_occupants(replica.room_id, self._local_ids_in(replica.room_id))
+        if replica.warded(now):
+            key = ("ward", replica.player_id)
+            self._timers.schedule(key, replica.ward_until, self._ward_ended(replica.player_id))
+
     def _refresh_replica(
         self, replica: Presence, record: PresenceRecord, instance_id: str, now: float
     ) -> None:
         old_room, was_linkdead = replica.room_id, replica.linkdead
+        if record.session_id is not None and self._is_new_session(replica, record.session_id):
+            # A newer session superseded this one somewhere: retired on every instance (section
+            # 3), or the old tab reconnecting here would take the player back from the new one.
+            self._retired.retire(record.player_id, replica.session_id, now)
         replica.instance_id = instance_id
+        replica.generation = record.generation  # else a stale record of the old holder passes
         replica.linkdead = record.linkdead
         replica.session_id = record.session_id
         replica.ward_until = now + record.ward_remaining_s
@@ -790,9 +897,13 @@ class Hub:
     def instance_lost(self, instance_id: str) -> None:
         """An instance stopped answering: its players are linkdead here, and leave after the
         grace unless they reconnect somewhere (section 16)."""
-        lost = [p for p in self.presences if p.instance_id == instance_id and not p.linkdead]
+        # Every replica of that instance gets the grace, also those already linkdead there: the
+        # owner's own grace will never end them now (its "down" cannot come), so without a
+        # timer here they would stay "(linkdead)" forever.
+        held = [p for p in self.presences if p.instance_id == instance_id]
+        lost = [p for p in held if not p.linkdead]
         deadline = trio.current_time() + self.config.grace_s
-        for presence in lost:
+        for presence in held:
             presence.linkdead = True
             self._timers.schedule(
                 ("peer-grace", presence.player_id),
@@ -808,10 +919,10 @@ class Hub:
     def _local_ids_in(self, room_id: str) -> tuple[str, ...]:
         return tuple(p.player_id for p in self.presences.in_room(room_id) if not p.remote)
 
-    def _hand_over(self, player_id: str) -> None:
+    def _hand_over(self, player_id: str, live_session: str | None) -> None:
         """The player's new session lives on another instance: close ours 4000 and forget the
         presence without telling the room (the player has not left the world)."""
-        self._supersede(player_id)
+        self._supersede(player_id, live_session)
         quiet, self._quiet = self._quiet, True
         try:
             self._end_presence(player_id)
@@ -926,6 +1037,10 @@ class Hub:
             self._retired.expire(now)
             self._changed.clear()
             self._changes_forgotten = self._changes
+            if self.peers is None:
+                # Alone, nobody reads what changed (sync_presences empties it with peers only):
+                # without this every player id ever seen would stay for the process's life.
+                self.presences.changed.clear()
             self._schedule_sweep(now)
 
         self._timers.schedule("sweep", now + SWEEP_INTERVAL_S, sweep)
