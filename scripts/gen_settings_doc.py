@@ -66,9 +66,10 @@ from the file `{JWT_SECRET_FILE}` in the data directory; if that file does not e
 (a random secret, mode 0600) and the server says so on start-up. `python -m mythos_rt token` uses
 the same secret, so tokens it prints are accepted by a server sharing the data directory.
 
-**Caveats.** Setting `nats_url` makes `serve` refuse to start (exit code 2):
-the NATS bridge is not implemented. `instance_id` is accepted but unused (it matters only with
-NATS). Of `jwt_algorithms` only `HS256`, `HS384` and `HS512` are used (in any case); the others
+**Caveats.** With `nats_url` set, this instance is one of several sharing one world
+([NATS.md](NATS.md)); an unreachable broker at start is one line and exit code 2. `instance_id`
+names this instance to the others (random when unset; give each a stable one to read the logs
+more easily). Of `jwt_algorithms` only `HS256`, `HS384` and `HS512` are used (in any case); the others
 are ignored, and when none is left every token is refused.
 """
 
