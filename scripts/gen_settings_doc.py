@@ -69,8 +69,8 @@ the same secret, so tokens it prints are accepted by a server sharing the data d
 **Caveats.** With `nats_url` set, this instance is one of several sharing one world
 ([NATS.md](NATS.md)); an unreachable broker at start is one line and exit code 2. `instance_id`
 names this instance to the others (random when unset; give each a stable one to read the logs
-more easily). Of `jwt_algorithms` only `HS256`, `HS384` and `HS512` are used (in any case); the others
-are ignored, and when none is left every token is refused.
+more easily). Of `jwt_algorithms` only `HS256`, `HS384` and `HS512` are used (in any case);
+the others are ignored, and when none is left every token is refused.
 """
 
 
