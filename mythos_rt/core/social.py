@@ -207,6 +207,17 @@ def cancel_requests(social: Social, player_id: str) -> list[Effect]:
     return effects
 
 
+def stop_following(social: Social, presences: Presences, leader_id: str) -> list[Effect]:
+    """The leader is gone: whoever followed them stops.  Call while the leader is present."""
+    name = _name(presences, leader_id)
+    effects: list[Effect] = []
+    for follower in social.followers_of(leader_id):
+        del social.following[follower]
+        effects.append(reply(follower, f"You are no longer following {name}."))
+        effects.append(Emit("follow_state", follow_state(None), (follower,)))
+    return effects
+
+
 def end_presence(social: Social, presences: Presences, player_id: str) -> list[Effect]:
     """Everything social a presence holds ends with it.  Call before removing the presence."""
     effects = cancel_requests(social, player_id)
@@ -214,10 +225,7 @@ def end_presence(social: Social, presences: Presences, player_id: str) -> list[E
     leader = social.following.pop(player_id, None)
     if leader is not None:
         effects.append(reply(leader, f"{name} is no longer following you."))
-    for follower in social.followers_of(player_id):
-        del social.following[follower]
-        effects.append(reply(follower, f"You are no longer following {name}."))
-        effects.append(Emit("follow_state", follow_state(None), (follower,)))
+    effects += stop_following(social, presences, player_id)
     effects += leave_party(social, presences, player_id)
     social.drop_mutes(player_id)
     return effects

@@ -26,6 +26,7 @@ from mythos_rt.core import handshake
 from mythos_rt.core.chat import CHANNELS, ChatLimiter
 from mythos_rt.core.cluster import ClusterMessageError, Delivery, PresenceRecord
 from mythos_rt.core.commands import CommandContext, dispatch
+from mythos_rt.core.commands.movement import move
 from mythos_rt.core.commands.session import logout_effects, rest_tick, stand_up
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
 from mythos_rt.core.effects import (
@@ -45,7 +46,14 @@ from mythos_rt.core.protocol import FollowResponse, PartyInviteResponse, encode_
 from mythos_rt.core.ratelimit import KeyedSlidingWindow
 from mythos_rt.core.replay import ReplayBuffer
 from mythos_rt.core.sessions import RetiredSessions
-from mythos_rt.core.social import KnownPlayer, Social, cancel_requests, follow_state
+from mythos_rt.core.social import (
+    KnownPlayer,
+    Request,
+    Social,
+    cancel_requests,
+    follow_state,
+    stop_following,
+)
 from mythos_rt.core.social import end_presence as end_social_presence
 from mythos_rt.core.views import (
     game_state_payload,
@@ -538,11 +546,16 @@ class Hub:
         presence = self._presence_of(socket)
         if presence is None:
             return None
+        return self._context_for(presence, socket.socket_id, store_consulted)
+
+    def _context_for(
+        self, presence: Presence, socket_id: int = 0, store_consulted: bool = False
+    ) -> CommandContext:
         return CommandContext(
             self.world,
             self.presences,
             presence,
-            socket.socket_id,
+            socket_id,
             trio.current_time(),
             self._wall_clock(),
             self._chat_limits,
@@ -563,6 +576,7 @@ class Hub:
             return
         if isinstance(message, FollowResponse):
             self._apply(respond_to_follow(ctx, message.request_id, message.accept))
+            self._forget_remote_followers()
         else:
             self._apply(respond_to_party_invite(ctx, message.invite_id, message.accept))
 
@@ -737,8 +751,62 @@ class Hub:
         to = [pid for pid in delivery.to if pid in self._sockets or self._grace_here(pid)]
         to = self._unmuted(to, delivery.sender_id)
         event = Emit(delivery.event_type, delivery.data, (), delivery.room_id, delivery.player_id)
+        if delivery.event_type == "follow_request":
+            self._mirror_follow_request(delivery.data, to)
+        elif delivery.event_type == "follow_state":
+            self._follow_state_from_peer(delivery.data, to)
         if to:
             self._deliver(event, to)
+
+    # --- following across instances -------------------------------------------------------
+    # The follower's instance owns the relation (it moves the follower); the leader's instance
+    # only mirrors the request so the leader can answer it, and forgets the relation once the
+    # answer has gone out.
+
+    def _mirror_follow_request(self, data: Mapping[str, object], to: list[str]) -> None:
+        request_id, requester = data.get("request_id"), data.get("requestor_id")
+        if not isinstance(request_id, str) or not isinstance(requester, str):
+            return
+        expires_at = trio.current_time() + self.config.request_ttl_s
+        for leader_id in to:
+            self.social.requests[request_id] = Request(
+                request_id, "follow", requester, leader_id, expires_at
+            )
+
+    def _follow_state_from_peer(self, data: Mapping[str, object], to: list[str]) -> None:
+        """The leader's instance answered: the follower's instance records the outcome."""
+        following = data.get("following")
+        leader_name = following.get("target_name") if isinstance(following, dict) else None
+        leader = self.presences.find_by_name(leader_name) if isinstance(leader_name, str) else None
+        for follower_id in to:
+            for request in [r for r in self.social.requests.values() if r.from_id == follower_id]:
+                if request.kind == "follow":
+                    del self.social.requests[request.request_id]
+            if leader is None:
+                self.social.following.pop(follower_id, None)
+            else:
+                self.social.following[follower_id] = leader.player_id
+
+    def _forget_remote_followers(self) -> None:
+        for follower_id in list(self.social.following):
+            if self._held_elsewhere(follower_id):
+                del self.social.following[follower_id]
+
+    def _follow_replica(self, leader: Presence, old_room: str) -> None:
+        """A leader on another instance walked: their followers here walk after them."""
+        room = self.world.rooms.get(old_room)
+        exits = room.exits.items() if room is not None else ()
+        direction = next((d for d, dest in exits if dest == leader.room_id), None)
+        if direction is None:
+            return  # not a walk (they came back elsewhere): nobody follows a jump
+        for follower_id in self.social.followers_of(leader.player_id):
+            follower = self.presences.get(follower_id)
+            if follower is None or follower.remote or follower.linkdead:
+                continue
+            if follower.room_id == old_room:
+                text = f"You follow {leader.name} {direction}."
+                ctx = self._context_for(follower)
+                self._apply(move(ctx, direction, text, frozenset({leader.player_id})))
 
     def deliver_chat_from_peer(
         self,
@@ -882,12 +950,14 @@ class Hub:
         enters = {**who, "message": f"{replica.name} enters the room."}
         self._emit(Emit("player_entered", enters, met, room_id=replica.room_id))
         self._emit_occupants(replica.room_id, met)
+        self._follow_replica(replica, old_room)
 
     def drop_replica(self, player_id: str, instance_id: str) -> None:
         """That instance no longer holds the player: they left the world."""
         presence = self.presences.get(player_id)
         if presence is None or presence.instance_id != instance_id:
             return
+        self._apply(stop_following(self.social, self.presences, player_id))
         self.presences.remove(player_id)
         self.presences.changed.discard(player_id)
         for kind in ("peer-grace", "ward"):

@@ -283,3 +283,27 @@ def test_an_unreachable_broker_at_start_is_one_line_and_exit_2(tmp_path: Path) -
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("mythos_rt: cannot connect to NATS at nats://127.0.0.1:")
     assert "hunter2" not in done.stderr
+
+
+def test_a_follower_on_b_follows_a_leader_on_a(
+    launcher: Launcher, nats_server: NatsServer, postgres_url: str
+) -> None:
+    a, b = instances(launcher, nats_server, postgres_url, 2)
+
+    async def scenario() -> None:
+        async with Player(a, "Carter") as carter, Player(b, "Pickman") as pickman:
+            await settled(carter, pickman)
+            await pickman.command("follow", "Carter")
+            assert carter.ws is not None
+            request = await next_event(carter.ws, "follow_request")
+            answer = {"request_id": request["data"]["request_id"], "accept": True}
+            frame = {"type": "follow_response", "data": answer, "csrfToken": carter.token}
+            await carter.ws.send(json.dumps(frame))
+            await pickman.reply("You are now following Carter.")
+            await carter.command("north")
+            await carter.reply("You go north.")
+            await pickman.reply("You follow Carter north.")
+            await pickman.command("say", "right behind you")
+            assert await carter.chat() == "Pickman says: right behind you"
+
+    asyncio.run(scenario())

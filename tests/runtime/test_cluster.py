@@ -484,3 +484,51 @@ async def test_an_instance_that_went_away_holding_nobody_is_no_alarm(
         broker.isolate("C")  # held Armitage: lost
         await trio.sleep(15)
         assert nodes["B"].app.metrics.value("cluster_instances_lost") == 1
+
+
+async def test_a_follower_on_one_instance_follows_a_leader_on_another(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path, ward_s=0.0) as (_, nodes):
+        leader = await nodes["A"].connect("Armitage")
+        follower = await nodes["B"].connect("Wilmarth")
+        await follower.command("follow", "Armitage")
+        await result(follower, "Follow request sent. Waiting for them to accept.")
+        request = await leader.next_event("follow_request")
+        assert request["data"]["requestor_name"] == "Wilmarth"
+        response = {"request_id": request["data"]["request_id"], "accept": True}
+        await leader.send({"type": "follow_response", "data": response})
+        await result(leader, "You are now being followed by Wilmarth.")
+        await result(follower, "You are now following Armitage.")
+        state = await follower.next_event("follow_state")
+        assert state["data"]["following"] == {"target_name": "Armitage", "target_type": "player"}
+        await leader.command("north")
+        await result(leader, "You go north.")
+        moved = await result(follower, "You follow Armitage north.")
+        assert moved["data"]["room_changed"] is True
+        await follower.command("say", "right behind you")
+        assert await chat(leader) == "Wilmarth says: right behind you"
+        await leader.command("quit")
+        await result(follower, "You are no longer following Armitage.")
+        await follower.command("following")
+        reply = await until(follower, lambda f: f.get("event_type") == "command_response")
+        assert "not following" in reply["data"]["result"].lower()
+
+
+async def test_a_declined_follow_across_instances_leaves_nothing_behind(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path, ward_s=0.0) as (_, nodes):
+        leader = await nodes["A"].connect("Armitage")
+        follower = await nodes["B"].connect("Wilmarth")
+        await follower.command("follow", "Armitage")
+        request = await leader.next_event("follow_request")
+        response = {"request_id": request["data"]["request_id"], "accept": False}
+        await leader.send({"type": "follow_response", "data": response})
+        await result(follower, "Your follow request was declined.")
+        await leader.command("north")
+        await result(leader, "You go north.")
+        frames = await follower.until_pong()
+        assert not [f for f in frames if f.get("event_type") == "room_state"]
+        assert nodes["B"].app.hub.social.following == {}
+        assert nodes["A"].app.hub.social.following == {}
