@@ -76,6 +76,44 @@ def _same_subzone(world: World, room_id: str, zone: str, subzone: str) -> bool:
     return room is not None and room.zone == zone and room.subzone == subzone
 
 
+def audience_here(
+    presences: Presences,
+    world: World,
+    channel: str,
+    scope: tuple[str | None, str | None, str | None],
+    sender_id: str | None,
+) -> list[str]:
+    """Who, of the players this instance holds, hears a line that came over the bus.
+
+    ``scope`` is ``(room_id, subzone, target_id)`` as the line carries them; an outside
+    publisher may name a subzone without a room.  Replicas are left out: their own instance
+    resolves the same line for them.
+    """
+    room_id, subzone, target_id = scope
+    if channel in ("say", "emote", "pose"):
+        candidates = presences.in_room(room_id or "")
+    else:
+        candidates = list(presences)
+    here = [p for p in candidates if not p.remote and p.player_id != sender_id]
+    room = world.rooms.get(room_id or "")
+    if channel in ("say", "emote", "pose", "global", "system", "admin"):
+        return [p.player_id for p in here]
+    if channel == "local" and room is not None:
+        return [
+            p.player_id for p in here if _same_subzone(world, p.room_id, room.zone, room.subzone)
+        ]
+    if channel == "local" and subzone is not None:
+        return [p.player_id for p in here if _subzone_of(world, p.room_id) == subzone]
+    if channel == "whisper":
+        return [p.player_id for p in here if p.player_id == target_id]
+    return []
+
+
+def _subzone_of(world: World, room_id: str) -> str | None:
+    room = world.rooms.get(room_id)
+    return None if room is None else room.subzone
+
+
 def everyone_but(presences: Presences, sender: Presence) -> tuple[str, ...]:
     return tuple(p.player_id for p in presences if p.player_id != sender.player_id)
 

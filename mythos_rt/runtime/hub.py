@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from mythos_rt.core import handshake
-from mythos_rt.core.chat import CHANNELS, ChatLimiter
+from mythos_rt.core.chat import CHANNELS, ChatLimiter, audience_here
 from mythos_rt.core.cluster import ClusterMessageError, Delivery, PresenceRecord
 from mythos_rt.core.commands import CommandContext, dispatch
 from mythos_rt.core.commands.movement import move
@@ -745,10 +745,11 @@ class Hub:
             return
         if delivery.event_type == LOGOUT:
             for player_id in delivery.to:
-                if self._grace_here(player_id):  # never passed on again: no ping-pong
+                if self._held_here(player_id):  # never passed on again: no ping-pong
                     self.logout(player_id)
             return
-        to = [pid for pid in delivery.to if pid in self._sockets or self._grace_here(pid)]
+        # Held here: with sockets, or in their disconnect grace (the replay buffer takes it).
+        to = [pid for pid in delivery.to if self._held_here(pid)]
         to = self._unmuted(to, delivery.sender_id)
         event = Emit(delivery.event_type, delivery.data, (), delivery.room_id, delivery.player_id)
         if delivery.event_type == "follow_request":
@@ -820,7 +821,9 @@ class Hub:
         channel = str(data.get("channel"))
         sender_id = data.get("sender_id")
         sender = sender_id if isinstance(sender_id, str) else None
-        scope = self._chat_scope(channel, room_id, subzone, target_id, sender)
+        scope = audience_here(
+            self.presences, self.world, channel, (room_id, subzone, target_id), sender
+        )
         to = self._unmuted(scope, sender)
         if channel == "whisper" and sender is not None:
             for player_id in to:
@@ -828,42 +831,11 @@ class Hub:
         if to:
             self._deliver(Emit("chat_message", data, (), room_id, sender), to)
 
-    def _chat_scope(
-        self,
-        channel: str,
-        room_id: str | None,
-        subzone: str | None,
-        target_id: str | None,
-        sender: str | None,
-    ) -> list[str]:
-        local = [p for p in self.presences if not p.remote and p.player_id != sender]
-        room = self.world.rooms.get(room_id or "")
-        if channel in ("say", "emote", "pose"):
-            return [p.player_id for p in local if p.room_id == room_id]
-        if channel == "local" and room is not None:
-            same = (room.zone, room.subzone)
-            return [p.player_id for p in local if self._zone_of(p.room_id) == same]
-        if channel == "local" and subzone is not None:  # an outside publisher named no room
-            return [p.player_id for p in local if self._subzone_of(p.room_id) == subzone]
-        if channel == "whisper":
-            return [p.player_id for p in local if p.player_id == target_id]
-        if channel in ("global", "system", "admin"):
-            return [p.player_id for p in local]
-        return []
-
     def deliver_room_event(self, event_type: str, data: Mapping[str, object], room_id: str) -> None:
         """A room event an outside service published: everyone here in that room gets it."""
         to = self._local_ids_in(room_id)
         if to:
             self._deliver(Emit(event_type, data, (), room_id=room_id), to)
-
-    def _subzone_of(self, room_id: str) -> str | None:
-        room = self.world.rooms.get(room_id)
-        return None if room is None else room.subzone
-
-    def _zone_of(self, room_id: str) -> tuple[str, str] | None:
-        room = self.world.rooms.get(room_id)
-        return None if room is None else (room.zone, room.subzone)
 
     def _unmuted(self, to: Iterable[str], sender_id: str | None) -> list[str]:
         if sender_id is None:
@@ -871,7 +843,7 @@ class Hub:
         wall_now = self._wall_clock()
         return [pid for pid in to if not self.social.has_muted(pid, sender_id, wall_now)]
 
-    def _grace_here(self, player_id: str) -> bool:
+    def _held_here(self, player_id: str) -> bool:
         presence = self.presences.get(player_id)
         return presence is not None and not presence.remote
 

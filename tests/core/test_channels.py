@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import pytest
 
 import mythos_rt.core.commands  # noqa: F401  (registers every command)
-from mythos_rt.core.chat import ChatLimiter, check_message
+from mythos_rt.core.chat import ChatLimiter, audience_here, check_message
 from mythos_rt.core.effects import Effect, Emit
 from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.registry import CommandContext, dispatch
@@ -717,3 +717,34 @@ def test_a_rate_limited_pose_is_not_set(
         RATE_LIMITED
     )
     assert alice.pose == "pose 14"
+
+
+# --- lines from the bus: who, of the players held here, hears them --------------------------
+
+
+@pytest.mark.parametrize(
+    ("channel", "scope", "heard"),
+    [
+        pytest.param("say", (PIER, None, None), {"Bob", "Dora"}, id="say-room"),
+        pytest.param("emote", (WAREHOUSE, None, None), {"Carl"}, id="emote-room"),
+        pytest.param("local", (PIER, "docks", None), {"Bob", "Dora", "Carl"}, id="local-room"),
+        pytest.param(
+            "local", (None, "docks", None), {"Bob", "Dora", "Carl", "Finn"}, id="local-by-name"
+        ),
+        pytest.param("whisper", (None, None, "p-eve"), {"Eve"}, id="whisper"),
+        pytest.param("global", (None, None, None), set(CAST) - {"Alice"}, id="global"),
+        pytest.param("party", (None, None, None), set(), id="party-never-by-scope"),
+    ],
+)
+def test_a_line_from_the_bus_reaches_the_players_held_here_in_its_scope(
+    world: World,
+    presences: Presences,
+    channel: str,
+    scope: tuple[str | None, str | None, str | None],
+    heard: set[str],
+) -> None:
+    replica = presences.get(pid("Bob"))
+    assert replica is not None
+    replica.instance_id = "elsewhere"  # Bob is held by another instance: not ours to deliver
+    expected = {pid(name) for name in heard - {"Bob"}}
+    assert set(audience_here(presences, world, channel, scope, pid("Alice"))) == expected
