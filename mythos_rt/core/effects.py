@@ -68,7 +68,29 @@ class RestCountdown:
     seconds: int | None
 
 
-Effect = Emit | Disconnect | SaveRoom | Persist | FindPlayer | ShutdownCountdown | RestCountdown
+@attrs.frozen
+class PartyAtOwner:
+    """A party change asked here for a party another instance owns (docs/NATS.md): that
+    instance runs the same rule with the actor's replica.  ``args`` are the ``party`` command's;
+    an invite answer carries ``invite_id`` and ``accept`` instead."""
+
+    owner: str
+    actor_id: str
+    args: tuple[str, ...] = ()
+    invite_id: str | None = None
+    accept: bool | None = None
+
+
+Effect = (
+    Emit
+    | Disconnect
+    | SaveRoom
+    | Persist
+    | FindPlayer
+    | ShutdownCountdown
+    | RestCountdown
+    | PartyAtOwner
+)
 
 NOT_SAVED = "That could not be saved right now. Please try again."
 
