@@ -102,6 +102,8 @@ GLOBAL_MUTE = "mythos_rt.global_mute"
 # instance holding the player's sockets.
 LOGOUT = "mythos_rt.logout"
 SWEEP_INTERVAL_S = 10.0
+# A party change that reached an instance no longer owning that party (or no longer the actor's).
+PARTY_MOVED = "The party is changing hands. Please try again."
 
 
 # Name look-ups waiting for the store (commands naming a player this instance has not met).
@@ -834,16 +836,20 @@ class Hub:
         if actor is None:
             return  # they left meanwhile; their party teardown runs with the presence's end
         ctx = self._context_for(actor)
+        sub = command.args[0].lower() if command.args else None
         if command.invite_id is not None and command.accept is not None:
             effects = respond_to_party_invite(ctx, command.invite_id, command.accept)
-        elif command.args and command.args[0].lower() in ("invite", "leave", "kick"):
+        elif sub == "invite" and self.social.party_for(actor.player_id) is None:
+            # Sent as a member, no longer one (kicked meanwhile): run here, it would make a
+            # party led by a player this instance does not hold.
+            effects = [reply(actor.player_id, PARTY_MOVED)]
+        elif sub in ("invite", "leave", "kick"):
             effects = party_command(ctx, command.args)
         else:
             raise ClusterMessageError("a party command is invite, leave, kick or an answer")
         if any(isinstance(effect, PartyAtOwner) for effect in effects):
             # Ownership moved on while the command travelled: never passed on a second time.
-            text = "The party is changing hands. Please try again."
-            effects = [reply(actor.player_id, text)]
+            effects = [reply(actor.player_id, PARTY_MOVED)]
         self._apply(effects)
 
     def party_from_peer(self, change: PartyChange) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 import trio
 
+from mythos_rt.core.cluster import PARTY_COMMAND, PartyCommand, encode
+from mythos_rt.runtime.bus import BusMessage
 from tests.runtime.cluster_harness import running_cluster
 from tests.runtime.harness import Client, Harness
 from tests.runtime.test_social_runtime import party_update, result, until
@@ -393,3 +395,25 @@ async def test_resume_on_an_instance_without_the_buffer_gets_the_normal_burst(
         assert burst[0]["event_type"] == "game_state"
         assert burst[-1]["event_type"] == "welcome"
         assert burst[-1]["data"]["resumed"] is False
+
+
+async def test_an_invite_that_reaches_the_owner_after_a_kick_makes_no_party_there(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # A member's invite travels to the owner, which must run it as that member's; if they were
+    # kicked meanwhile, running it there would create a party led by a player held elsewhere.
+    async with running_cluster(tmp_path) as (broker, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        await nodes["B"].connect("Dyer")
+        await form_party(armitage, "Armitage", (wilmarth, "Wilmarth"))
+        wilmarth_id = nodes["B"].players["Wilmarth"].player_id
+        await armitage.command("party", "kick", "Wilmarth")
+        await result(wilmarth, "You have been kicked from the party.")
+        command = PartyCommand("A", wilmarth_id, ("invite", "Dyer"))
+        broker.buses["A"].receive(BusMessage(PARTY_COMMAND, encode(command), "B"))
+        await result(wilmarth, "The party is changing hands. Please try again.")
+        assert wilmarth_id not in nodes["A"].app.hub.social.party_of
+        assert [p.leader_id for p in nodes["A"].app.hub.social.parties.values()] == [
+            nodes["A"].players["Armitage"].player_id
+        ]
