@@ -10,7 +10,14 @@ from typing import Any
 
 import trio
 
-from mythos_rt.core.cluster import PARTY_COMMAND, PartyCommand, encode
+from mythos_rt.core.cluster import (
+    PARTY,
+    PARTY_COMMAND,
+    PartyChange,
+    PartyCommand,
+    PartyRecord,
+    encode,
+)
 from mythos_rt.runtime.bus import BusMessage
 from tests.runtime.cluster_harness import running_cluster
 from tests.runtime.harness import Client, Harness
@@ -417,3 +424,29 @@ async def test_an_invite_that_reaches_the_owner_after_a_kick_makes_no_party_ther
         assert [p.leader_id for p in nodes["A"].app.hub.social.parties.values()] == [
             nodes["A"].players["Armitage"].player_id
         ]
+
+
+async def test_a_heartbeat_repairs_a_party_replica_that_missed_messages(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path) as (broker, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        await form_party(armitage, "Armitage", (wilmarth, "Wilmarth"))
+        replicas = nodes["B"].app.hub.social
+        (party,) = replicas.parties.values()
+        replicas.remove_party(party)  # as if B had missed the party's messages
+        await trio.sleep(3)  # A beats
+        await wilmarth.command("party")
+        await result(wilmarth, "Party (leader: Armitage): Armitage, Wilmarth")
+        # The other way round: B holds a party A no longer has (its end went missing).
+        ids = [nodes["A"].players[name].player_id for name in ("Armitage", "Wilmarth")]
+        ghost = PartyChange("A", PartyRecord("ghost", ids[0], tuple(ids), 10**6))
+        await wilmarth.command("party", "leave")
+        await result(wilmarth, "You left the party.")
+        broker.buses["B"].receive(BusMessage(PARTY, encode(ghost), "A"))
+        await trio.sleep(3)
+        disbanded = await party_update(wilmarth, "disbanded")
+        assert disbanded["data"]["party_id"] == "ghost"
+        await result(wilmarth, DISBANDED)
+        assert "ghost" not in replicas.parties
