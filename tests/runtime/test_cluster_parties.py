@@ -55,6 +55,23 @@ async def command_result(client: Client) -> str:
     return text
 
 
+async def party_on_three(nodes: dict[str, Harness]) -> tuple[Client, Client, Client]:
+    """Armitage on A leads Wilmarth on B and Dyer on C."""
+    armitage = await nodes["A"].connect("Armitage")
+    wilmarth = await nodes["B"].connect("Wilmarth")
+    dyer = await nodes["C"].connect("Dyer")
+    await form_party(armitage, "Armitage", (wilmarth, "Wilmarth"), (dyer, "Dyer"))
+    return armitage, wilmarth, dyer
+
+
+async def frames_through(client: Client, line: str) -> list[Frame]:
+    """Everything ``client`` gets up to the chat line ``line`` (a marker sent after the rest)."""
+    frames = await client.until_pong()
+    while line not in [f.get("data", {}).get("message") for f in frames]:
+        frames += await client.until_pong()
+    return frames
+
+
 def party_of(node: Harness, name: str) -> str | None:
     return node.app.hub.social.party_of.get(node.players[name].player_id)
 
@@ -111,10 +128,7 @@ async def test_party_chat_reaches_every_instance_and_mutes_hold(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     async with running_cluster(tmp_path, ("A", "B", "C")) as (_, nodes):
-        armitage = await nodes["A"].connect("Armitage")
-        wilmarth = await nodes["B"].connect("Wilmarth")
-        dyer = await nodes["C"].connect("Dyer")
-        await form_party(armitage, "Armitage", (wilmarth, "Wilmarth"), (dyer, "Dyer"))
+        armitage, wilmarth, dyer = await party_on_three(nodes)
         await wilmarth.command("party", "hello", "all")
         await result(wilmarth, "Sent.")
         for client in (armitage, wilmarth, dyer):  # the sender included, each once
@@ -136,11 +150,8 @@ async def test_leave_kick_and_invite_asked_away_from_the_owner(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     async with running_cluster(tmp_path, ("A", "B", "C")) as (_, nodes):
-        armitage = await nodes["A"].connect("Armitage")
-        wilmarth = await nodes["B"].connect("Wilmarth")
-        dyer = await nodes["C"].connect("Dyer")
         await nodes["C"].connect("Lake")
-        await form_party(armitage, "Armitage", (wilmarth, "Wilmarth"), (dyer, "Dyer"))
+        armitage, wilmarth, dyer = await party_on_three(nodes)
         await wilmarth.command("party", "invite", "Lake")  # run by A, answered on B
         await result(wilmarth, "Only the party leader can invite.")
 
@@ -168,18 +179,13 @@ async def test_the_leader_quitting_disbands_the_party_on_every_instance_once(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     async with running_cluster(tmp_path, ("A", "B", "C")) as (_, nodes):
-        armitage = await nodes["A"].connect("Armitage")
-        wilmarth = await nodes["B"].connect("Wilmarth")
-        dyer = await nodes["C"].connect("Dyer")
-        await form_party(armitage, "Armitage", (wilmarth, "Wilmarth"), (dyer, "Dyer"))
+        armitage, wilmarth, dyer = await party_on_three(nodes)
         await armitage.command("quit")
         for client in (wilmarth, dyer):
             await party_update(client, "disbanded")
             await result(client, DISBANDED)
         await wilmarth.command("say", "marker")
-        frames = await dyer.until_pong()
-        while "Wilmarth says: marker" not in [f["data"].get("message") for f in frames]:
-            frames += await dyer.until_pong()
+        frames = await frames_through(dyer, "Wilmarth says: marker")
         assert [f for f in frames if f.get("event_type") == "party_update"] == []
         assert [f for f in frames if f.get("data", {}).get("result") == DISBANDED] == []
         for node in nodes.values():
@@ -267,11 +273,8 @@ async def test_a_party_whose_leader_never_comes_back_is_disbanded_everywhere(
         broker,
         nodes,
     ):
-        armitage = await nodes["A"].connect("Armitage")
-        wilmarth = await nodes["B"].connect("Wilmarth")
-        dyer = await nodes["C"].connect("Dyer")
         lake = await nodes["C"].connect("Lake")
-        await form_party(armitage, "Armitage", (wilmarth, "Wilmarth"), (dyer, "Dyer"))
+        _armitage, wilmarth, dyer = await party_on_three(nodes)
         broker.isolate("A")
         lost_at = trio.current_time()
         for client in (wilmarth, dyer):
@@ -280,9 +283,7 @@ async def test_a_party_whose_leader_never_comes_back_is_disbanded_everywhere(
             assert update["data"]["members"] == ["Armitage", "Wilmarth", "Dyer"]
             await result(client, DISBANDED)
         await lake.command("say", "marker")
-        frames = await dyer.until_pong()
-        while "Lake says: marker" not in [f["data"].get("message") for f in frames]:
-            frames += await dyer.until_pong()
+        frames = await frames_through(dyer, "Lake says: marker")
         assert [f for f in frames if f.get("event_type") == "party_update"] == []
         for node in ("B", "C"):
             assert nodes[node].app.hub.social.parties == {}
@@ -296,10 +297,7 @@ async def test_a_member_on_a_lost_instance_leaves_the_party_after_the_grace(
         broker,
         nodes,
     ):
-        armitage = await nodes["A"].connect("Armitage")
-        wilmarth = await nodes["B"].connect("Wilmarth")
-        dyer = await nodes["C"].connect("Dyer")
-        await form_party(armitage, "Armitage", (wilmarth, "Wilmarth"), (dyer, "Dyer"))
+        armitage, _wilmarth, dyer = await party_on_three(nodes)
         broker.isolate("B")
         lost_at = trio.current_time()
         for client in (armitage, dyer):
@@ -307,9 +305,7 @@ async def test_a_member_on_a_lost_instance_leaves_the_party_after_the_grace(
             assert trio.current_time() - lost_at >= 30
             assert left["data"]["members"] == ["Armitage", "Dyer"]
         await armitage.command("party", "marker")
-        frames = await dyer.until_pong()
-        while "Armitage (party): marker" not in [f["data"].get("message") for f in frames]:
-            frames += await dyer.until_pong()
+        frames = await frames_through(dyer, "Armitage (party): marker")
         assert [f for f in frames if f.get("event_type") == "party_update"] == []  # once
         for node in ("A", "C"):
             assert party_of(nodes[node], "Wilmarth") is None
