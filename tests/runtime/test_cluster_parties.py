@@ -446,3 +446,25 @@ async def test_a_heartbeat_repairs_a_party_replica_that_missed_messages(
         assert disbanded["data"]["party_id"] == "ghost"
         await result(wilmarth, DISBANDED)
         assert "ghost" not in replicas.parties
+
+
+async def test_a_draining_owner_leaves_the_disband_notice_to_each_instance(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # While draining, an instance delivers nothing (close_all): its disbanded record says so,
+    # and every other instance tells the members it holds, once.
+    async with running_cluster(tmp_path) as (_, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        lake = await nodes["B"].connect("Lake")
+        await form_party(armitage, "Armitage", (wilmarth, "Wilmarth"))
+        hub = nodes["A"].app.hub
+        hub.close_all(1001, "Server shutting down")  # what the drain does, in its order
+        hub.end_all_presences()
+        hub.sync_presences()
+        await party_update(wilmarth, "disbanded")
+        await result(wilmarth, DISBANDED)
+        await lake.command("say", "marker")
+        frames = await frames_through(wilmarth, "Lake says: marker")
+        assert [f for f in frames if f.get("event_type") == "party_update"] == []
+        assert nodes["B"].app.hub.social.parties == {}
