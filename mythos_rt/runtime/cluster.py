@@ -217,8 +217,14 @@ class Cluster:
         payload = chat.payload
         if payload.channel == "party" and message.origin is not None:
             return  # party lines between instances travel as deliveries (their ids are known)
+        # The payload's party_id is optional; the subject always names the party.
+        party_id = chat.subject.scope_id if chat.subject.kind == "party" else None
         self._hub.deliver_chat_from_peer(
-            incoming_chat_data(payload), payload.room_id, payload.subzone, payload.target_id
+            incoming_chat_data(payload),
+            payload.room_id,
+            payload.subzone,
+            payload.target_id,
+            party_id,
         )
 
     def _room_event(self, message: BusMessage) -> None:

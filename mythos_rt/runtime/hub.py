@@ -970,15 +970,19 @@ class Hub:
         room_id: str | None,
         subzone: str | None,
         target_id: str | None,
+        party_id: str | None = None,
     ) -> None:
         """A chat line from another instance or an outside publisher (an NPC service):
         resolved by its scope against the players this instance holds."""
         channel = str(data.get("channel"))
         sender_id = data.get("sender_id")
         sender = sender_id if isinstance(sender_id, str) else None
-        scope = audience_here(
-            self.presences, self.world, channel, (room_id, subzone, target_id), sender
-        )
+        if channel == "party":
+            scope = self._party_members_here(party_id, sender)
+        else:
+            scope = audience_here(
+                self.presences, self.world, channel, (room_id, subzone, target_id), sender
+            )
         to = self._unmuted(scope, sender)
         if channel == "whisper" and sender is not None:
             for player_id in to:
@@ -991,6 +995,13 @@ class Hub:
         to = self._local_ids_in(room_id)
         if to:
             self._deliver(Emit(event_type, data, (), room_id=room_id), to)
+
+    def _party_members_here(self, party_id: str | None, sender_id: str | None) -> list[str]:
+        """A party line from outside: the members this instance holds (every instance keeps
+        every party, owned or replica)."""
+        party = self.social.parties.get(party_id or "")
+        members = party.members if party is not None else []
+        return [m for m in members if m != sender_id and self._held_here(m)]
 
     def _unmuted(self, to: Iterable[str], sender_id: str | None) -> list[str]:
         if sender_id is None:

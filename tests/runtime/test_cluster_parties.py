@@ -5,11 +5,13 @@ to another instance leaves behind: rest, grace and ward timers, and resume."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from mythos_rt.core.bus_messages import ChatPayload, encode_chat
 from mythos_rt.core.cluster import (
     PARTY,
     PARTY_COMMAND,
@@ -468,3 +470,27 @@ async def test_a_draining_owner_leaves_the_disband_notice_to_each_instance(
         frames = await frames_through(wilmarth, "Lake says: marker")
         assert [f for f in frames if f.get("event_type") == "party_update"] == []
         assert nodes["B"].app.hub.social.parties == {}
+
+
+async def test_a_party_line_from_an_outside_publisher_reaches_the_members_everywhere(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path) as (broker, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        wilmarth = await nodes["B"].connect("Wilmarth")
+        lake = await nodes["B"].connect("Lake")
+        await form_party(armitage, "Armitage", (wilmarth, "Wilmarth"))
+        (party_id,) = nodes["B"].app.hub.social.parties
+        line = ChatPayload(
+            message_id=str(uuid.uuid4()),
+            timestamp="2026-11-29T08:00:00Z",
+            channel="party",
+            content="The stars are right",
+            sender_name="Narrator",
+            speaker_kind="npc",
+        )
+        broker.publish_outside(*encode_chat(line, party_id))  # named by the subject alone
+        for client in (armitage, wilmarth):
+            assert await chat(client) == "Narrator (party): The stars are right"
+        await armitage.command("say", "marker")
+        assert await chat(lake) == "Armitage says: marker"  # not a member: nothing before
