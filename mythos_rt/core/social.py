@@ -265,14 +265,15 @@ def end_presence(
     """Everything social a presence holds ends with it.  Call before removing the presence.
 
     ``handed_over``: the presence lives on at another instance, so the player stays in their
-    party (whose owner, if it was this instance, the hub has already handed over too)."""
+    party (whose owner, if it was this instance, the hub has already handed over too) and
+    whoever follows them here goes on following (the player's replica walks for them now)."""
     effects = cancel_requests(social, player_id)
     name = _name(presences, player_id)
     leader = social.following.pop(player_id, None)
     if leader is not None:
         effects.append(reply(leader, f"{name} is no longer following you."))
-    effects += stop_following(social, presences, player_id)
     if not handed_over:
+        effects += stop_following(social, presences, player_id)
         effects += leave_party(social, presences, player_id)
     social.drop_mutes(player_id)
     return effects

@@ -494,3 +494,23 @@ async def test_a_party_line_from_an_outside_publisher_reaches_the_members_everyw
             assert await chat(client) == "Narrator (party): The stars are right"
         await armitage.command("say", "marker")
         assert await chat(lake) == "Armitage says: marker"  # not a member: nothing before
+
+
+async def test_followers_keep_following_a_leader_who_moved_to_another_instance(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # Found while moving parties: the old instance's hand-over ended the leader's follows as if
+    # they had left the world, so followers there stopped without a word.
+    async with running_cluster(tmp_path, ward_s=0.0) as (_, nodes):
+        old = await nodes["A"].connect("Armitage", query="&session_id=first")
+        wilmarth = await nodes["A"].connect("Wilmarth")
+        await wilmarth.command("follow", "Armitage")
+        request = await old.next_event("follow_request")
+        answer = {"request_id": request["data"]["request_id"], "accept": True}
+        await old.send({"type": "follow_response", "data": answer})
+        await result(wilmarth, "You are now following Armitage.")
+        armitage = await nodes["B"].connect("Armitage", query="&session_id=second")
+        assert await old.closed() == (4000, "New game session established")
+        await armitage.command("north")
+        await result(armitage, "You go north.")
+        await result(wilmarth, "You follow Armitage north.")
