@@ -1133,6 +1133,7 @@ class Hub:
         presence without telling the room (the player has not left the world, nor their party;
         a party they lead now belongs to their new instance, which took it over)."""
         self._supersede(player_id, live_session)
+        self._hand_over_following(player_id)
         for party in self.social.led_by(player_id):
             if not party.remote:
                 party.owner = instance_id
@@ -1142,6 +1143,15 @@ class Hub:
             self._end_presence(player_id, handed_over=True)
         finally:
             self._quiet = quiet
+
+    def _hand_over_following(self, follower_id: str) -> None:
+        """Whom the player follows is kept by the instance holding them: it moves with them.
+        The same ``follow_state`` a leader's instance sends records it there (and tells the
+        new socket, whose burst could not know)."""
+        leader = self.presences.get(self.social.following.get(follower_id, ""))
+        if leader is not None and self.peers is not None:
+            data = follow_state(leader.name)
+            self.peers.forward(Delivery("follow_state", data, (follower_id,)))
 
     def _emit_occupants(self, room_id: str, to: tuple[str, ...]) -> None:
         data = occupants_payload(room_id, self.presences, trio.current_time())

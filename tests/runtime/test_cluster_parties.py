@@ -514,3 +514,24 @@ async def test_followers_keep_following_a_leader_who_moved_to_another_instance(
         await armitage.command("north")
         await result(armitage, "You go north.")
         await result(wilmarth, "You follow Armitage north.")
+
+
+async def test_a_follower_who_moves_to_another_instance_keeps_following(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_cluster(tmp_path, ward_s=0.0) as (_, nodes):
+        armitage = await nodes["A"].connect("Armitage")
+        old = await nodes["A"].connect("Wilmarth", query="&session_id=first")
+        await old.command("follow", "Armitage")
+        request = await armitage.next_event("follow_request")
+        answer = {"request_id": request["data"]["request_id"], "accept": True}
+        await armitage.send({"type": "follow_response", "data": answer})
+        await result(old, "You are now following Armitage.")
+        wilmarth = await nodes["B"].connect("Wilmarth", query="&session_id=second")
+        state = await wilmarth.next_event("follow_state")
+        assert state["data"]["following"] == {"target_name": "Armitage", "target_type": "player"}
+        await armitage.command("north")
+        await result(armitage, "You go north.")
+        await result(wilmarth, "You follow Armitage north.")
+        frames = await armitage.until_pong()
+        assert [f for f in frames if "no longer following" in str(f.get("data"))] == []
