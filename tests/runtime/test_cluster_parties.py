@@ -66,6 +66,15 @@ async def party_on_three(nodes: dict[str, Harness]) -> tuple[Client, Client, Cli
     return armitage, wilmarth, dyer
 
 
+async def party_on_two(nodes: dict[str, Harness]) -> tuple[Client, Client, Client]:
+    """Armitage on A leads Wilmarth on B; Lake, on B too, is in no party."""
+    armitage = await nodes["A"].connect("Armitage")
+    wilmarth = await nodes["B"].connect("Wilmarth")
+    lake = await nodes["B"].connect("Lake")
+    await form_party(armitage, "Armitage", (wilmarth, "Wilmarth"))
+    return armitage, wilmarth, lake
+
+
 async def frames_through(client: Client, line: str) -> list[Frame]:
     """Everything ``client`` gets up to the chat line ``line`` (a marker sent after the rest)."""
     frames = await client.until_pong()
@@ -456,10 +465,7 @@ async def test_a_draining_owner_leaves_the_disband_notice_to_each_instance(
     # While draining, an instance delivers nothing (close_all): its disbanded record says so,
     # and every other instance tells the members it holds, once.
     async with running_cluster(tmp_path) as (_, nodes):
-        armitage = await nodes["A"].connect("Armitage")
-        wilmarth = await nodes["B"].connect("Wilmarth")
-        lake = await nodes["B"].connect("Lake")
-        await form_party(armitage, "Armitage", (wilmarth, "Wilmarth"))
+        _armitage, wilmarth, lake = await party_on_two(nodes)
         hub = nodes["A"].app.hub
         hub.close_all(1001, "Server shutting down")  # what the drain does, in its order
         hub.end_all_presences()
@@ -476,10 +482,7 @@ async def test_a_party_line_from_an_outside_publisher_reaches_the_members_everyw
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     async with running_cluster(tmp_path) as (broker, nodes):
-        armitage = await nodes["A"].connect("Armitage")
-        wilmarth = await nodes["B"].connect("Wilmarth")
-        lake = await nodes["B"].connect("Lake")
-        await form_party(armitage, "Armitage", (wilmarth, "Wilmarth"))
+        armitage, wilmarth, lake = await party_on_two(nodes)
         (party_id,) = nodes["B"].app.hub.social.parties
         line = ChatPayload(
             message_id=str(uuid.uuid4()),
