@@ -134,6 +134,11 @@ class Connection:
             self._on_frame(raw)
 
     def _on_frame(self, raw: str | bytes) -> None:
+        if self._socket.outbox.closing is not None:
+            # We asked this socket to close (token expired, kicked, superseded, too slow, ...):
+            # what the client says while the close handshake runs is not acted upon.
+            self._metrics.inc("frames_after_close")
+            return
         now = trio.current_time()
         if not self._frame_window.allow(now):
             self._refuse_for_rate(now)

@@ -19,7 +19,7 @@ from mythos_rt.core import handshake
 from mythos_rt.core.handshake import Refusal
 from mythos_rt.core.ratelimit import KeyedSlidingWindow
 from mythos_rt.runtime.connection import Connection
-from mythos_rt.runtime.http_api import HttpApi, read_head
+from mythos_rt.runtime.http_api import HttpApi, answer_oversized_head, read_head
 from mythos_rt.runtime.hub import Hub
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
@@ -131,6 +131,9 @@ async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery) -> 
         gate.handshakes.add(handshake_scope)
         try:
             head = await read_head(stream)
+            if head.oversized:
+                await answer_oversized_head(stream, head, s.close_timeout_s, gate.metrics)
+                return
             if head.for_http_api:
                 await gate.http_api.serve(stream, head)
                 return

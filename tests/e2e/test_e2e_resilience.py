@@ -127,7 +127,8 @@ def test_client_that_never_answers_pings_is_dropped_others_stay(
     start_server: StartServer,
 ) -> None:
     server = start_server(
-        "--ping-interval-s", "0.5", "--ping-timeout-s", "0.5", players=[OBSERVER, VANISHING]
+        # The observer must answer within the timeout even at a load average of 8.
+        "--ping-interval-s", "1", "--ping-timeout-s", "5", players=[OBSERVER, VANISHING]
     )
 
     async def scenario() -> None:
@@ -137,7 +138,7 @@ def test_client_that_never_answers_pings_is_dropped_others_stay(
             target = f"/v1/api/ws?token={server.token(VANISHING)}"
             raw = await asyncio.to_thread(raw_upgrade, server.ws_port, target)
             with raw:  # upgraded, then silent: it never reads, never answers a ping
-                async with asyncio.timeout(FRAME_TIMEOUT_S):
+                async with asyncio.timeout(FRAME_TIMEOUT_S + 20):  # found after about 6 s
                     occupants: list[str] = []
                     while f"{VANISHING} (linkdead)" not in occupants:
                         event = await next_event(observer, "room_occupants")
