@@ -75,16 +75,17 @@ async def test_a_protocol_violation_gets_a_close_frame_with_its_rfc_code(
 async def test_frames_after_a_requested_close_are_not_processed(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
-    async with running(tmp_path) as h:
+    # No heartbeat pings: the hand-made client below reads no frame but text and close.
+    async with running(tmp_path, ping_interval_s=1000.0) as h:
         listener = await h.connect("Wilmarth")
-        token = h.token("Armitage", ttl_s=30)
+        token = h.token("Armitage", ttl_s=100)
         # A client that stops reading: the server's writes (the token warning, then the 4401
         # close frame) stay stuck in send_all, so the close is requested but not yet sent.
         slow = SlowReader(open_lockstep(h))
         await slow.handshake(f"/v1/api/ws?token={token}")
         await slow.until_welcome()
         await listener.until_pong()
-        await trio.sleep(31)  # past exp: close 4401 requested
+        await trio.sleep(101)  # past exp: close 4401 requested
         frame = command_frame(token, "say", "after the close").decode()
         await slow.stream.send_all(slow.ws.send(TextMessage(data=frame)))
         await trio.testing.wait_all_tasks_blocked()
