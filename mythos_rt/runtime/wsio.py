@@ -152,6 +152,15 @@ async def write_frames(ws: WebSocketConnection, data: bytes) -> None:
             raise ConnectionClosed(ws.closed) from None
 
 
+async def send_close_and_hang_up(ws: WebSocketConnection, code: int, reason: str) -> None:
+    """Our close frame, then TCP closed, without waiting for the peer's reply (nobody is left
+    to read it).  The frame still tells the client why, instead of a bare 1006."""
+    with contextlib.suppress(ConnectionClosed):
+        if ws._wsproto.state is ConnectionState.OPEN:
+            await ws._send(CloseConnection(code, reason))
+    await ws._close_stream()
+
+
 @attrs.frozen
 class CloseRequest:
     code: int

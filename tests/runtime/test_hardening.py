@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import struct
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import trio
 import trio.testing
 from wsproto.events import TextMessage
 
+from mythos_rt.runtime.gate import handle_stream
 from tests.runtime.harness import running
 from tests.runtime.test_review_regressions import OP_CLOSE, OP_PING, OP_TEXT, RawClient, raw_player
 from tests.runtime.test_slow_clients import RawClient as SlowReader
@@ -92,3 +94,71 @@ async def test_frames_after_a_requested_close_are_not_processed(
         heard = await listener.until_pong()
         assert not any("after the close" in json.dumps(f) for f in heard)
         assert h.app.metrics.value("frames_after_close") == 1
+
+
+# --- 7. a connection cancelled from outside says goodbye without waiting for a reply ----------
+
+
+async def test_a_cancelled_connection_sends_its_close_and_hangs_up_at_once(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    close_timeout_s = 5.0
+    async with running(tmp_path, close_timeout_s=close_timeout_s) as h:
+        client_stream, server_stream = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as connections:
+            connections.start_soon(handle_stream, h.app.gate, server_stream)
+            client = RawClient(client_stream)
+            assert await client.upgrade(f"/v1/api/ws?token={h.token('Armitage')}") == 101
+            await trio.testing.wait_all_tasks_blocked()
+            cancelled_at = trio.current_time()
+            connections.cancel_scope.cancel()
+        # The handler finished at once: it did not wait CLOSE_TIMEOUT_S for a reply that the
+        # cancelled reader could never have taken.
+        assert trio.current_time() - cancelled_at < close_timeout_s / 10
+        assert await client.server_close() == (1001, "Server shutting down")
+        await client.until_eof()
+
+
+async def tcp_pair(buffer_bytes: int) -> tuple[trio.SocketStream, trio.SocketStream]:
+    """A real loopback TCP connection with small kernel buffers (client, server)."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    client = await trio.open_tcp_stream("127.0.0.1", port)
+    server = await listeners[0].accept()
+    await listeners[0].aclose()
+    client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
+    server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_bytes)
+    return client, server
+
+
+async def test_a_write_cancelled_midway_through_a_frame_is_followed_by_nothing(
+    tmp_path: Path,
+) -> None:
+    """Real clock and a real TCP socket: only the kernel can stop a write inside a frame."""
+    lines = 120
+    limits = {"chat_limit_say": 1000, "command_rate_limit": 1000, "frame_rate_limit": 1000}
+    received = bytearray()
+
+    async def read_all(stream: trio.SocketStream) -> None:
+        async with stream:
+            while chunk := await stream.receive_some(65536):
+                received.extend(chunk)
+
+    async with running(tmp_path, ping_interval_s=1000.0, **limits) as h:
+        speaker = await h.connect("Wilmarth")
+        client_stream, server_stream = await tcp_pair(4096)
+        async with trio.open_nursery() as reading, trio.open_nursery() as connections:
+            connections.start_soon(handle_stream, h.app.gate, server_stream)
+            slow = SlowReader(client_stream)
+            await slow.handshake(f"/v1/api/ws?token={h.token('Armitage')}")
+            await slow.until_welcome()
+            for index in range(lines):  # about 80 KiB of frames for a reader that reads none
+                await speaker.command("say", f"{index:03d}" + "x" * 490)
+            await speaker.until_pong()
+            await trio.testing.wait_all_tasks_blocked()
+            connections.cancel_scope.cancel()
+            # The client reads again while the server winds the connection down.
+            reading.start_soon(read_all, client_stream)
+    assert received.count(b'"chat_message"') < lines, "the write was never blocked"
+    # No close frame after the unfinished one: it would be read as that frame's payload.
+    assert b"Server shutting down" not in received
