@@ -223,7 +223,16 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         await _bounded_close(ws, *SHUTTING_DOWN, timeout_s)
         return
     socket = hub.new_socket(record.player_id, admission.session_id)
-    refusal = hub.admit(record, socket, admission.resume_from, mutes)
+    try:
+        refusal = hub.admit(record, socket, admission.resume_from, mutes)
+    except Exception:
+        # A fault in the hub's admission: this player gets 1011 and their presence, if it
+        # started, its grace (the socket was registered first); nobody else is affected.
+        gate.metrics.inc("connection_errors")
+        log.exception("admission of player %s failed", record.player_id)
+        hub.detach(socket)
+        await _bounded_close(ws, *INTERNAL_ERROR, timeout_s)
+        return
     if refusal is not None:  # the world changed while we accepted
         await _bounded_close(ws, refusal.close_code, refusal.close_reason, timeout_s)
         return

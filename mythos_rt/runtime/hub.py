@@ -322,13 +322,15 @@ class Hub:
             self._supersede(record.player_id)
             self._apply(stand_up(presence))
         self.learn_players([record])
+        # Registered before the presence starts: should anything below raise, the gate's
+        # detach finds the socket and the presence gets its grace instead of living forever.
+        self._sockets.setdefault(record.player_id, {})[socket.socket_id] = socket
         if presence is None:
             presence = self._start_presence(record, socket.session_id, now, mutes, replaced)
         elif presence.linkdead:
             self._restore_presence(presence)
         if socket.session_id is not None:
             presence.session_id = socket.session_id
-        self._sockets.setdefault(record.player_id, {})[socket.socket_id] = socket
         if replay is None:
             self._send_burst(socket, presence, now)
         else:

@@ -191,3 +191,33 @@ async def test_shutdown_teardown_builds_no_occupant_lists(
         hub.end_all_presences()
         assert len(hub.presences) == 0
         assert built == []
+
+
+# --- 3. a fault inside admission leaves no presence behind that never ends ------------------
+
+
+async def test_a_fault_in_admission_closes_1011_and_the_presence_gets_its_grace(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grace_s = 30.0
+    async with running(tmp_path, grace_s=grace_s) as h:
+        hub = h.app.hub
+        watcher = await h.connect("Wilmarth")
+        real_burst = hub._send_burst
+
+        def broken_burst(*args: object) -> None:
+            raise RuntimeError("injected fault after the presence started")
+
+        monkeypatch.setattr(hub, "_send_burst", broken_burst)
+        client = RawClient(h.open_stream())
+        assert await client.upgrade(f"/v1/api/ws?token={h.token('Armitage')}") == 101
+        assert await client.server_close() == (1011, "Internal error")
+        monkeypatch.setattr(hub, "_send_burst", real_burst)
+        armitage = h.players["Armitage"].player_id
+        presence = hub.presences.get(armitage)
+        assert presence is not None and presence.linkdead  # like any other lost socket
+        await trio.sleep(grace_s + 1)
+        assert hub.presences.get(armitage) is None  # it used to stay forever
+        await watcher.until_pong()  # the others never noticed anything but the comings and goings
+        again = await h.connect("Armitage")
+        assert again.received[-1]["event_type"] == "welcome"
