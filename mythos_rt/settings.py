@@ -97,6 +97,18 @@ class Settings:
     )
     max_token_bytes: int = _setting(8192, "tokens longer than this are refused", "auth")
     handshake_timeout_s: float = _setting(10.0, "time a client has to finish the upgrade", "auth")
+    max_connections: int = _setting(
+        10000,
+        "TCP connections on the game port at once (handshaking or playing); more are closed"
+        " on accept, before anything is parsed",
+        "auth",
+    )
+    max_handshakes_per_ip: int = _setting(
+        32,
+        "connections from one address still in their handshake; more are closed on accept"
+        " (trusted proxies are bounded by max_connections only)",
+        "auth",
+    )
     max_sockets_per_player: int = _setting(5, "sockets one player may hold", "auth")
     max_session_id_chars: int = _setting(128, "longest session_id", "auth")
     retired_session_s: float = _setting(

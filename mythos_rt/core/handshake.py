@@ -140,6 +140,9 @@ DRAINING = Refusal(503, "server_draining", "Server is shutting down")
 BAD_SESSION_ID = Refusal(400, "invalid_session_id", "session_id is too long")
 # v1.1 section 3: a superseded, quit, logged-out or rested session; not a rate-limited attempt.
 SESSION_ENDED = Refusal(409, "session_ended", "Session ended")
+# Section 2: also when the token makes the request head too large to parse.
+TOKEN_TOO_LARGE = unauthorized("Token too large")
+HEAD_TOO_LARGE = Refusal(431, "headers_too_large", "Request headers too large")
 
 
 MAX_RETRY_AFTER_S = 3600

@@ -13,6 +13,7 @@ gone.  ``Hub.detach`` is synchronous, so no cancellation can skip it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -25,7 +26,7 @@ from mythos_rt.core.ratelimit import SlidingWindow
 from mythos_rt.runtime.hub import Hub, SocketHandle
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
-from mythos_rt.runtime.wsio import text_frame, write_frames
+from mythos_rt.runtime.wsio import send_close_and_hang_up, text_frame, write_frames
 from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Connection:
         self._scope = trio.CancelScope()
         self._crashed = False
         self._dropped = False  # heartbeat lost: no closing handshake with a dead peer
+        self._torn = False  # a write was cancelled midway: nothing more may be written
 
     async def run(self) -> None:
         try:
@@ -108,14 +110,20 @@ class Connection:
 
     async def _final_close(self) -> None:
         """Say goodbye properly when the connection ended without a close handshake."""
-        if self._ws.closed is not None or self._dropped:
+        if self._ws.closed is not None or self._dropped or self._torn:
             return
         code, reason = INTERNAL_ERROR if self._crashed else (1001, "Server shutting down")
         if self._socket.outbox.closing is not None and not self._crashed:
             return  # a requested close that timed out: the peer is not reading, just drop it
+        # Cancelled from outside, trio-websocket's reader (in the gate's nursery) is cancelled
+        # too and could never take the peer's reply: send the close frame and hang up.
+        reader_gone = trio.current_effective_deadline() == -math.inf
         with trio.move_on_after(self._settings.close_timeout_s) as scope:
             scope.shield = True
-            await self._ws.aclose(code, reason)
+            if reader_gone:
+                await send_close_and_hang_up(self._ws, code, reason)
+            else:
+                await self._ws.aclose(code, reason)
 
     # --- receiving -------------------------------------------------------------------------
 
@@ -134,6 +142,11 @@ class Connection:
             self._on_frame(raw)
 
     def _on_frame(self, raw: str | bytes) -> None:
+        if self._socket.outbox.closing is not None:
+            # We asked this socket to close (token expired, kicked, superseded, too slow, ...):
+            # what the client says while the close handshake runs is not acted upon.
+            self._metrics.inc("frames_after_close")
+            return
         now = trio.current_time()
         if not self._frame_window.allow(now):
             self._refuse_for_rate(now)
@@ -226,8 +239,7 @@ class Connection:
             while True:
                 data, close = await outbox.next_batch()
                 if data:
-                    await write_frames(self._ws, data)
-                    self._metrics.inc("bytes_sent", len(data))
+                    await self._write(data)
                 if close is not None:
                     await self._ws.aclose(close.code, close.reason)
                     break
@@ -235,6 +247,16 @@ class Connection:
             # A failed write means the transport is gone: no closing handshake to attempt.
             self._dropped = self._ws.closed is None
         self._end()
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            await write_frames(self._ws, data)
+        except trio.Cancelled:
+            # Possibly stopped inside a frame: any byte written after it (our close frame)
+            # would be read as the rest of that frame, so this socket only gets hung up on.
+            self._torn = True
+            raise
+        self._metrics.inc("bytes_sent", len(data))
 
     async def _ping_loop(self) -> None:
         s = self._settings

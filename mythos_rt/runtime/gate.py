@@ -7,25 +7,26 @@ bounds the handshake with a timeout against slowloris, and always closes the str
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
 
 import attrs
 import trio
-from trio_websocket import WebSocketConnection, WebSocketRequest
+from trio_websocket import Endpoint, WebSocketConnection, WebSocketRequest
 
 from mythos_rt.core import handshake
 from mythos_rt.core.handshake import Refusal
-from mythos_rt.core.ratelimit import KeyedSlidingWindow
+from mythos_rt.core.ratelimit import ConnectionSlots, KeyedSlidingWindow
 from mythos_rt.runtime.connection import Connection
-from mythos_rt.runtime.http_api import HttpApi, read_head
+from mythos_rt.runtime.http_api import HttpApi, answer_oversized_head, read_head
 from mythos_rt.runtime.hub import Hub
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, Store
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
-from mythos_rt.runtime.wsio import wrap_server_stream
+from mythos_rt.runtime.wsio import peer_of, wrap_server_stream
 from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class Gate:
     tracker: ConnectionTracker = attrs.field(factory=ConnectionTracker)
     # Handshakes under way (their timeout scopes), so the drain can abandon them.
     handshakes: set[trio.CancelScope] = attrs.field(factory=set)
+    slots: ConnectionSlots = attrs.field(init=False)  # counted before anything is parsed
     ip_attempts: KeyedSlidingWindow = attrs.field(init=False)
     player_attempts: KeyedSlidingWindow = attrs.field(init=False)
     http_api: HttpApi = attrs.field(init=False)  # section 18, on the same listener
@@ -94,6 +96,8 @@ class Gate:
 
     def __attrs_post_init__(self) -> None:
         s = self.settings
+        exempt = frozenset(s.trusted_proxies)
+        self.slots = ConnectionSlots(s.max_connections, s.max_handshakes_per_ip, exempt)
         self.ip_attempts = KeyedSlidingWindow(s.connect_rate_ip, s.connect_rate_ip_window_s)
         self.player_attempts = KeyedSlidingWindow(
             s.connect_rate_player, s.connect_rate_player_window_s
@@ -105,23 +109,70 @@ class Gate:
 
 async def handle_stream(gate: Gate, stream: trio.abc.Stream) -> None:
     """Serve one TCP connection from handshake to close; never raises (but Cancelled)."""
+    ip = _tcp_peer_ip(stream)
+    refused = gate.slots.open(ip)
+    if refused is not None:
+        # Before parsing anything: a flood of silent connections costs one accept and one
+        # close each, not a file descriptor and two tasks for HANDSHAKE_TIMEOUT_S.
+        gate.metrics.inc(f"connections_refused_{refused}")
+        await _refuse_busy(stream)
+        return
     gate.metrics.inc("connections_opened")
     gate.tracker.enter()
+    slot = _Slot(gate.slots, ip)
     try:
         async with trio.open_nursery() as nursery:  # hosts trio-websocket's reader task
-            await _serve(gate, stream, nursery)
+            await _serve(gate, stream, nursery, slot)
             nursery.cancel_scope.cancel()
     except* Exception:
         gate.metrics.inc("connection_errors")
         log.exception("connection handler failed; this connection only is dropped")
     finally:
+        slot.release()
         gate.metrics.inc("connections_closed")
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(stream)
         gate.tracker.leave()
 
 
-async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery) -> None:
+@attrs.define
+class _Slot:
+    """One connection's hold on the gate's slots: its address's handshake count until the
+    handshake is over, and its place in the total until it closes."""
+
+    slots: ConnectionSlots
+    ip: str
+    handshaking: bool = True
+
+    def handshake_over(self) -> None:
+        if self.handshaking:
+            self.handshaking = False
+            self.slots.handshake_over(self.ip)
+
+    def release(self) -> None:
+        self.handshake_over()
+        self.slots.close()
+
+
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 0\r\n"
+    b"Connection: close\r\n\r\n"
+)
+
+
+async def _refuse_busy(stream: trio.abc.Stream) -> None:
+    """A short 503 without reading the request (it may be lost to a reset; that is fine)."""
+    with trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError):
+        await stream.send_all(_BUSY)  # a fresh socket's send buffer is empty: no real wait
+    await trio.aclose_forcefully(stream)
+
+
+def _tcp_peer_ip(stream: trio.abc.Stream) -> str:
+    peer = peer_of(stream)
+    return str(peer.address) if isinstance(peer, Endpoint) else peer
+
+
+async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery, slot: _Slot) -> None:
     s = gate.settings
     request: WebSocketRequest | None = None
     admission: Admission | Refusal | None = None
@@ -131,6 +182,9 @@ async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery) -> 
         gate.handshakes.add(handshake_scope)
         try:
             head = await read_head(stream)
+            if head.oversized:
+                await answer_oversized_head(stream, head, s.close_timeout_s, gate.metrics)
+                return
             if head.for_http_api:
                 await gate.http_api.serve(stream, head)
                 return
@@ -138,6 +192,7 @@ async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery) -> 
             admission = await _authenticate(gate, request)
         finally:
             gate.handshakes.discard(handshake_scope)
+            slot.handshake_over()
     if request is None or admission is None:
         gate.metrics.inc("handshakes_abandoned" if gate.draining else "handshakes_timed_out")
         return
@@ -168,7 +223,16 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         await _bounded_close(ws, *SHUTTING_DOWN, timeout_s)
         return
     socket = hub.new_socket(record.player_id, admission.session_id)
-    refusal = hub.admit(record, socket, admission.resume_from, mutes)
+    try:
+        refusal = hub.admit(record, socket, admission.resume_from, mutes)
+    except Exception:
+        # A fault in the hub's admission: this player gets 1011 and their presence, if it
+        # started, its grace (the socket was registered first); nobody else is affected.
+        gate.metrics.inc("connection_errors")
+        log.exception("admission of player %s failed", record.player_id)
+        hub.detach(socket)
+        await _bounded_close(ws, *INTERNAL_ERROR, timeout_s)
+        return
     if refusal is not None:  # the world changed while we accepted
         await _bounded_close(ws, refusal.close_code, refusal.close_reason, timeout_s)
         return

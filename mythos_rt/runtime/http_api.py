@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from typing import ParamSpec, TypeVar
 
 import attrs
@@ -74,6 +75,7 @@ class Head:
     data: bytes  # everything read so far, for a replay to trio-websocket
     conn: h11.Connection
     request: h11.Request | None
+    oversized: bool = False  # the head outgrew HEAD_MAX_BYTES before it was complete
 
     @property
     def headers(self) -> dict[str, str]:
@@ -97,9 +99,13 @@ async def read_head(stream: trio.abc.Stream) -> Head:
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError:
-            return Head(bytes(data), conn, None)  # trio-websocket answers it, as it always did
+            # Too large: answered by answer_oversized_head.  Malformed: trio-websocket answers
+            # it, as it always did.
+            return Head(bytes(data), conn, None, oversized=len(data) > HEAD_MAX_BYTES)
         if isinstance(event, h11.Request):
-            return Head(bytes(data), conn, event)
+            # A head that arrived whole in one read passes here but not in trio-websocket,
+            # which reads it in pieces under the same limit.
+            return Head(bytes(data), conn, event, oversized=_head_length(data) > HEAD_MAX_BYTES)
         if event is not h11.NEED_DATA:
             return Head(bytes(data), conn, None)
         try:
@@ -110,6 +116,11 @@ async def read_head(stream: trio.abc.Stream) -> Head:
             return Head(bytes(data), conn, None)
         data += chunk
         conn.receive_data(bytes(chunk))
+
+
+def _head_length(data: bytearray) -> int:
+    end = data.find(b"\r\n\r\n")
+    return len(data) if end < 0 else end + 4
 
 
 @attrs.frozen
@@ -379,6 +390,44 @@ async def _read_body(
             conn.receive_data(bytes(await stream.receive_some(RECEIVE_BYTES)))
         else:
             return None
+
+
+async def answer_oversized_head(
+    stream: trio.abc.Stream, head: Head, timeout_s: float, metrics: Metrics
+) -> None:
+    """A head too large to parse: 401 "Token too large" on the game socket's paths (the token
+    is what makes an upgrade that large), 431 elsewhere; as JSON, then wind down.
+
+    No upgrade can be accepted without a parsed head, so a browser sees the socket fail (1006)
+    rather than a 4401 close; a client reading HTTP gets the contract's status and body.
+    """
+    refusal = oversized_head_refusal(head.data)
+    metrics.inc(f"handshakes_refused_{refusal.status}")
+    answer = _raw_response(refusal.status, refusal.headers(), refusal.body())
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_all(answer)
+        await _linger(stream, timeout_s)
+
+
+def oversized_head_refusal(data: bytes) -> handshake.Refusal:
+    request_line = data.split(b"\r\n", 1)[0].split(b" ")
+    target = request_line[1].decode("latin-1") if len(request_line) > 1 else ""
+    if handshake.route(target) is not None:
+        return handshake.TOKEN_TOO_LARGE
+    return handshake.HEAD_TOO_LARGE
+
+
+def _raw_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """An HTTP/1.1 answer without h11: the head that failed left h11 unable to answer it."""
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
+    headers = [
+        *headers,
+        (b"Content-Length", str(len(body)).encode()),
+        (b"Connection", b"close"),
+        (b"Cache-Control", b"no-store"),
+    ]
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
 def _encode(conn: h11.Connection, response: ApiResponse) -> bytes:

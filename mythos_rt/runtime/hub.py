@@ -322,13 +322,15 @@ class Hub:
             self._supersede(record.player_id)
             self._apply(stand_up(presence))
         self.learn_players([record])
+        # Registered before the presence starts: should anything below raise, the gate's
+        # detach finds the socket and the presence gets its grace instead of living forever.
+        self._sockets.setdefault(record.player_id, {})[socket.socket_id] = socket
         if presence is None:
             presence = self._start_presence(record, socket.session_id, now, mutes, replaced)
         elif presence.linkdead:
             self._restore_presence(presence)
         if socket.session_id is not None:
             presence.session_id = socket.session_id
-        self._sockets.setdefault(record.player_id, {})[socket.socket_id] = socket
         if replay is None:
             self._send_burst(socket, presence, now)
         else:
@@ -465,9 +467,10 @@ class Hub:
         self._command_limits.forget(player_id)
         self._chat_limits.forget(player_id)
         self._replay.pop(player_id, None)
-        self._announce_to_room(
-            "player_left_game", presence, self.presences.ids_in_room(presence.room_id)
-        )
+        if not self._quiet:  # shutting down: nobody is left to tell, and telling is O(room)
+            self._announce_to_room(
+                "player_left_game", presence, self.presences.ids_in_room(presence.room_id)
+            )
 
     def _ward_ended(self, player_id: str) -> Callable[[float], None]:
         def refresh(_now: float) -> None:
@@ -972,6 +975,8 @@ class Hub:
             self._quiet = quiet
 
     def _emit_occupants(self, room_id: str, to: tuple[str, ...]) -> None:
+        if self._quiet:
+            return  # the list would be built only to be dropped by _emit: O(room) for nothing
         data = occupants_payload(room_id, self.presences, trio.current_time())
         self._emit(Emit("room_occupants", data, to, room_id=room_id))
 

@@ -14,6 +14,7 @@ trio-websocket, which takes the same lock, so writes never interleave.
 from __future__ import annotations
 
 import collections
+import contextlib
 import struct
 
 import attrs
@@ -22,6 +23,8 @@ from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebS
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Event, Ping, Pong
+
+from mythos_rt.core.handshake import MAX_CLOSE_REASON_BYTES, truncate_utf8
 
 _OPCODE_TEXT = 0x81  # FIN + text
 MESSAGE_TOO_BIG = (1009, "Message too big")
@@ -89,6 +92,17 @@ class _ServerConnection(WebSocketConnection):
     def remote(self) -> Endpoint | str:
         return peer_of(self._stream)
 
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        # wsproto reports a frame it cannot parse (bad UTF-8 → 1007; reserved bits or opcodes,
+        # bad continuation, an invalid close code → 1002) as a CloseConnection while the socket
+        # is still OPEN, and trio-websocket then drops TCP without a close frame.  RFC 6455
+        # §7.1.7 asks for the close frame first (browsers otherwise report 1006).
+        if self._wsproto.state is ConnectionState.OPEN:
+            reason = truncate_utf8(event.reason or "", MAX_CLOSE_REASON_BYTES)
+            with contextlib.suppress(ConnectionClosed):
+                await self._send(CloseConnection(event.code, reason))
+        await super()._handle_close_connection_event(event)
+
     async def _send(self, event: Event) -> None:
         state = self._wsproto.state
         if isinstance(event, Ping | Pong) and state is not ConnectionState.OPEN:
@@ -136,6 +150,15 @@ async def write_frames(ws: WebSocketConnection, data: bytes) -> None:
             await ws._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise ConnectionClosed(ws.closed) from None
+
+
+async def send_close_and_hang_up(ws: WebSocketConnection, code: int, reason: str) -> None:
+    """Our close frame, then TCP closed, without waiting for the peer's reply (nobody is left
+    to read it).  The frame still tells the client why, instead of a bare 1006."""
+    with contextlib.suppress(ConnectionClosed):
+        if ws._wsproto.state is ConnectionState.OPEN:
+            await ws._send(CloseConnection(code, reason))
+    await ws._close_stream()
 
 
 @attrs.frozen

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import itertools
 import json
+import math
 import os
 import signal
 import socket
@@ -91,7 +92,9 @@ def mint_token(
     audience: str = AUDIENCE,
     now: float | None = None,
 ) -> str:
-    issued_at = time.time() if now is None else now
+    # Rounded up: issue_token truncates exp to whole seconds, which would otherwise cut up to a
+    # second off a short-lived token (iat a fraction ahead is within the 10 s leeway).
+    issued_at = math.ceil(time.time()) if now is None else now
     return issue_token(secret, user_id, ttl_s=ttl_s, audience=audience, now=issued_at)
 
 

@@ -735,3 +735,35 @@ async def test_a_zero_attempt_limit_still_answers_429(
 ) -> None:
     async with running(tmp_path, connect_rate_player=0) as h:
         assert await first_status(h, f"/v1/api/ws?token={h.token('Armitage')}") == 429
+
+
+@pytest.mark.parametrize(
+    ("how", "size"), [("query", 20_000), ("query", 60_000), ("subprotocol", 20_000)]
+)
+async def test_a_token_too_large_to_parse_is_refused_401_as_json(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, how: str, size: int
+) -> None:
+    """Issue 11.6: a head over the parser's 16 KiB got a bare 400 from trio-websocket."""
+    async with running(tmp_path) as h:
+        token = "x" * size
+        if how == "query":
+            answer = await h.raw_handshake(f"/v1/api/ws?token={token}")
+        else:
+            offer = [("Sec-WebSocket-Protocol", f"bearer, {token}")]
+            answer = await h.raw_handshake("/v1/api/ws", offer)
+        status, headers, body = answer
+        assert (status, headers["content-type"]) == (401, "application/json")
+        assert json.loads(body) == error_body(AUTH, "Token too large")
+        assert h.app.metrics.value("handshakes_refused_401") == 1
+        # The server is unharmed: the next player gets in.
+        client = await h.connect("Armitage")
+        assert client.received[-1]["event_type"] == "welcome"
+
+
+async def test_an_oversized_head_elsewhere_is_431(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path) as h:
+        status, _, body = await h.raw_handshake("/elsewhere", [("X-Filler", "y" * 20_000)])
+        assert status == 431
+        assert json.loads(body)["error"]["type"] == "headers_too_large"
