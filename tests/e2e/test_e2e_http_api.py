@@ -120,6 +120,20 @@ def test_log_in_list_select_and_play_with_the_returned_token(api_server: ServerP
     assert PASSWORD not in api_server.output() and token not in api_server.output()
 
 
+def test_a_valid_token_is_exchanged_for_a_fresh_one_and_no_token_is_not(
+    api_server: ServerProcess,
+) -> None:
+    token = login(api_server, "Wilbur")[2]["access_token"]
+    status, _, body = request(api_server, "POST", "/v1/auth/refresh", token=token)
+    assert status == 200
+    assert [c["name"] for c in body["characters"]] == ["Wilbur"]
+    fresh = body["access_token"]
+    assert request(api_server, "GET", "/v1/api/players/characters", token=fresh)[0] == 200
+    status, headers, body = request(api_server, "POST", "/v1/auth/refresh")
+    assert status == 401 and headers["www-authenticate"] == "Bearer"
+    assert request(api_server, "POST", "/v1/auth/refresh", token="not.a.token")[0] == 401
+
+
 def test_unknown_name_wrong_password_and_no_password_look_the_same(
     api_server: ServerProcess,
 ) -> None:
