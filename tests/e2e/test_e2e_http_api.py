@@ -315,6 +315,8 @@ def test_an_origin_outside_the_allow_list_is_refused(start_server: StartServer) 
 
 def test_the_ops_web_page_logs_in_through_the_game_port(server: ServerProcess) -> None:
     status, page = http_get(f"{server.ops_url}/")
-    assert status == 200
-    assert "/auth/login" in page and "/api/players/select-character" in page
-    assert f'WS_PORT = "{server.ws_port}"' in page and 'type="password"' in page
+    assert status == 200 and 'type="password"' in page
+    assert f'name="mythos-game-port" content="{server.ws_port}"' in page
+    assert f'name="mythos-ops-port" content="{server.ops_port}"' in page
+    status, script = http_get(f"{server.ops_url}/client.js")
+    assert status == 200 and "/auth/login" in script and "new WebSocket" in script
