@@ -67,23 +67,33 @@
     return logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight < 30;
   }
 
+  // Whether the view follows new lines: only while the reader is at the bottom. Kept from the
+  // reader's own scrolling, so a panel that appears and shrinks the log does not unstick it.
+  let stick = true;
+
+  function toBottom() {
+    logEl.scrollTop = logEl.scrollHeight;
+    stick = true;
+    jumpEl.hidden = true;
+  }
+
   // Append a line; follow it only if the reader was already at the bottom.
   function show(text, kind) {
     if (text === null || text === undefined || text === "") return;
-    const follow = atBottom();
     const line = document.createElement("div");
     line.className = `line ${kind}`;
     line.textContent = String(text);
     logEl.appendChild(line);
     while (logEl.childElementCount > MAX_LOG_LINES) logEl.firstElementChild.remove();
-    if (follow) logEl.scrollTop = logEl.scrollHeight;
+    if (stick) toBottom();
     else jumpEl.hidden = false;
   }
-  logEl.addEventListener("scroll", () => { if (atBottom()) jumpEl.hidden = true; });
-  jumpEl.addEventListener("click", () => {
-    logEl.scrollTop = logEl.scrollHeight;
-    jumpEl.hidden = true;
+  logEl.addEventListener("scroll", () => {
+    stick = atBottom();
+    if (stick) jumpEl.hidden = true;
   });
+  new ResizeObserver(() => { if (stick) toBottom(); }).observe(logEl);
+  jumpEl.addEventListener("click", toBottom);
 
   function setStatus(state, text) {
     const el = $("status");
@@ -212,10 +222,14 @@
   // Each event type: what it does to the panels, and the line (and its kind) for the log.
   const EVENTS = {
     game_state(d) {
+      // A fresh start (not a resume): requests died with the old socket (section 11), and a
+      // party lives no longer than the presence, so the panels start empty again.
       game.myName = (d.player && d.player.name) || game.myName;
       showRoom(d.room);
       showOccupants(d.occupants);
       showFollowing(d.following);
+      showParty(null);
+      for (const prompt of document.querySelectorAll("#prompts .prompt")) removePrompt(prompt);
       const lines = [[`You are ${game.myName}.`, "kind-notice"]];
       if (d.room) lines.push([d.room.name, "kind-room-title"], [d.room.description, "kind-room"]);
       if (d.login_grace_period_active) {
@@ -372,9 +386,11 @@
     // Anything else (a restart, a dropped network, 1013 too slow, 4429 busy) is worth retrying,
     // with a growing pause; the next socket asks to resume after the last frame shown.
     const delay = Math.min(30_000, 1000 * 2 ** game.retries) * (0.75 + Math.random() / 4);
+    if (game.retries === 0) {  // later failed attempts only update the status
+      const why = event.reason ? `: ${event.reason}` : "";
+      show(`The connection was lost${why}. Reconnecting…`, "kind-system");
+    }
     game.retries += 1;
-    const why = event.reason ? `: ${event.reason}` : "";
-    show(`The connection was lost${why}. Trying again in ${Math.round(delay / 1000)} s…`, "kind-system");
     setStatus("reconnecting", `reconnecting (attempt ${game.retries})`);
     game.retryTimer = setTimeout(connect, delay);
   }
@@ -502,8 +518,7 @@
     if (game.history[game.history.length - 1] !== line) game.history.push(line);
     if (game.history.length > MAX_HISTORY) game.history.shift();
     game.historyAt = game.history.length;
-    logEl.scrollTop = logEl.scrollHeight;  // sending means reading the newest again
-    jumpEl.hidden = true;
+    toBottom();  // sending means reading the newest again
     runLine(line);
   });
 

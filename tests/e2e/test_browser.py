@@ -1,0 +1,214 @@
+"""The bundled web client in a real browser: Debian's headless Chromium driven by playwright,
+against a real server process (docs/WEB_CLIENT.md).
+
+Two players sign in through the page, walk, speak on every channel, answer a follow request and
+a party invite through the page's prompts, and ride out a server restart. No raw JSON may ever
+reach the log. Screenshots at desktop and phone width go to the test's tmp directory, and to
+docs/screenshots/ when MYTHOS_RT_UPDATE_SCREENSHOTS=1 (scripts/update_screenshots).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Launcher, ServerProcess, cli
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+Page = playwright_sync.Page
+expect = playwright_sync.expect
+
+PASSWORD = "the elder sign"
+STEP_MS = 30_000  # one page reaction; generous for a loaded machine
+RESTART_MS = 120_000  # a server restart and the page's backoff
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+RAW_JSON = re.compile(r'^\s*[\[{]\s*["{\[\]}]|"\w+"\s*:')  # {"a": …}, [{…}], [] …
+OPPOSITE = {
+    "north": "south", "south": "north", "east": "west", "west": "east",
+    "northeast": "southwest", "southwest": "northeast",
+    "northwest": "southeast", "southeast": "northwest", "up": "down", "down": "up",
+}  # fmt: skip
+
+
+def chromium_binary() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip(
+            "the browser test needs Debian's chromium: no `chromium` binary on PATH"
+            " (scripts/test installs it with apt-get when run as root; otherwise"
+            " `apt-get install chromium`)"
+        )
+    return found
+
+
+@pytest.fixture
+def browser(launcher: Launcher) -> Iterator[object]:
+    executable = chromium_binary()
+    expect.set_options(timeout=STEP_MS)
+    with playwright_sync.sync_playwright() as driver:
+        # --no-sandbox: Chromium refuses to start as root with its sandbox (CI runs as root).
+        launched = driver.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=["--no-sandbox", "--disable-dev-shm-usage"],
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def open_page(browser: object, width: int, height: int, errors: list[str]) -> Page:
+    context = browser.new_context(viewport={"width": width, "height": height})  # type: ignore[attr-defined]
+    page: Page = context.new_page()
+    page.set_default_timeout(STEP_MS)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page
+
+
+def sign_in(page: Page, server: ServerProcess, name: str) -> None:
+    page.goto(f"{server.ops_url}/")
+    page.fill("#username", name)
+    page.fill("#password", PASSWORD)
+    page.dblclick("#login-button")  # a double click must not open two sockets
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected", timeout=STEP_MS)
+    expect(page.locator("#room-name")).not_to_be_empty()
+
+
+def type_line(page: Page, line: str) -> None:
+    page.fill("#line", line)
+    page.press("#line", "Enter")
+
+
+def expect_line(page: Page, css: str, text: str, count: int = 1, timeout: int = STEP_MS) -> None:
+    """Exactly ``count`` log lines of class ``css`` read ``text`` (eventually)."""
+    lines = page.locator(f"#log .line.{css}").filter(has_text=re.compile(f"^{re.escape(text)}$"))
+    expect(lines).to_have_count(count, timeout=timeout)
+
+
+def log_lines(page: Page) -> list[str]:
+    lines: list[str] = page.locator("#log .line").all_inner_texts()
+    return lines
+
+
+def walk(page: Page, direction: str) -> None:
+    before = page.locator("#room-name").inner_text()
+    page.click(f'#exits button[data-direction="{direction}"]')
+    expect(page.locator("#room-name")).not_to_have_text(before)
+
+
+def test_two_players_play_through_the_page_and_survive_a_restart(
+    launcher: Launcher, browser: object, tmp_path: Path
+) -> None:
+    server = launcher.start(players=())
+    flags = ("--data-dir", str(server.data_dir), "--password", PASSWORD)
+    cli("players", "add", "Lavinia", "--admin", *flags, cwd=server.data_dir)
+    cli("players", "add", "Wilbur", *flags, cwd=server.data_dir)
+    errors: list[str] = []
+    lavinia = open_page(browser, 1280, 800, errors)
+    wilbur = open_page(browser, 390, 844, errors)  # a phone
+    sign_in(lavinia, server, "Lavinia")
+    sign_in(wilbur, server, "Wilbur")
+    for page in (lavinia, wilbur):
+        expect_line(page, "kind-system", "You are in Arkham. Type help for the commands.")
+    expect(lavinia.locator("#occupants li", has_text="Wilbur")).to_have_count(1)
+
+    # Walk out by an exit button and back by a typed command; the other player sees both.
+    direction = lavinia.locator("#exits button").first.get_attribute("data-direction")
+    assert direction in OPPOSITE, direction
+    start_room = lavinia.locator("#room-name").inner_text()
+    walk(lavinia, direction)
+    expect_line(lavinia, "kind-response", f"You go {direction}.")
+    expect_line(wilbur, "kind-notice", "Lavinia leaves the room.")
+    type_line(lavinia, f"go {OPPOSITE[direction]}")
+    expect(lavinia.locator("#room-name")).to_have_text(start_room)
+    expect_line(wilbur, "kind-notice", "Lavinia enters the room.")
+    lavinia.press("#line", "ArrowUp")  # input history
+    expect(lavinia.locator("#line")).to_have_value(f"go {OPPOSITE[direction]}")
+    lavinia.fill("#line", "")
+
+    # Every channel, each in its own colour class.
+    for line, channel, heard in [
+        ("say good evening", "say", "Lavinia says: good evening"),
+        ("local the fog rolls in", "local", "Lavinia (local): the fog rolls in"),
+        ("global to all of Arkham", "global", "Lavinia (global): to all of Arkham"),
+        ("emote tips her hat", "emote", "Lavinia tips her hat"),
+        ("pose leans on a lamp post", "pose", "Lavinia leans on a lamp post"),
+        ("whisper Wilbur the key is under the mat", "whisper",
+         "Lavinia whispers to you: the key is under the mat"),
+        ("system the library closes at nine", "system", "[SYSTEM] the library closes at nine"),
+    ]:  # fmt: skip
+        type_line(lavinia, line)
+        expect_line(lavinia, "kind-echo", f"> {line}")
+        expect_line(wilbur, f"chan-{channel}", heard)
+
+    # Text from players is text: markup arrives as the characters typed, never as elements.
+    type_line(lavinia, "say <img src=x onerror=alert(1)><b>bold</b>")
+    expect_line(wilbur, "chan-say", "Lavinia says: <img src=x onerror=alert(1)><b>bold</b>")
+    expect(wilbur.locator("#log img, #log b")).to_have_count(0)
+
+    # Scrolled back to read: new lines do not pull the view down; a button offers to.
+    type_line(wilbur, "help")  # enough lines to scroll
+    expect(wilbur.locator("#log .kind-response", has_text="Available commands:")).to_have_count(1)
+    assert wilbur.locator("#log").evaluate("log => log.scrollHeight > log.clientHeight")
+    wilbur.locator("#log").evaluate("log => { log.scrollTop = 0; }")
+    # The page learns of the scroll from its scroll event, dispatched with the next frame.
+    wilbur.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    type_line(lavinia, "say are you reading?")
+    expect_line(wilbur, "chan-say", "Lavinia says: are you reading?")
+    expect(wilbur.locator("#jump")).to_be_visible()
+    assert wilbur.locator("#log").evaluate("log => log.scrollTop") == 0
+    wilbur.click("#jump")
+    expect(wilbur.locator("#jump")).to_be_hidden()
+
+    # A follow request answered with the page's prompt; the follower walks after the leader.
+    type_line(wilbur, "follow Lavinia")
+    lavinia.click("#prompts .prompt button.accept")
+    expect_line(wilbur, "kind-response", "You are now following Lavinia.")
+    expect(wilbur.locator("#following")).to_have_text("You follow Lavinia.")
+    walk(lavinia, direction)
+    expect_line(wilbur, "kind-response", f"You follow Lavinia {direction}.")
+    type_line(lavinia, f"go {OPPOSITE[direction]}")
+    expect(wilbur.locator("#room-name")).to_have_text(start_room)
+
+    # A party invite, the same way; then party chat.
+    type_line(lavinia, "party invite Wilbur")
+    wilbur.click("#prompts .prompt button.accept")
+    expect_line(wilbur, "kind-response", "You have joined Lavinia's party.")
+    for page in (lavinia, wilbur):
+        expect(page.locator("#party li")).to_have_text(["Lavinia", "Wilbur"])
+    type_line(lavinia, "party the lamps are lit")
+    for page in (lavinia, wilbur):
+        expect_line(page, "chan-party", "Lavinia (party): the lamps are lit")
+
+    # A restart on the same ports: both pages reconnect by themselves and play on.
+    server.stop()
+    for page in (lavinia, wilbur):
+        lost = page.locator("#log .line.kind-system", has_text="The connection was lost")
+        expect(lost.first).to_be_visible()
+    server = launcher.restart(server, same_ports=True)
+    for page in (lavinia, wilbur):
+        expect_line(
+            page, "kind-system", "You are in Arkham. Type help for the commands.", 2, RESTART_MS
+        )
+        expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    expect(wilbur.locator("#occupants li", has_text="Lavinia")).to_have_count(1)
+    type_line(lavinia, "say after the storm")
+    expect_line(wilbur, "chan-say", "Lavinia says: after the storm")
+    expect_line(wilbur, "chan-say", "Lavinia says: good evening")  # still once: nothing doubled
+
+    for page in (lavinia, wilbur):
+        raw = [line for line in log_lines(page) if RAW_JSON.search(line)]
+        assert raw == [], raw
+    assert errors == []
+    lavinia.screenshot(path=str(tmp_path / "desktop.png"))
+    wilbur.screenshot(path=str(tmp_path / "phone.png"))
+    if os.environ.get("MYTHOS_RT_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(exist_ok=True)
+        for name in ("desktop.png", "phone.png"):
+            shutil.copyfile(tmp_path / name, DOCS_SCREENSHOTS / name)
