@@ -9,15 +9,29 @@ docs/screenshots/ when MYTHOS_RT_UPDATE_SCREENSHOTS=1 (scripts/update_screenshot
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import shutil
+import socket
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Launcher, ServerProcess, cli
+from tests.e2e.conftest import (
+    HOST,
+    Launcher,
+    ServerProcess,
+    cli,
+    next_event,
+    read_burst,
+    send_command,
+    ws_connect,
+)
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 Page = playwright_sync.Page
@@ -33,6 +47,62 @@ OPPOSITE = {
     "northeast": "southwest", "southwest": "northeast",
     "northwest": "southeast", "southeast": "northwest", "up": "down", "down": "up",
 }  # fmt: skip
+
+
+class CuttableProxy:
+    """A TCP forwarder to the game port that can drop every connection and refuse new ones:
+    a network outage the browser cannot tell from a real one, while the server keeps the
+    players' presences (and their missed events) through the disconnect grace."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server((HOST, 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.upstream_port = 0
+        self.down = False
+        self.connections = 0
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if self.down:
+                client.close()
+                continue
+            upstream = socket.create_connection((HOST, self.upstream_port))
+            with self._lock:
+                self._open += [client, upstream]
+                self.connections += 1
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):  # one side ended: end both, and free them
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def cut(self) -> None:
+        self.down = True
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self._open.clear()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
 
 
 def chromium_binary() -> str:
@@ -212,3 +282,52 @@ def test_two_players_play_through_the_page_and_survive_a_restart(
         DOCS_SCREENSHOTS.mkdir(exist_ok=True)
         for name in ("desktop.png", "phone.png"):
             shutil.copyfile(tmp_path / name, DOCS_SCREENSHOTS / name)
+
+
+def test_a_dropped_connection_resumes_with_what_was_missed_once(
+    launcher: Launcher, browser: object
+) -> None:
+    """Through PUBLIC_URL (a proxy in front of the game port): the proxy drops both pages'
+    sockets; Carter speaks while they are away; both pages resume and show it exactly once."""
+    proxy = CuttableProxy()
+    try:
+        public_url = f"http://{HOST}:{proxy.port}"
+        server = launcher.start("--public-url", public_url, players=("Carter",))
+        proxy.upstream_port = server.ws_port
+        flags = ("--data-dir", str(server.data_dir), "--password", PASSWORD)
+        cli("players", "add", "Lavinia", "Wilbur", *flags, cwd=server.data_dir)
+        errors: list[str] = []
+        pages = [open_page(browser, 1280, 800, errors) for _ in range(2)]
+        for page, name in zip(pages, ("Lavinia", "Wilbur"), strict=True):
+            sign_in(page, server, name)
+        assert proxy.connections >= 4  # two logins and two sockets, all through PUBLIC_URL
+
+        proxy.cut()
+        for page in pages:
+            lost = page.locator("#log .line.kind-system", has_text="The connection was lost")
+            expect(lost).to_have_count(1)
+
+        async def carter_speaks() -> None:
+            token = server.token("Carter")
+            async with ws_connect(server.url(token=token)) as ws:
+                await read_burst(ws)
+                await send_command(ws, token, "say", "while you were away")
+                await next_event(ws, "command_response")
+
+        # In a thread of its own: playwright's sync API keeps an event loop on this one.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, carter_speaks()).result(timeout=RESTART_MS / 1000)
+        proxy.down = False
+        for page in pages:
+            resumed = page.locator(
+                "#log .line.kind-system",
+                has_text=re.compile(r"^Reconnected\. \d+ missed messages? caught up\.$"),
+            )
+            expect(resumed).to_have_count(1, timeout=RESTART_MS)
+            expect_line(page, "chan-say", "Carter says: while you were away")
+            expect_line(page, "kind-system", "You are in Arkham. Type help for the commands.")
+            raw = [line for line in log_lines(page) if RAW_JSON.search(line)]
+            assert raw == [], raw
+        assert errors == []
+    finally:
+        proxy.close()
