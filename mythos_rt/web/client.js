@@ -316,6 +316,9 @@
     if (!frame || typeof frame !== "object") return;
     if (frame.type === "error") { describeError(frame).forEach(([t, k]) => show(t, k)); return; }
     const seq = Number(frame.sequence_number);
+    // A fresh connect burst starts a new count: sequence numbers are per server instance, and
+    // the reconnect may have reached another one (a resume never starts with game_state).
+    if (frame.event_type === "game_state") game.lastSeq = 0;
     if (Number.isFinite(seq) && seq > 0) {
       if (seq <= game.lastSeq) return;  // already shown (a resume overlapping a live frame)
       game.lastSeq = seq;

@@ -120,17 +120,23 @@ def chromium_binary() -> str:
 def browser(launcher: Launcher) -> Iterator[object]:
     executable = chromium_binary()
     expect.set_options(timeout=STEP_MS)
-    with playwright_sync.sync_playwright() as driver:
-        # --no-sandbox: Chromium refuses to start as root with its sandbox (CI runs as root).
-        launched = driver.chromium.launch(
-            executable_path=executable,
-            headless=True,
-            args=["--no-sandbox", "--disable-dev-shm-usage"],
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    # trio_asyncio (imported by the NATS code) turns new asyncio loops into trio-driven ones,
+    # in which playwright's sync API cannot run: this thread gets a plain asyncio policy.
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        with playwright_sync.sync_playwright() as driver:
+            # --no-sandbox: Chromium refuses to start as root with its sandbox (CI runs as root).
+            launched = driver.chromium.launch(
+                executable_path=executable,
+                headless=True,
+                args=["--no-sandbox", "--disable-dev-shm-usage"],
+            )
+            try:
+                yield launched
+            finally:
+                launched.close()
+    finally:
+        asyncio.set_event_loop_policy(None)
 
 
 def open_page(browser: object, width: int, height: int, errors: list[str]) -> Page:
