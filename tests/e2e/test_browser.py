@@ -293,12 +293,16 @@ def test_two_players_play_through_the_page_and_survive_a_restart(
 def test_a_dropped_connection_resumes_with_what_was_missed_once(
     launcher: Launcher, browser: object
 ) -> None:
-    """Through PUBLIC_URL (a proxy in front of the game port): the proxy drops both pages'
-    sockets; Carter speaks while they are away; both pages resume and show it exactly once."""
+    """Through PUBLIC_URL (a proxy in front of the game port): the pages renew their short-lived
+    tokens; the proxy drops both pages' sockets; Carter speaks while they are away; both pages
+    resume (with the renewed tokens) and show it exactly once, and play on."""
     proxy = CuttableProxy()
     try:
         public_url = f"http://{HOST}:{proxy.port}"
-        server = launcher.start("--public-url", public_url, players=("Carter",))
+        # Tokens of 125 s: the page renews them 120 s before expiry, that is at once (5 s).
+        server = launcher.start(
+            "--public-url", public_url, "--login-token-ttl-s", "125", players=("Carter",)
+        )
         proxy.upstream_port = server.ws_port
         flags = ("--data-dir", str(server.data_dir), "--password", PASSWORD)
         cli("players", "add", "Lavinia", "Wilbur", *flags, cwd=server.data_dir)
@@ -307,6 +311,9 @@ def test_a_dropped_connection_resumes_with_what_was_missed_once(
         for page, name in zip(pages, ("Lavinia", "Wilbur"), strict=True):
             sign_in(page, server, name)
         assert proxy.connections >= 4  # two logins and two sockets, all through PUBLIC_URL
+        for page in pages:
+            renewed = page.locator("#log .line.kind-notice", has_text="Sign-in renewed until")
+            expect(renewed.first).to_be_visible()
 
         proxy.cut()
         for page in pages:
@@ -334,6 +341,8 @@ def test_a_dropped_connection_resumes_with_what_was_missed_once(
             expect_line(page, "kind-system", "You are in Arkham. Type help for the commands.")
             raw = [line for line in log_lines(page) if RAW_JSON.search(line)]
             assert raw == [], raw
+        type_line(pages[1], "say back again")  # frames carry the renewed token as CSRF
+        expect_line(pages[0], "chan-say", "Wilbur says: back again")
         assert errors == []
     finally:
         proxy.close()
