@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -346,3 +347,109 @@ def test_a_dropped_connection_resumes_with_what_was_missed_once(
         assert errors == []
     finally:
         proxy.close()
+
+
+def event(event_type: str, seq: int, **data: object) -> str:
+    return json.dumps(
+        {"event_type": event_type, "timestamp": "2026-11-25T19:33:22Z", "sequence_number": seq,
+         "data": data}
+    )  # fmt: skip
+
+
+# Frames a server could send, and a line each must produce in the log (None: panels only).
+SCRIPTED: list[tuple[str, str | None]] = [
+    (event("game_state", 10, player={"name": "Lavinia"},
+           room={"name": "Quad", "description": "Elms.", "exits": {"north": "x"}},
+           occupants=["Lavinia", "Wilbur (linkdead)", "Dyer (warded)"],
+           login_grace_period_active=True, login_grace_period_remaining=9.5, following=None),
+     "A protective ward surrounds you for 10 seconds."),
+    (event("welcome", 11, message="Connected to MythosMUD", resumed=False),
+     "You are in Arkham. Type help for the commands."),
+    (event("player_entered_game", 12, player_id="p", player_name="Upton"),
+     "Upton has entered the game."),
+    (event("player_entered", 13, player_id="p", player_name="Upton",
+           message="Upton enters the room."), "Upton enters the room."),
+    (event("player_left", 14, player_id="p", player_name="Upton"), "Upton leaves the room."),
+    (event("player_left_game", 15, player_id="p", player_name="Upton"),
+     "Upton has left the game."),
+    (event("room_occupants", 16, occupants=["Lavinia", "Wilbur (linkdead)"]), None),
+    (event("chat_message", 17, channel="say", message="Wilbur says: once"), "Wilbur says: once"),
+    (event("chat_message", 17, channel="say", message="Wilbur says: once"), None),  # again
+    (event("chat_message", 9, channel="say", message="Wilbur says: stale"), None),  # older
+    (event("follow_request", 18, request_id="req-1", requestor_name="Wilbur", requestor_id="p"),
+     "Wilbur asks to follow you (see Requests, or type accept / decline)."),
+    (event("party_invite", 19, invite_id="inv-1", inviter_name="Dyer", inviter_id="p"),
+     "Dyer invites you to their party (see Requests, or type accept / decline)."),
+    (event("party_update", 20, party_id="x", leader="Dyer", members=["Dyer", "Lavinia"],
+           change="joined"), "The party: Dyer, Lavinia (led by Dyer)."),
+    (event("follow_state", 21, following={"target_name": "Dyer", "target_type": "player"}),
+     None),
+    (event("command_response", 22, result="You say: hello"), "You say: hello"),
+    (event("game_tick", 23, tick_number=1, mythos_clock="10:00", daypart="morning"), None),
+    (event("pong", 24), None),
+    # The page then asks for a new token, which the server refuses for this made-up one.
+    (event("token_expiring", 25, expires_at="2026-11-25T19:33:22Z"), "Your sign-in runs out at"),
+    (event("token_refreshed", 26, expires_at="2026-11-25T19:33:22Z"), "Sign-in renewed until"),
+    (event("shutdown_notification", 27, message="The server will be shutting down in 30 seconds",
+           seconds_remaining=30, channel="system"),
+     "The server will be shutting down in 30 seconds"),
+    (event("shutdown_cancelled", 28), "The server shutdown was cancelled."),
+    (event("intentional_disconnect", 29, message="You have rested and disconnected."),
+     "You have rested and disconnected."),
+    (event("eldritch_sign", 30, glyph="yellow", nested={"a": [1, 2]}),
+     "(eldritch sign) glyph: yellow"),
+    (json.dumps({"type": "error", "error_type": "invalid_format",
+                 "message": "Message validation failed: data.args",
+                 "user_friendly": "Invalid format provided",
+                 "details": {"error_type": "invalid_format"}}),
+     "Invalid format provided (Message validation failed: data.args)"),
+    (event("party_update", 31, party_id="x", leader="Dyer", members=["Dyer"], change="kicked"),
+     "The party is now Dyer."),
+]  # fmt: skip
+
+
+def test_every_event_reads_as_text_against_a_scripted_socket(
+    launcher: Launcher, browser: object
+) -> None:
+    """The page's rendering of each event type, duplicates and stale frames, and the frames its
+    prompts send, against a WebSocket scripted by the test (playwright's route_web_socket)."""
+    server = launcher.start(players=())  # serves the page; the game socket is the script's
+    errors: list[str] = []
+    page = open_page(browser, 1280, 800, errors)
+    sent: list[dict[str, object]] = []
+
+    def script(ws: object) -> None:
+        ws.on_message(lambda message: sent.append(json.loads(message)))  # type: ignore[attr-defined]
+        for frame, _ in SCRIPTED:
+            ws.send(frame)  # type: ignore[attr-defined]
+
+    page.route_web_socket(re.compile(r".*/v1/api/ws.*"), script)
+    page.goto(f"{server.ops_url}/")
+    page.click("#token-login summary")
+    page.fill("#token", "scripted.token.here")
+    page.click("#connect")
+    expect(page.locator("#log .line", has_text="The party is now Dyer.")).to_have_count(1)
+
+    lines = log_lines(page)
+    for _, text in SCRIPTED:
+        if text is not None:
+            assert [line for line in lines if line.startswith(text)], (text, lines)
+    assert [line for line in lines if RAW_JSON.search(line)] == []
+    assert lines.count("Wilbur says: once") == 1 and "Wilbur says: stale" not in lines
+    expect(page.locator("#occupants li[data-mark=linkdead]")).to_have_text("Wilburlinkdead")
+    expect(page.locator("#following")).to_have_text("You follow Dyer.")
+    expect(page.locator("#clock")).to_have_text("10:00, morning")
+    refused = page.locator("#log .line.kind-error", has_text="Could not renew the sign-in")
+    expect(refused).to_have_count(1)
+    expect(page.locator("#party")).to_have_text("You travel alone.")  # she was the one kicked
+
+    page.locator("#prompts .prompt", has_text="Wilbur").locator("button.accept").click()
+    page.locator("#prompts .prompt", has_text="Dyer").locator("button.decline").click()
+    expect(page.locator("#prompts .prompt button:disabled")).to_have_count(4)
+    answers = [json.loads(str(frame["message"])) for frame in sent if "message" in frame]
+    assert [(a["type"], a["data"]) for a in answers] == [
+        ("follow_response", {"request_id": "req-1", "accept": True}),
+        ("party_invite_response", {"invite_id": "inv-1", "accept": False}),
+    ]
+    assert all(frame["csrfToken"] == "scripted.token.here" for frame in sent)
+    assert errors == []
