@@ -31,6 +31,7 @@ from mythos_rt.settings import (
     SecretFileError,
     Settings,
     load_or_create_secret,
+    public_url_problem,
     setting_fields,
     setting_types,
 )
@@ -420,6 +421,9 @@ def _with_default_command(argv: Sequence[str]) -> list[str]:
 
 def _serve(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
     _configure_logging(settings.log_level)
+    problem = settings.public_url and public_url_problem(settings.public_url)
+    if problem:
+        raise CliError(problem)
     secret, created = load_or_create_secret(settings.data_dir, environ.get(JWT_SECRET_ENV))
     # Imported here: the other commands need none of the server's machinery.
     from mythos_rt.runtime.server import run_server

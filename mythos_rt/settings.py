@@ -15,6 +15,7 @@ import typing
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -57,6 +58,12 @@ class Settings:
         metadata={"help": "this instance's id (default: random)", "group": "server"},
     )
     log_level: str = _setting("INFO", "log level (DEBUG, INFO, WARNING, ERROR)")
+    public_url: str | None = _setting(
+        None,
+        "the game port's public http(s) URL behind a proxy, e.g. https://play.example.org; the"
+        " web page then calls that (default: the game port of the page's host, or the page's"
+        " own origin when it is not on the ops port)",
+    )
     # --- NATS bridge (section 16; docs/NATS.md) ---
     nats_connect_timeout_s: float = _setting(
         5.0, "at start, NATS must answer within this or serve exits 2", "nats"
@@ -191,6 +198,16 @@ class Settings:
     @property
     def secret_path(self) -> Path:
         return self.data_dir / JWT_SECRET_FILE
+
+
+def public_url_problem(url: str) -> str | None:
+    """Why PUBLIC_URL cannot be used by the web page, or None when it can."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"PUBLIC_URL must be an http:// or https:// URL with a host, not {url!r}"
+    if parts.query or parts.fragment:
+        return f"PUBLIC_URL must not have a query or a fragment: {url!r}"
+    return None
 
 
 def setting_fields() -> tuple[attrs.Attribute[Any], ...]:

@@ -70,6 +70,7 @@ def _route(name: str, method: str, path: str) -> Route:
 ROUTES: tuple[Route, ...] = (
     _route("login", "POST", "/v1/auth/login"),
     _route("register", "POST", "/v1/auth/register"),
+    _route("refresh", "POST", "/v1/auth/refresh"),
     _route("characters", "GET", "/v1/api/players/characters"),
     _route("select_character", "POST", "/v1/api/players/select-character"),
     _route("start_grace", "POST", "/v1/api/players/(?P<player_id>[^/]+)/start-login-grace-period"),

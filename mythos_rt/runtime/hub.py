@@ -516,6 +516,8 @@ class Hub:
         lookup = next((e for e in effects if isinstance(e, FindPlayer)), None)
         if lookup is None:
             self._apply(effects)
+            if any(isinstance(e, Emit) and e.event_type == "follow_state" for e in effects):
+                self._forget_remote_followers()  # `accept` answered a follow, as the frame does
             return
         try:
             self._lookups_tx.send_nowait(Lookup(socket, command, args, lookup.name))
@@ -579,9 +581,9 @@ class Hub:
             return
         if isinstance(message, FollowResponse):
             self._apply(respond_to_follow(ctx, message.request_id, message.accept))
-            self._forget_remote_followers()
         else:
             self._apply(respond_to_party_invite(ctx, message.invite_id, message.accept))
+        self._forget_remote_followers()
 
     def send_to_socket(
         self, socket: SocketHandle, event_type: str, data: Mapping[str, object]

@@ -222,6 +222,7 @@ async def _start_ops(app: App, nursery: trio.Nursery) -> int:
         and app.store_writer.healthy
         and (app.bus is None or app.bus.connected),
         ws_port=lambda: app.ws_port,
+        public_url=app.settings.public_url,
     )
     port: int = await nursery.start(serve_ops, state, app.settings.host, app.settings.ops_port)
     return port

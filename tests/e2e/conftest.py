@@ -239,12 +239,17 @@ class Launcher:
             records = {r["name"]: r for r in map(json.loads, added)}
         return self._spawn(data_dir, records, f"server{n}", extra_args, command, secret, store_args)
 
-    def restart(self, old: ServerProcess, *extra_args: str) -> ServerProcess:
-        """A new process on ``old``'s data directory (same store and players), on new ports."""
+    def restart(
+        self, old: ServerProcess, *extra_args: str, same_ports: bool = False
+    ) -> ServerProcess:
+        """A new process on ``old``'s data directory (same store and players), on new ports,
+        or on ``old``'s ports (``same_ports``, for clients that reconnect; ``old`` must have
+        stopped)."""
         n = len(self.started)
         name = f"server{n}"
+        ports = (old.ws_port, old.ops_port) if same_ports else None
         return self._spawn(
-            old.data_dir, old.players, name, extra_args, ("serve",), SECRET, old.store_args
+            old.data_dir, old.players, name, extra_args, ("serve",), SECRET, old.store_args, ports
         )
 
     def peer(self, old: ServerProcess, *extra_args: str) -> ServerProcess:
@@ -266,9 +271,10 @@ class Launcher:
         command: Sequence[str],
         secret: str | None,
         store_args: tuple[str, ...] = (),
+        ports: tuple[int, int] | None = None,
     ) -> ServerProcess:
         base = self.base_dir
-        ws_port, ops_port = free_port(), free_port()
+        ws_port, ops_port = ports or (free_port(), free_port())
         args = [*command, "--data-dir", str(data_dir), *store_args, "--port", str(ws_port)]
         args += ["--ops-port", str(ops_port)]
         if command:

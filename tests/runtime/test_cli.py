@@ -488,3 +488,23 @@ def test_subprocess_adds_a_thousand_players(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == 1000
     assert [json.loads(line)["name"] for line in lines] == names
+
+
+@pytest.mark.parametrize(
+    "url", ["play.example.org", "ftp://play.example.org", "https://", "https://x.org/?a=1"]
+)
+def test_an_unusable_public_url_is_one_line_and_exit_2(
+    served: list[dict[str, Any]], data_dir: Path, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    environ = {"MYTHOS_RT_DATA_DIR": str(data_dir), "MYTHOSMUD_JWT_SECRET": SECRET}
+    assert main(["serve", "--public-url", url], environ=environ) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "PUBLIC_URL" in err and url in err
+    assert not [call for call in served if "settings" in call]
+
+
+def test_a_public_url_reaches_the_server(served: list[dict[str, Any]], data_dir: Path) -> None:
+    environ = {"MYTHOS_RT_DATA_DIR": str(data_dir), "MYTHOSMUD_JWT_SECRET": SECRET}
+    environ["MYTHOS_RT_PUBLIC_URL"] = "https://play.example.org/arkham"
+    assert main([], environ=environ) == 0
+    assert served[-1]["settings"].public_url == "https://play.example.org/arkham"
