@@ -198,7 +198,14 @@ async def _as_of_now(gate: Gate, admission: Admission) -> tuple[PlayerRecord, Mu
     would start in the room they left).  So read again until nothing changed meanwhile; no await
     then separates this from admit.
     """
-    record, mutes, version = admission.record, admission.mutes, admission.version
+    return await fresh_player_state(gate, admission.record, admission.mutes, admission.version)
+
+
+async def fresh_player_state(
+    gate: Gate, record: PlayerRecord, mutes: MuteRecords, version: int
+) -> tuple[PlayerRecord, MuteRecords] | None:
+    """:func:`_as_of_now` for any door (the telnet login too): ``record`` and ``mutes`` were
+    read after ``version``; read again while the hub says they may be stale."""
     with trio.move_on_after(gate.settings.handshake_timeout_s):
         while gate.hub.changed_since(record.player_id, version):
             version = gate.hub.version()
@@ -206,7 +213,7 @@ async def _as_of_now(gate: Gate, admission: Admission) -> tuple[PlayerRecord, Mu
                 gate.store.backend.get_player, record.player_id
             )
             record = fresh if fresh is not None else record
-            mutes = await _load_mutes(gate, record.player_id)
+            mutes = await load_mutes(gate, record.player_id)
         return record, mutes
     return None
 
@@ -284,7 +291,7 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         )
     resume_from = _int_or_none(endpoint.query.get("resume_from"))
     # Loaded for every socket (one indexed query); the hub installs them when a presence starts.
-    mutes = await _load_mutes(gate, resolved.player_id)
+    mutes = await load_mutes(gate, resolved.player_id)
     return Admission(
         resolved,
         choice.token,
@@ -298,7 +305,7 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
     )
 
 
-async def _load_mutes(gate: Gate, player_id: str) -> MuteRecords:
+async def load_mutes(gate: Gate, player_id: str) -> MuteRecords:
     return await gate.writer.read_after_writes(
         gate.store.backend.load_mutes, player_id, time.time()
     )

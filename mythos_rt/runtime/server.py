@@ -5,7 +5,8 @@ serve
    ├─ hub.serve            timers: grace, ward, game tick   (started before anything connects)
    ├─ store_writer.serve   the only writer: batches, one transaction each, in worker threads
    ├─ serve_ops            health, readiness, metrics, web client
-   └─ serve_websockets     listener; connections run in the ``conns`` nursery
+   ├─ serve_websockets     listener; connections run in the ``conns`` nursery
+   └─ serve_telnet         with TELNET_PORT: the telnet listener, connections in ``conns`` too
 on SIGTERM/SIGINT: drain (503 to newcomers, close every socket 1001, wait, teardown, flush)
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -37,6 +38,7 @@ from mythos_rt.runtime.store import (
     ensure_demo_players,
     open_backend,
 )
+from mythos_rt.runtime.telnet import serve_telnet
 from mythos_rt.settings import Settings
 from mythos_rt.world import load_world
 
@@ -55,6 +57,7 @@ class App:
     store_writer: StoreWriter
     metrics: Metrics
     ws_port: int = 0
+    telnet_port: int = 0  # 0: telnet is off
     bus: Bus | None = None  # the shared bus, when this instance is one of several
 
 
@@ -191,19 +194,30 @@ async def _serve_until_stopped(
         open_app(settings, world, Store(backend), secret, bus=bus, metrics=metrics) as app,
         trio.open_nursery() as conns,
     ):
-        listener_scope = trio.CancelScope()
+        listener_scopes = [trio.CancelScope(), trio.CancelScope()]
         ops_port = await _start_ops(app, conns) if settings.ops_port else 0
-        app.ws_port = await conns.start(_run_listener, app.gate, conns, listener_scope)
-        print_banner(settings, app.ws_port, ops_port)
+        app.ws_port = await conns.start(
+            _run_listener, serve_websockets, app.gate, conns, listener_scopes[0]
+        )
+        if settings.telnet_port:
+            app.telnet_port = await conns.start(
+                _run_listener, serve_telnet, app.gate, conns, listener_scopes[1]
+            )
+        print_banner(settings, app.ws_port, ops_port, app.telnet_port)
         task_status.started(app)
         reason = await wait_for_stop(app.hub, stop)
         log.info("%s: draining (at most %.0f s)", reason, settings.drain_timeout_s)
         await drain(app)
-        listener_scope.cancel()
+        for scope in listener_scopes:
+            scope.cancel()
         conns.cancel_scope.cancel()
 
 
+Listener = Callable[..., Awaitable[None]]
+
+
 async def _run_listener(
+    listen: Listener,
     gate: Gate,
     conns: trio.Nursery,
     scope: trio.CancelScope,
@@ -211,7 +225,7 @@ async def _run_listener(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     with scope:
-        await serve_websockets(gate, conns, task_status=task_status)
+        await listen(gate, conns, task_status=task_status)
 
 
 async def _start_ops(app: App, nursery: trio.Nursery) -> int:
@@ -227,7 +241,7 @@ async def _start_ops(app: App, nursery: trio.Nursery) -> int:
     return port
 
 
-def print_banner(settings: Settings, ws_port: int, ops_port: int) -> None:
+def print_banner(settings: Settings, ws_port: int, ops_port: int, telnet_port: int = 0) -> None:
     host = settings.host
     lines = [
         f"mythos_rt listening on ws://{host}:{ws_port}/v1/api/ws (also /api/ws)",
@@ -237,6 +251,8 @@ def print_banner(settings: Settings, ws_port: int, ops_port: int) -> None:
         lines.append(
             f"web client: http://{host}:{ops_port}/   health: http://{host}:{ops_port}/healthz"
         )
+    if telnet_port:
+        lines.append(f"telnet (Mudlet, TinTin++): telnet {host} {telnet_port}")
     data_dir = (
         "" if settings.data_dir == Settings().data_dir else f" --data-dir {settings.data_dir}"
     )
