@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Iterable
 
 import attrs
@@ -42,6 +43,8 @@ MAX_LINE_BYTES = 4096
 MAX_SUBNEGOTIATION_BYTES = 8192
 
 _CR, _LF, _NUL = 13, 10, 0
+_IAC_BYTE = bytes((IAC,))
+_DATA_SPECIAL = re.compile(rb"[\xff\r\n\x00]")
 _VERBS = frozenset({DO, DONT, WILL, WONT})
 
 
@@ -108,8 +111,26 @@ class TelnetParser:
 
     def feed(self, data: bytes) -> list[Event]:
         events: list[Event] = []
-        for byte in data:
-            self._step(byte, events)
+        at, size = 0, len(data)
+        while at < size:
+            # Runs of plain bytes are taken whole (a giant line costs a slice, not a Python
+            # step per byte); the bytes that change the state go one by one.
+            if self._state is _State.DATA:
+                found = _DATA_SPECIAL.search(data, at)
+                end = size if found is None else found.start()
+                if end > at:
+                    self._append(data[at:end], events)
+                    at = end
+                    continue
+            elif self._state is _State.SB_DATA:
+                end = data.find(_IAC_BYTE, at)
+                end = size if end < 0 else end
+                if end > at:
+                    self._sb_append(data[at:end])
+                    at = end
+                    continue
+            self._step(data[at], events)
+            at += 1
         return events
 
     def _step(self, byte: int, events: list[Event]) -> None:
@@ -133,7 +154,7 @@ class TelnetParser:
             if byte == IAC:
                 self._state = _State.SB_IAC
             else:
-                self._sb_byte(byte)
+                self._sb_append(bytes((byte,)))
         else:  # SB_IAC
             self._sb_command(byte, events)
 
@@ -144,14 +165,15 @@ class TelnetParser:
             self._end_line(events)
             if byte == _CR:
                 self._state = _State.CR
-        elif byte == _NUL:
-            return  # NVT padding
-        elif len(self._line) >= self._max_line:
-            if not self._line_overflow:
-                self._line_overflow = True
-                events.append(LineTooLong())
-        else:
-            self._line.append(byte)
+        elif byte != _NUL:  # NUL is NVT padding
+            self._append(bytes((byte,)), events)
+
+    def _append(self, chunk: bytes, events: list[Event]) -> None:
+        room = self._max_line - len(self._line)
+        self._line += chunk[:room]
+        if len(chunk) > room and not self._line_overflow:
+            self._line_overflow = True
+            events.append(LineTooLong())
 
     def _end_line(self, events: list[Event]) -> None:
         if not self._line_overflow:
@@ -162,7 +184,7 @@ class TelnetParser:
     def _command(self, byte: int, events: list[Event]) -> None:
         if byte == IAC:  # IAC IAC: a literal 255 in the data
             self._state = _State.DATA
-            self._data_literal(byte, events)
+            self._append(_IAC_BYTE, events)
         elif byte in _VERBS:
             self._verb = byte
             self._state = _State.VERB
@@ -171,19 +193,11 @@ class TelnetParser:
         else:  # NOP, GA, AYT, BRK, IP, a stray SE...: nothing a line-mode server acts on
             self._state = _State.DATA
 
-    def _data_literal(self, byte: int, events: list[Event]) -> None:
-        if len(self._line) >= self._max_line:
-            if not self._line_overflow:
-                self._line_overflow = True
-                events.append(LineTooLong())
-        else:
-            self._line.append(byte)
-
-    def _sb_byte(self, byte: int) -> None:
-        if len(self._sb) >= self._max_sb:
+    def _sb_append(self, chunk: bytes) -> None:
+        room = self._max_sb - len(self._sb)
+        self._sb += chunk[:room]
+        if len(chunk) > room:
             self._sb_overflow = True
-        else:
-            self._sb.append(byte)
 
     def _sb_command(self, byte: int, events: list[Event]) -> None:
         if byte == SE:
@@ -194,7 +208,7 @@ class TelnetParser:
             self._sb = bytearray()
             self._state = _State.DATA
         elif byte == IAC:
-            self._sb_byte(IAC)
+            self._sb_append(_IAC_BYTE)
             self._state = _State.SB_DATA
         else:
             # IAC + anything else inside a subnegotiation is a broken client; RFC 855 has no
