@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import pytest
 
@@ -31,7 +32,7 @@ ROOM = {
 }
 
 
-def frame(event_type: str, data: dict[str, object]) -> dict[str, object]:
+def frame(event_type: str, data: Mapping[str, object]) -> dict[str, object]:
     return json.loads(encode_event(event_type, data, sequence_number=1, timestamp=0.0))  # type: ignore[no-any-return]
 
 
