@@ -330,18 +330,10 @@ class Options:
         if verb == DO:
             return self._on_do(option)
         if verb == DONT:
-            was_on = option in self.local or option in self.offered
-            self.local.discard(option)
-            answered = option in self.offered
-            self.offered.discard(option)
-            return command(WONT, option) if was_on and not answered else b""
+            return _turn_off(self.local, self.offered, option, WONT)
         if verb == WILL:
             return self._on_will(option)
-        was_on = option in self.remote
-        self.remote.discard(option)
-        asked = option in self.asked
-        self.asked.discard(option)
-        return command(DONT, option) if was_on and not asked else b""
+        return _turn_off(self.remote, self.asked, option, DONT)
 
     def _on_do(self, option: int) -> bytes:
         if option in self.local:
@@ -372,6 +364,16 @@ class Options:
             return b""
         self.refused.add(option)
         return command(verb, option)
+
+
+def _turn_off(on: set[int], pending: set[int], option: int, reply_verb: int) -> bytes:
+    """The peer refused or ended an option: off.  Acknowledged only when it was on (a refusal
+    of our own pending request is its answer, and needs none)."""
+    answering_us = option in pending
+    pending.discard(option)
+    was_on = option in on
+    on.discard(option)
+    return command(reply_verb, option) if was_on and not answering_us else b""
 
 
 def gmcp_supports(data: object) -> set[str] | None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 
 import attrs
 import trio
@@ -105,17 +106,28 @@ class Gate:
 
 async def handle_stream(gate: Gate, stream: trio.abc.Stream) -> None:
     """Serve one TCP connection from handshake to close; never raises (but Cancelled)."""
-    gate.metrics.inc("connections_opened")
+    async with (
+        contained(gate, stream, "connections"),
+        trio.open_nursery() as nursery,  # hosts trio-websocket's reader task
+    ):
+        await _serve(gate, stream, nursery)
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def contained(gate: Gate, stream: trio.abc.Stream, counted_as: str) -> AsyncIterator[None]:
+    """Every door's boundary around one TCP connection: counted (``<counted_as>_opened`` and
+    ``_closed``), tracked for the drain, any exception logged and swallowed (one escaping a
+    handler would end the listener and the server), and the stream closed whatever happened."""
+    gate.metrics.inc(f"{counted_as}_opened")
     gate.tracker.enter()
     try:
-        async with trio.open_nursery() as nursery:  # hosts trio-websocket's reader task
-            await _serve(gate, stream, nursery)
-            nursery.cancel_scope.cancel()
+        yield
     except* Exception:
         gate.metrics.inc("connection_errors")
         log.exception("connection handler failed; this connection only is dropped")
     finally:
-        gate.metrics.inc("connections_closed")
+        gate.metrics.inc(f"{counted_as}_closed")
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(stream)
         gate.tracker.leave()

@@ -5,8 +5,8 @@ serve
    ├─ hub.serve            timers: grace, ward, game tick   (started before anything connects)
    ├─ store_writer.serve   the only writer: batches, one transaction each, in worker threads
    ├─ serve_ops            health, readiness, metrics, web client
-   ├─ serve_websockets     listener; connections run in the ``conns`` nursery
-   └─ serve_telnet         with TELNET_PORT: the telnet listener, connections in ``conns`` too
+   ├─ serve_connections    the WebSocket/HTTP API listener; connections run in ``conns``
+   └─ serve_connections    with TELNET_PORT: the telnet listener, connections in ``conns`` too
 on SIGTERM/SIGINT: drain (503 to newcomers, close every socket 1001, wait, teardown, flush)
 """
 
@@ -38,7 +38,7 @@ from mythos_rt.runtime.store import (
     ensure_demo_players,
     open_backend,
 )
-from mythos_rt.runtime.telnet import serve_telnet
+from mythos_rt.runtime.telnet import handle_telnet
 from mythos_rt.settings import Settings
 from mythos_rt.world import load_world
 
@@ -106,15 +106,24 @@ async def open_app(
             root.cancel_scope.cancel()
 
 
-async def serve_websockets(
-    gate: Gate, conns: trio.Nursery, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+Handler = Callable[[Gate, trio.abc.Stream], Awaitable[None]]
+
+
+async def serve_connections(
+    handler: Handler,
+    port: int,
+    gate: Gate,
+    conns: trio.Nursery,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """A TCP listener for one door (``handle_stream``: WebSockets and the HTTP API;
+    ``handle_telnet``); started with the port it bound."""
     # Connections run in ``conns``, not under this task: the drain stops the listener first and
     # then waits for the connections to finish their closing handshakes.
-    s = gate.settings
-    listeners = await trio.open_tcp_listeners(s.port, host=s.host)
+    listeners = await trio.open_tcp_listeners(port, host=gate.settings.host)
     task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(partial(handle_stream, gate), listeners, handler_nursery=conns)
+    await trio.serve_listeners(partial(handler, gate), listeners, handler_nursery=conns)
 
 
 async def drain(app: App) -> None:
@@ -197,11 +206,16 @@ async def _serve_until_stopped(
         listener_scopes = [trio.CancelScope(), trio.CancelScope()]
         ops_port = await _start_ops(app, conns) if settings.ops_port else 0
         app.ws_port = await conns.start(
-            _run_listener, serve_websockets, app.gate, conns, listener_scopes[0]
+            _run_listener, handle_stream, settings.port, app.gate, conns, listener_scopes[0]
         )
         if settings.telnet_port:
             app.telnet_port = await conns.start(
-                _run_listener, serve_telnet, app.gate, conns, listener_scopes[1]
+                _run_listener,
+                handle_telnet,
+                settings.telnet_port,
+                app.gate,
+                conns,
+                listener_scopes[1],
             )
         print_banner(settings, app.ws_port, ops_port, app.telnet_port)
         task_status.started(app)
@@ -213,11 +227,9 @@ async def _serve_until_stopped(
         conns.cancel_scope.cancel()
 
 
-Listener = Callable[..., Awaitable[None]]
-
-
 async def _run_listener(
-    listen: Listener,
+    handler: Handler,
+    port: int,
     gate: Gate,
     conns: trio.Nursery,
     scope: trio.CancelScope,
@@ -225,7 +237,7 @@ async def _run_listener(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     with scope:
-        await listen(gate, conns, task_status=task_status)
+        await serve_connections(handler, port, gate, conns, task_status=task_status)
 
 
 async def _start_ops(app: App, nursery: trio.Nursery) -> int:

@@ -7,6 +7,7 @@ byte-bounded outbox with the same encoded frames every other socket gets, and fo
 and GMCP messages (:mod:`mythos_rt.core.telnet_render`) instead of writing it as is.
 
     handle_telnet ×N      one per TCP connection, in the conns nursery beside the WebSockets
+                          (the listener: server.serve_connections with TELNET_PORT)
     ├─ login              under TELNET_LOGIN_TIMEOUT_S (slowloris), abandoned by the drain
     └─ connection nursery
        ├─ receive loop    bytes → TelnetParser → lines (rate limit → hub) / option replies;
@@ -21,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import suppress
-from functools import partial
 
 import attrs
 import trio
@@ -38,7 +38,7 @@ from mythos_rt.core.telnet_render import (
     render,
     split_text_frames,
 )
-from mythos_rt.runtime.gate import Gate, fresh_player_state, load_mutes
+from mythos_rt.runtime.gate import Gate, contained, fresh_player_state, load_mutes
 from mythos_rt.runtime.http_api import LoginRefused
 from mythos_rt.runtime.hub import SocketHandle
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, StoreError
@@ -68,31 +68,10 @@ class _PeerGone(Exception):
     """The client closed or reset the connection."""
 
 
-async def serve_telnet(
-    gate: Gate, conns: trio.Nursery, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
-) -> None:
-    # Connections run in ``conns`` (passed on purpose, as for the WebSocket listener): the
-    # drain stops the listener first, then waits for the connections to say goodbye.
-    s = gate.settings
-    listeners = await trio.open_tcp_listeners(s.telnet_port, host=s.host)
-    task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(partial(handle_telnet, gate), listeners, handler_nursery=conns)
-
-
 async def handle_telnet(gate: Gate, stream: trio.abc.Stream) -> None:
     """Serve one telnet connection from greeting to close; never raises (but Cancelled)."""
-    gate.metrics.inc("telnet_connections_opened")
-    gate.tracker.enter()
-    try:
+    async with contained(gate, stream, "telnet_connections"):
         await TelnetSession(gate, stream).run()
-    except* Exception:
-        gate.metrics.inc("connection_errors")
-        log.exception("telnet connection failed; this connection only is dropped")
-    finally:
-        gate.metrics.inc("telnet_connections_closed")
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(stream)
-        gate.tracker.leave()
 
 
 class TelnetSession:
