@@ -336,28 +336,28 @@ class Options:
         return _turn_off(self.remote, self.asked, option, DONT)
 
     def _on_do(self, option: int) -> bytes:
-        if option in self.local:
-            return b""
-        if option in self.offered:
-            self.offered.discard(option)
-            self.local.add(option)
-            return b""
-        if option in SERVER_OPTIONS and option != OPT_ECHO:
-            self.local.add(option)  # ECHO is ours to turn on and off (the password prompt)
-            return command(WILL, option)
-        return self._refuse(WONT, option)
+        # ECHO is ours to turn on and off (the password prompt), never the client's.
+        agreeable = option in SERVER_OPTIONS and option != OPT_ECHO
+        return self._turn_on(self.local, self.offered, agreeable, option, WILL, WONT)
 
     def _on_will(self, option: int) -> bytes:
-        if option in self.remote:
+        agreeable = option in CLIENT_OPTIONS
+        return self._turn_on(self.remote, self.asked, agreeable, option, DO, DONT)
+
+    def _turn_on(
+        self, on: set[int], pending: set[int], agreeable: bool, option: int, yes: int, no: int
+    ) -> bytes:
+        """The peer asks for an option (or answers our request for it)."""
+        if option in on:
             return b""
-        if option in self.asked:
-            self.asked.discard(option)
-            self.remote.add(option)
+        if option in pending:  # the answer to our own request: no reply owed
+            pending.discard(option)
+            on.add(option)
             return b""
-        if option in CLIENT_OPTIONS:
-            self.remote.add(option)
-            return command(DO, option)
-        return self._refuse(DONT, option)
+        if agreeable:
+            on.add(option)
+            return command(yes, option)
+        return self._refuse(no, option)
 
     def _refuse(self, verb: int, option: int) -> bytes:
         if option in self.refused:
