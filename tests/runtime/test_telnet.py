@@ -332,3 +332,17 @@ async def test_a_giant_line_is_refused_and_the_next_one_works(
         await telnet.send(b"say " + b"A" * 1_000_000 + b"\r\nwhoami\r\n")
         await telnet.read_until("too long")
         await telnet.read_until("You are Wilmarth")
+
+
+async def test_the_drain_abandons_logins_under_way_and_refuses_newcomers(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path, **TELNET) as h:
+        waiting = open_telnet(h)
+        await waiting.read_until("known? ")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain, h.app)
+            assert "The server is shutting down." in await waiting.closed()
+            late = open_telnet(h)
+            assert "The server is shutting down. Please come back later." in await late.closed()
+        assert h.app.metrics.value("handshakes_abandoned") == 1
