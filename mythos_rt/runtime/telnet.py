@@ -26,9 +26,7 @@ from contextlib import suppress
 import attrs
 import trio
 
-from mythos_rt.core import protocol
 from mythos_rt.core import telnet as tn
-from mythos_rt.core.ratelimit import SlidingWindow
 from mythos_rt.core.telnet_render import (
     Style,
     close_notice,
@@ -38,11 +36,12 @@ from mythos_rt.core.telnet_render import (
     render,
     split_text_frames,
 )
+from mythos_rt.runtime.connection import POLICY, frame_guard, refuse_frame
 from mythos_rt.runtime.gate import Gate, contained, fresh_player_state, load_mutes
 from mythos_rt.runtime.http_api import LoginRefused
 from mythos_rt.runtime.hub import SocketHandle
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, StoreError
-from mythos_rt.runtime.wsio import peer_of, text_frame
+from mythos_rt.runtime.wsio import peer_of
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,6 @@ LOGIN_TRIES = 3
 # Overflow policy: the connection is closed, like an outbox over OUTBOX_MAX_BYTES.
 CONTROL_MAX_BYTES = 64 * 1024
 IDLE = (4001, "Connection cleaned up")
-POLICY = (1008, "Policy violation")
 # Terminal types that cannot show ANSI colours (TTYPE, RFC 1091).
 NO_COLOUR_TERMINALS = frozenset({"dumb", "unknown"})
 GREETING = (
@@ -78,7 +76,6 @@ class TelnetSession:
     """One telnet connection: the login, then one socket of the player."""
 
     def __init__(self, gate: Gate, stream: trio.abc.Stream) -> None:
-        s = gate.settings
         self._gate = gate
         self._stream = stream
         self._parser = tn.TelnetParser()
@@ -87,8 +84,7 @@ class TelnetSession:
         self._gmcp_supported: set[str] | None = None
         self._lines: list[str] = []  # typed ahead: read during the login, run once admitted
         self._control = bytearray()  # option replies for the sender, once admitted
-        self._frame_window = SlidingWindow(s.frame_rate_limit, s.frame_rate_window_s)
-        self._refused_in_a_row = 0
+        self._frame_guard = frame_guard(gate.settings)
         self._scope = trio.CancelScope()
 
     # --- before admission -------------------------------------------------------------------
@@ -242,18 +238,10 @@ class TelnetSession:
             self._on_line(socket, line)
 
     def _on_line(self, socket: SocketHandle, line: str) -> None:
-        now = trio.current_time()
-        if not self._frame_window.allow(now):
-            self._refused_in_a_row += 1
-            self._gate.metrics.inc("frames_rate_limited")
-            if self._refused_in_a_row >= self._gate.settings.abuse_close_after:
-                socket.outbox.close(*POLICY)
-                return
-            retry = self._frame_window.retry_after(now)
-            error = protocol.rate_limit_error(retry, self._gate.settings.frame_rate_limit)
-            socket.outbox.put(text_frame(error.to_json(socket.player_id)))
+        refusal = self._frame_guard.check(trio.current_time())
+        if refusal is not None:
+            refuse_frame(refusal, socket, self._gate.metrics, self._gate.settings)
             return
-        self._refused_in_a_row = 0
         if line.strip():  # Enter alone is a player checking the connection: nothing to answer
             self._gate.hub.handle_command(socket, line, ())
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mythos_rt.core.ratelimit import KeyedSlidingWindow, SlidingWindow
+from mythos_rt.core.ratelimit import FrameGuard, FrameRefusal, KeyedSlidingWindow, SlidingWindow
 
 
 def test_the_101st_frame_within_a_minute_is_refused() -> None:
@@ -121,3 +121,15 @@ def test_least_recently_used_key_is_dropped_first() -> None:
     assert limiter.retry_after("b", 2.0) == 0.0
     assert limiter.retry_after("a", 2.0) == 58.0
     assert limiter.retry_after("c", 2.0) == 58.0
+
+
+def test_frame_guard_refuses_with_the_wait_and_closes_after_refusals_in_a_row() -> None:
+    guard = FrameGuard(2, 10.0, close_after=3)
+    assert guard.check(0.0) is None and guard.check(1.0) is None
+    assert guard.check(2.0) == FrameRefusal(8.0, close=False)
+    assert guard.check(3.0) == FrameRefusal(7.0, close=False)
+    assert guard.check(10.0) is None  # an allowed frame resets the count
+    assert guard.check(10.5) == FrameRefusal(0.5, close=False)
+    assert guard.check(10.75) == FrameRefusal(0.25, close=False)
+    refusal = guard.check(10.875)
+    assert refusal is not None and refusal.close
