@@ -109,9 +109,23 @@ async def open_app(
 Handler = Callable[[Gate, trio.abc.Stream], Awaitable[None]]
 
 
+class ListenError(Exception):
+    """A port could not be opened (taken, not allowed); the message is one line naming the
+    setting, for the operator."""
+
+
+async def open_listeners(port: int, host: str, setting: str) -> list[trio.SocketListener]:
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ListenError(f"cannot listen on {host}:{port} ({setting}): {reason}") from None
+
+
 async def serve_connections(
     handler: Handler,
     port: int,
+    setting: str,
     gate: Gate,
     conns: trio.Nursery,
     *,
@@ -121,7 +135,7 @@ async def serve_connections(
     ``handle_telnet``); started with the port it bound."""
     # Connections run in ``conns``, not under this task: the drain stops the listener first and
     # then waits for the connections to finish their closing handshakes.
-    listeners = await trio.open_tcp_listeners(port, host=gate.settings.host)
+    listeners = await open_listeners(port, gate.settings.host, setting)
     task_status.started(listeners[0].socket.getsockname()[1])
     await trio.serve_listeners(partial(handler, gate), listeners, handler_nursery=conns)
 
@@ -206,13 +220,20 @@ async def _serve_until_stopped(
         listener_scopes = [trio.CancelScope(), trio.CancelScope()]
         ops_port = await _start_ops(app, conns) if settings.ops_port else 0
         app.ws_port = await conns.start(
-            _run_listener, handle_stream, settings.port, app.gate, conns, listener_scopes[0]
+            _run_listener,
+            handle_stream,
+            settings.port,
+            "PORT",
+            app.gate,
+            conns,
+            listener_scopes[0],
         )
         if settings.telnet_port:
             app.telnet_port = await conns.start(
                 _run_listener,
                 handle_telnet,
                 settings.telnet_port,
+                "TELNET_PORT",
                 app.gate,
                 conns,
                 listener_scopes[1],
@@ -230,6 +251,7 @@ async def _serve_until_stopped(
 async def _run_listener(
     handler: Handler,
     port: int,
+    setting: str,
     gate: Gate,
     conns: trio.Nursery,
     scope: trio.CancelScope,
@@ -237,7 +259,7 @@ async def _run_listener(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     with scope:
-        await serve_connections(handler, port, gate, conns, task_status=task_status)
+        await serve_connections(handler, port, setting, gate, conns, task_status=task_status)
 
 
 async def _start_ops(app: App, nursery: trio.Nursery) -> int:
@@ -309,8 +331,8 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
         print(f"created demo player {record.name}{' (admin)' if record.is_admin else ''}")
     try:
         trio.run(serve, settings, world, backend, secret)
-    except (BusConnectError, BaseExceptionGroup) as exc:
-        refusal = _bus_refusal(exc)
+    except (BusConnectError, ListenError, BaseExceptionGroup) as exc:
+        refusal = _operator_refusal(exc)
         if refusal is None:
             raise
         print(f"mythos_rt: {refusal}", file=sys.stderr)
@@ -320,12 +342,13 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
     return 0
 
 
-def _bus_refusal(exc: BaseException) -> BusConnectError | None:
-    """The NATS connection failure inside ``exc`` (nurseries wrap it in groups), if any."""
-    if isinstance(exc, BusConnectError):
+def _operator_refusal(exc: BaseException) -> BusConnectError | ListenError | None:
+    """The operator's mistake inside ``exc`` (nurseries wrap it in groups), if any: NATS
+    unreachable, a port taken."""
+    if isinstance(exc, BusConnectError | ListenError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            if (found := _bus_refusal(inner)) is not None:
+            if (found := _operator_refusal(inner)) is not None:
                 return found
     return None

@@ -8,6 +8,8 @@ import contextlib
 import json
 import random
 import re
+import socket
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -22,6 +24,7 @@ from tests.e2e.conftest import (
     free_port,
     next_event,
     read_burst,
+    run_cli,
     send_command,
     ws_connect,
 )
@@ -204,3 +207,16 @@ def test_sigterm_tells_telnet_players_and_exits_cleanly(start_server: StartServe
 
     assert b"*** Server shutting down ***" in asyncio.run(scenario())
     assert server.proc.wait(STOP_TIMEOUT_S) == 0  # (stop() would signal a second time)
+
+
+def test_a_taken_telnet_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        flags = ("--data-dir", str(tmp_path / "data"), "--port", "0", "--ops-port", "0")
+        result = run_cli("serve", *flags, "--telnet-port", str(port), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"mythos_rt: cannot listen on {HOST}:{port} (TELNET_PORT): Address already in use"
+    ]
