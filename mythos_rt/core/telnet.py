@@ -108,6 +108,10 @@ class TelnetParser:
         self._sb_option = 0
         self._sb = bytearray()
         self._sb_overflow = False
+        # Every IAC command seen (IAC IAC excepted), answered or not: a client's option chatter
+        # is a handful per connection, so the session can budget it (an IAC flood costs the
+        # server a Python step per byte).
+        self.commands = 0
 
     def feed(self, data: bytes) -> list[Event]:
         events: list[Event] = []
@@ -185,7 +189,9 @@ class TelnetParser:
         if byte == IAC:  # IAC IAC: a literal 255 in the data
             self._state = _State.DATA
             self._append(_IAC_BYTE, events)
-        elif byte in _VERBS:
+            return
+        self.commands += 1
+        if byte in _VERBS:
             self._verb = byte
             self._state = _State.VERB
         elif byte == SB:

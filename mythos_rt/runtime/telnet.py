@@ -27,6 +27,7 @@ import attrs
 import trio
 
 from mythos_rt.core import telnet as tn
+from mythos_rt.core.ratelimit import SlidingWindow
 from mythos_rt.core.telnet_render import (
     Style,
     close_notice,
@@ -62,8 +63,18 @@ GREETING = (
 )
 
 
+# IAC commands a connection may send per minute.  Option negotiation is a handful per
+# connection and a client's keep-alive NOPs a few per minute; an IAC flood costs the server a
+# Python step per byte, so beyond this budget the connection is closed (1008, as for abuse).
+MAX_COMMANDS_PER_MINUTE = 1000
+
+
 class _PeerGone(Exception):
     """The client closed or reset the connection."""
+
+
+class _Flooding(Exception):
+    """The client went over MAX_COMMANDS_PER_MINUTE before logging in."""
 
 
 async def handle_telnet(gate: Gate, stream: trio.abc.Stream) -> None:
@@ -85,6 +96,8 @@ class TelnetSession:
         self._lines: list[str] = []  # typed ahead: read during the login, run once admitted
         self._control = bytearray()  # option replies for the sender, once admitted
         self._frame_guard = frame_guard(gate.settings)
+        self._command_window = SlidingWindow(MAX_COMMANDS_PER_MINUTE, 60.0)
+        self._commands_counted = 0
         self._scope = trio.CancelScope()
 
     # --- before admission -------------------------------------------------------------------
@@ -108,6 +121,10 @@ class TelnetSession:
                 finally:
                     gate.handshakes.discard(login_scope)
         except _PeerGone:
+            return
+        except _Flooding:
+            gate.metrics.inc("telnet_command_floods")
+            await self._farewell("Too many telnet commands. Goodbye.")
             return
         if login_scope.cancelled_caught:
             gate.metrics.inc("handshakes_abandoned" if gate.draining else "handshakes_timed_out")
@@ -171,6 +188,8 @@ class TelnetSession:
             if not data:
                 raise _PeerGone
             replies = self._feed(data)
+            if self._flooding():
+                raise _Flooding
             if replies:
                 await self._write(replies)
         return self._lines.pop(0)
@@ -225,7 +244,12 @@ class TelnetSession:
                         self._end()
                     return
                 lines_before = len(self._lines)
-                self._queue_control(socket, self._feed(data))
+                replies = self._feed(data)
+                if self._flooding():
+                    self._gate.metrics.inc("telnet_command_floods")
+                    socket.outbox.close(*POLICY, discard=True)
+                    return
+                self._queue_control(socket, replies)
                 if len(self._lines) > lines_before:
                     idle.deadline = trio.current_time() + idle_s
                 self._run_lines(socket)
@@ -313,6 +337,15 @@ class TelnetSession:
                 case tn.SubnegotiationTooLong():
                     self._gate.metrics.inc("telnet_subnegotiations_dropped")
         return bytes(replies)
+
+    def _flooding(self) -> bool:
+        """Over MAX_COMMANDS_PER_MINUTE?  (At most the budget's worth of steps per minute.)"""
+        now = trio.current_time()
+        while self._commands_counted < self._parser.commands:
+            self._commands_counted += 1
+            if not self._command_window.allow(now):
+                return True
+        return False
 
     def _on_subnegotiation(self, option: int, payload: bytes) -> bytes:
         if option == tn.OPT_NAWS and option in self._options.remote:

@@ -121,6 +121,13 @@ def test_an_iac_flood_yields_events_and_keeps_lines_intact() -> None:
     assert events[-1] == Line("say hi")
 
 
+def test_commands_are_counted_but_not_escaped_data() -> None:
+    parser = TelnetParser()
+    parser.feed(I + bytes([DO, 1]) + I + bytes([241]) + b"a" + I + I + b"\n")
+    parser.feed(I + bytes([SB, 31, 0, 80, 0, 24]) + I + bytes([SE]))
+    assert parser.commands == 3  # DO, NOP, SB (its IAC SE ends it, it is not another one)
+
+
 def test_random_garbage_never_raises() -> None:
     import random
 

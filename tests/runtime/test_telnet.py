@@ -19,7 +19,7 @@ import trio.testing
 
 from mythos_rt.core.passwords import hash_password
 from mythos_rt.runtime.server import drain
-from mythos_rt.runtime.telnet import handle_telnet
+from mythos_rt.runtime.telnet import MAX_COMMANDS_PER_MINUTE, handle_telnet
 from tests.runtime.harness import Harness, running
 
 PASSWORD = "elder-sign-1926"
@@ -308,9 +308,9 @@ async def test_garbage_and_iac_floods_harm_nobody(
         ws = await h.connect("Armitage")
         telnet = await log_in(h, "Wilmarth")
         rubbish = bytes(range(256)) * 64
-        flood = (IAC + DO + b"\x63" + IAC + WILL + b"\x62" + IAC + b"\xf1") * 5000
-        endless = IAC + SB + GMCP + b"x" * 100_000  # never ended by IAC SE
-        for chunk in (rubbish, flood, IAC + SB + NAWS + b"\x00", endless):
+        chatter = (IAC + DO + b"\x63" + IAC + WILL + b"\x62" + IAC + b"\xf1") * 200
+        endless = IAC + SB + GMCP + b"x" * 100_000  # ended only much later
+        for chunk in (rubbish, chatter, IAC + SB + NAWS + b"\x00", endless):
             await telnet.send(chunk)
         await telnet.send(IAC + SE + b"\r\n")
         await trio.sleep(60)  # the rubbish held ~130 lines: past the frame rate window
@@ -319,9 +319,29 @@ async def test_garbage_and_iac_floods_harm_nobody(
         assert heard["data"]["message"] == "Wilmarth says: still sane"
         await ws.command("say and the others are fine")
         await telnet.read_until("and the others are fine")
-        # Each unsupported option was refused once, not once per request.
+        # 200 requests for each of two options the server lacks: one refusal each.
         assert bytes(telnet.data).count(IAC + b"\xfc\x63") == 1
         assert bytes(telnet.data).count(IAC + b"\xfe\x62") == 1
+
+
+async def test_an_iac_flood_is_closed_as_abuse(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    flood = (IAC + b"\xf1") * (MAX_COMMANDS_PER_MINUTE + 1)
+    async with running(tmp_path, **TELNET) as h:
+        ws = await h.connect("Armitage")
+        telnet = await log_in(h, "Wilmarth")
+        await telnet.send(flood)
+        assert "*** Policy violation ***" in await telnet.closed()
+        await ws.command("say nobody else noticed")
+        reply = await ws.next_event("command_response")
+        assert reply["data"]["result"] == "You say: nobody else noticed"
+
+        stranger = open_telnet(h)  # before logging in: the same budget
+        await stranger.read_until("known? ")
+        await stranger.send(flood)
+        assert "Too many telnet commands. Goodbye." in await stranger.closed()
+        assert h.app.metrics.value("telnet_command_floods") == 2
 
 
 async def test_a_giant_line_is_refused_and_the_next_one_works(
