@@ -225,6 +225,8 @@ class TelnetParser:
 def decode_line(raw: bytes) -> str:
     """UTF-8 with replacement characters, after the client's own backspaces and DELs."""
     text = raw.decode("utf-8", errors="replace")
+    if "\b" not in text and "\x7f" not in text:
+        return text
     kept: list[str] = []
     for ch in text:
         if ch in ("\b", "\x7f"):
