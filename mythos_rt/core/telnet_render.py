@@ -218,9 +218,10 @@ _SILENT = frozenset(
 
 
 def close_notice(code: int, reason: str, style: Style) -> list[str]:
-    """The last line before the server hangs up (the WebSocket close reason, in words)."""
+    """The last line before the server hangs up (the WebSocket close reason, in words); none
+    after a normal close (1000: quit, logout, rest), whose reply already said goodbye."""
     if code == 1000:
-        return ["Goodbye."]
+        return []
     return [paint(f"*** {reason} ***", "notice", style)]
 
 

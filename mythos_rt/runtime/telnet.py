@@ -172,7 +172,8 @@ class TelnetSession:
         return record, await load_mutes(gate, player_id), version
 
     async def _prompt(self, text: str, *, hidden: bool = False) -> str:
-        """Ask, and wait for the next line (empty lines ask again)."""
+        """Ask, and wait for the next line (empty lines ask again).  A name is trimmed; a
+        password is kept as typed, spaces included, as the HTTP login keeps it."""
         while True:
             echo_off = self._options.offer(tn.OPT_ECHO) if hidden else b""
             await self._write(echo_off + tn.escape(text.encode("utf-8")))
@@ -180,7 +181,7 @@ class TelnetSession:
             if hidden:  # the client echoed nothing, not even the line end
                 await self._write(self._options.withdraw(tn.OPT_ECHO) + b"\r\n")
             if line.strip():
-                return line.strip()
+                return line if hidden else line.strip()
 
     async def _next_line(self) -> str:
         while not self._lines:

@@ -147,5 +147,5 @@ def test_room_numbers_are_stable() -> None:
 
 
 def test_close_notices() -> None:
-    assert close_notice(1000, "Goodbye", PLAIN) == ["Goodbye."]
+    assert close_notice(1000, "Goodbye", PLAIN) == []  # the quit reply said goodbye
     assert close_notice(1001, "Server shutting down", PLAIN) == ["*** Server shutting down ***"]

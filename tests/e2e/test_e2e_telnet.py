@@ -156,7 +156,7 @@ def test_telnet_player_plays_with_a_websocket_player(start_server: StartServer) 
         assert telnet.gmcp()["Room.Info"]["name"] == "Orne Library Entrance Hall"
 
         await telnet.line("quit")
-        assert b"Goodbye." in await telnet.until_closed()
+        assert b"You have been disconnected from the game." in await telnet.until_closed()
 
     async def scenario() -> None:
         async with ws_connect(f"{server.ws_url}?token={token}") as ws:

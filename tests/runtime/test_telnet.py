@@ -83,8 +83,8 @@ def plain(raw: bytes) -> str:
     return ANSI.sub("", text.decode("utf-8", errors="replace"))
 
 
-def give_password(h: Harness, name: str) -> None:
-    cheap = hash_password(PASSWORD, b"salt" * 4, n=16, r=8, p=1)
+def give_password(h: Harness, name: str, password: str = PASSWORD) -> None:
+    cheap = hash_password(password, b"salt" * 4, n=16, r=8, p=1)
     h.store.set_password(h.players[name].player_id, cheap)
 
 
@@ -150,7 +150,8 @@ async def test_a_telnet_player_plays_with_a_websocket_player(
         await telnet.line("south")
         await ws.next_event("player_entered")
         await telnet.line("quit")
-        assert "Goodbye." in await telnet.closed()
+        said = await telnet.closed()
+        assert said.endswith("Goodbye! You have been disconnected from the game.\r\n")
         gone = await ws.next_event("player_left_game")
         assert gone["data"]["player_name"] == "Wilmarth"
 
@@ -366,3 +367,21 @@ async def test_the_drain_abandons_logins_under_way_and_refuses_newcomers(
             late = open_telnet(h)
             assert "The server is shutting down. Please come back later." in await late.closed()
         assert h.app.metrics.value("handshakes_abandoned") == 1
+
+
+async def test_a_password_is_taken_as_typed_spaces_included(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path, **TELNET) as h:
+        give_password(h, "Wilmarth", "  elder sign  ")
+        client = open_telnet(h)
+        await client.read_until("known? ")
+        await client.line("  Wilmarth ")  # a name is trimmed
+        await client.read_until("Password: ")
+        await client.line("elder sign")
+        await client.read_until("Wrong name or password.")
+        await client.read_until("known? ")
+        await client.line("Wilmarth")
+        await client.read_until("Password: ")
+        await client.line("  elder sign  ")
+        await client.read_until("Type 'help' for the commands.")
