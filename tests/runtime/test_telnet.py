@@ -385,3 +385,22 @@ async def test_a_password_is_taken_as_typed_spaces_included(
         await client.read_until("Password: ")
         await client.line("  elder sign  ")
         await client.read_until("Type 'help' for the commands.")
+
+
+async def test_a_dumb_terminal_gets_no_colours_and_naws_wraps_the_room(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    ttype, naws = b"\x18", NAWS
+    negotiate = IAC + WILL + ttype + IAC + SB + ttype + b"\x00DUMB" + IAC + SE
+    negotiate += IAC + WILL + naws + IAC + SB + naws + b"\x00\x1e\x00\x18" + IAC + SE  # 30x24
+    async with running(tmp_path, **TELNET) as h:
+        ws = await h.connect("Armitage")
+        telnet = await log_in(h, "Wilmarth", negotiate=negotiate)
+        assert IAC + SB + ttype + b"\x01" + IAC + SE in telnet.data  # the server asked its name
+        await ws.command("global evening all")
+        await telnet.line("look")
+        await telnet.read_until("Armitage (global): evening all")
+        assert b"\x1b[" not in telnet.data
+        room = bytes(telnet.data).split(b"Miskatonic Quadrangle\r\n", 1)[1].split(b"Here:")[0]
+        assert all(len(line) <= 29 for line in room.split(b"\r\n"))
+        assert len(room.split(b"\r\n")) > 5  # wrapped to 29 columns, not one long line
