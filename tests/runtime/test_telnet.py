@@ -404,3 +404,17 @@ async def test_a_dumb_terminal_gets_no_colours_and_naws_wraps_the_room(
         room = bytes(telnet.data).split(b"Miskatonic Quadrangle\r\n", 1)[1].split(b"Here:")[0]
         assert all(len(line) <= 29 for line in room.split(b"\r\n"))
         assert len(room.split(b"\r\n")) > 5  # wrapped to 29 columns, not one long line
+
+
+async def test_a_new_web_session_supersedes_the_telnet_socket_but_not_the_presence(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path, **TELNET) as h:
+        telnet = await log_in(h, "Wilmarth")
+        await telnet.line("north")
+        await telnet.read_until("Exits: south, up")
+        web = await h.connect("Wilmarth", query="&session_id=tab-2")
+        assert "*** New game session established ***" in await telnet.closed()
+        state = web.received[0]
+        assert state["event_type"] == "game_state"
+        assert state["data"]["room"]["name"] == "Orne Library Entrance Hall"  # same presence
