@@ -107,15 +107,19 @@ def open_telnet(h: Harness, stream_pair: Any = None) -> TelnetClient:
     return TelnetClient(client_stream)
 
 
+async def answer_prompts(client: TelnetClient, name: str, password: str) -> None:
+    await client.read_until("known? ")
+    await client.line(name)
+    await client.read_until("Password: ")
+    await client.line(password)
+
+
 async def log_in(h: Harness, name: str, *, negotiate: bytes = b"") -> TelnetClient:
     give_password(h, name)
     client = open_telnet(h)
-    await client.read_until("known? ")
     if negotiate:
         await client.send(negotiate)
-    await client.line(name)
-    await client.read_until("Password: ")
-    await client.line(PASSWORD)
+    await answer_prompts(client, name, PASSWORD)
     await client.read_until("Type 'help' for the commands.")
     return client
 
@@ -214,18 +218,12 @@ async def test_wrong_passwords_are_refused_and_throttled_like_http_logins(
         give_password(h, "Wilmarth")
         first = open_telnet(h)
         for _ in range(3):
-            await first.read_until("known? ")
-            await first.line("Wilmarth")
-            await first.read_until("Password: ")
-            await first.line("not the password")
+            await answer_prompts(first, "Wilmarth", "not the password")
             await first.read_until("Wrong name or password.")
         assert "Too many tries" in await first.closed()
 
         second = open_telnet(h)  # the fourth failure reaches the per-name limit
-        await second.read_until("known? ")
-        await second.line("Wilmarth")
-        await second.read_until("Password: ")
-        await second.line("still wrong")
+        await answer_prompts(second, "Wilmarth", "still wrong")
         await second.read_until("Wrong name or password.")
         await second.line("Wilmarth")
         await second.line(PASSWORD)  # right, but too late: the name is throttled
@@ -283,10 +281,7 @@ async def test_a_client_that_never_reads_is_cut_off_and_others_play_on(
         give_password(h, "Wilmarth")
         client_stream, server_stream = trio.testing.lockstep_stream_pair()
         slow = open_telnet(h, (client_stream, server_stream))
-        await slow.read_until("known? ")
-        await slow.line("Wilmarth")
-        await slow.read_until("Password: ")
-        await slow.line(PASSWORD)
+        await answer_prompts(slow, "Wilmarth", PASSWORD)
         await slow.read_until("Type 'help' for the commands.")  # and from now on, nothing
         ws = await h.connect("Armitage")
         other = await h.connect("Dyer")
@@ -375,15 +370,9 @@ async def test_a_password_is_taken_as_typed_spaces_included(
     async with running(tmp_path, **TELNET) as h:
         give_password(h, "Wilmarth", "  elder sign  ")
         client = open_telnet(h)
-        await client.read_until("known? ")
-        await client.line("  Wilmarth ")  # a name is trimmed
-        await client.read_until("Password: ")
-        await client.line("elder sign")
+        await answer_prompts(client, "  Wilmarth ", "elder sign")  # a name is trimmed
         await client.read_until("Wrong name or password.")
-        await client.read_until("known? ")
-        await client.line("Wilmarth")
-        await client.read_until("Password: ")
-        await client.line("  elder sign  ")
+        await answer_prompts(client, "Wilmarth", "  elder sign  ")
         await client.read_until("Type 'help' for the commands.")
 
 
