@@ -38,6 +38,9 @@ class Settings:
     host: str = _setting("127.0.0.1", "address the WebSocket listener binds")
     port: int = _setting(54768, "WebSocket port (0 = pick a free one)")
     ops_port: int = _setting(54769, "ops HTTP port: health, metrics, web client (0 = off)")
+    telnet_port: int = _setting(
+        0, "telnet port for MUD clients: Mudlet, TinTin++, telnet (0 = off; docs/TELNET.md)"
+    )
     data_dir: Path = _setting(Path(".mythos_rt"), "data directory (SQLite store, JWT secret)")
     database_url: str | None = _setting(
         None,
@@ -116,6 +119,9 @@ class Settings:
         " (trusted proxies are bounded by max_connections only)",
         "auth",
     )
+    telnet_login_timeout_s: float = _setting(
+        60.0, "time a telnet client has to type its name and password", "auth"
+    )
     max_sockets_per_player: int = _setting(5, "sockets one player may hold", "auth")
     max_session_id_chars: int = _setting(128, "longest session_id", "auth")
     retired_session_s: float = _setting(
@@ -126,9 +132,13 @@ class Settings:
     connect_rate_ip: int = _setting(30, "connection attempts per client IP per window", "auth")
     connect_rate_ip_window_s: float = _setting(10.0, "window of the per-IP limit", "auth")
     # --- HTTP API (section 18) ---
-    login_rate_name: int = _setting(5, "failed HTTP logins per player name per window", "http")
+    login_rate_name: int = _setting(
+        5, "failed logins (HTTP and telnet) per player name per window", "http"
+    )
     login_rate_name_window_s: float = _setting(300.0, "window of the per-name login limit", "http")
-    login_rate_ip: int = _setting(20, "failed HTTP logins per client IP per window", "http")
+    login_rate_ip: int = _setting(
+        20, "failed logins (HTTP and telnet) per client IP per window", "http"
+    )
     login_rate_ip_window_s: float = _setting(300.0, "window of the per-IP login limit", "http")
     login_token_ttl_s: float = _setting(3600.0, "lifetime of the tokens HTTP login issues", "http")
     registration_open: bool = _setting(

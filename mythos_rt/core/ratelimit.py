@@ -10,6 +10,8 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 
+import attrs
+
 
 class SlidingWindow:
     """At most `limit` events in any window of `window_s` seconds.
@@ -135,3 +137,29 @@ class ConnectionSlots:
 
     def pending(self, ip: str) -> int:
         return self._pending.get(ip, 0)
+
+@attrs.frozen
+class FrameRefusal:
+    """A frame over the per-connection limit: refused with the wait, or the last straw."""
+
+    retry_after_s: float
+    close: bool  # ABUSE_CLOSE_AFTER refusals in a row: close the connection (1008)
+
+
+class FrameGuard:
+    """The per-connection frame limit and its abuse rule (section 8), for every kind of socket
+    (a WebSocket frame, a telnet line): over the limit a frame is refused with the wait, and
+    ``close_after`` refusals in a row close the connection."""
+
+    def __init__(self, limit: int, window_s: float, close_after: int) -> None:
+        self._window = SlidingWindow(limit, window_s)
+        self._close_after = close_after
+        self._refused_in_a_row = 0
+
+    def check(self, now: float) -> FrameRefusal | None:
+        if self._window.allow(now):
+            self._refused_in_a_row = 0
+            return None
+        self._refused_in_a_row += 1
+        close = self._refused_in_a_row >= self._close_after
+        return FrameRefusal(self._window.retry_after(now), close)

@@ -22,7 +22,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from mythos_rt.core import protocol
 from mythos_rt.core.protocol import FrameLimits
-from mythos_rt.core.ratelimit import SlidingWindow
+from mythos_rt.core.ratelimit import FrameGuard, FrameRefusal
 from mythos_rt.runtime.hub import Hub, SocketHandle
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
@@ -35,6 +35,24 @@ INTERNAL_ERROR = (1011, "Internal error")
 IDLE = (4001, "Connection cleaned up")
 POLICY = (1008, "Policy violation")
 TOKEN_EXPIRED = (4401, "Token expired")
+
+
+def frame_guard(settings: Settings) -> FrameGuard:
+    s = settings
+    return FrameGuard(s.frame_rate_limit, s.frame_rate_window_s, s.abuse_close_after)
+
+
+def refuse_frame(
+    refusal: FrameRefusal, socket: SocketHandle, metrics: Metrics, settings: Settings
+) -> None:
+    """A frame (or telnet line) over the limit: the error frame with the wait, or close 1008."""
+    metrics.inc("frames_rate_limited")
+    if refusal.close:
+        socket.outbox.close(*POLICY)
+        return
+    error = protocol.rate_limit_error(refusal.retry_after_s, settings.frame_rate_limit)
+    metrics.inc("error_frames_sent")
+    socket.outbox.put(text_frame(error.to_json(socket.player_id)))
 
 
 def token_refresh_error(reason: str) -> protocol.FrameError:
@@ -74,8 +92,7 @@ class Connection:
         self._limits = FrameLimits(
             settings.max_frame_bytes, settings.max_depth, settings.max_string_chars
         )
-        self._frame_window = SlidingWindow(settings.frame_rate_limit, settings.frame_rate_window_s)
-        self._refused_in_a_row = 0
+        self._frame_guard = frame_guard(settings)
         self._scope = trio.CancelScope()
         self._crashed = False
         self._dropped = False  # heartbeat lost: no closing handshake with a dead peer
@@ -147,26 +164,16 @@ class Connection:
             # what the client says while the close handshake runs is not acted upon.
             self._metrics.inc("frames_after_close")
             return
-        now = trio.current_time()
-        if not self._frame_window.allow(now):
-            self._refuse_for_rate(now)
+        refusal = self._frame_guard.check(trio.current_time())
+        if refusal is not None:
+            refuse_frame(refusal, self._socket, self._metrics, self._settings)
             return
-        self._refused_in_a_row = 0
         csrf = self._csrf_tokens if self._settings.require_csrf else None
         message = protocol.decode_client_frame(raw, self._limits, csrf)
         if isinstance(message, protocol.FrameError):
             self._send_error(message)
             return
         self._dispatch(message)
-
-    def _refuse_for_rate(self, now: float) -> None:
-        self._refused_in_a_row += 1
-        self._metrics.inc("frames_rate_limited")
-        if self._refused_in_a_row >= self._settings.abuse_close_after:
-            self._socket.outbox.close(*POLICY)
-            return
-        retry = self._frame_window.retry_after(now)
-        self._send_error(protocol.rate_limit_error(retry, self._settings.frame_rate_limit))
 
     def _dispatch(self, message: protocol.ClientMessage) -> None:
         hub, socket = self._hub, self._socket

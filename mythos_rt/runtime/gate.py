@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 
 import attrs
 import trio
@@ -109,34 +110,58 @@ class Gate:
 
 async def handle_stream(gate: Gate, stream: trio.abc.Stream) -> None:
     """Serve one TCP connection from handshake to close; never raises (but Cancelled)."""
+    slot = await take_slot(gate, stream, _BUSY)
+    if slot is None:
+        return
+    async with (
+        contained(gate, stream, "connections", slot),
+        trio.open_nursery() as nursery,  # hosts trio-websocket's reader task
+    ):
+        await _serve(gate, stream, nursery, slot)
+        nursery.cancel_scope.cancel()
+
+
+async def take_slot(gate: Gate, stream: trio.abc.Stream, busy: bytes) -> Slot | None:
+    """Every door's first step, before anything is parsed: a place among MAX_CONNECTIONS and
+    MAX_HANDSHAKES_PER_IP, or ``busy`` written and the stream closed (None).  A flood of silent
+    connections then costs one accept and one close each, not a file descriptor and two tasks
+    for the handshake timeout."""
     ip = _tcp_peer_ip(stream)
     refused = gate.slots.open(ip)
-    if refused is not None:
-        # Before parsing anything: a flood of silent connections costs one accept and one
-        # close each, not a file descriptor and two tasks for HANDSHAKE_TIMEOUT_S.
-        gate.metrics.inc(f"connections_refused_{refused}")
-        await _refuse_busy(stream)
-        return
-    gate.metrics.inc("connections_opened")
+    if refused is None:
+        return Slot(gate.slots, ip)
+    gate.metrics.inc(f"connections_refused_{refused}")
+    with trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError):
+        await stream.send_all(busy)  # a fresh socket's send buffer is empty: no real wait
+    await trio.aclose_forcefully(stream)
+    return None
+
+
+@asynccontextmanager
+async def contained(
+    gate: Gate, stream: trio.abc.Stream, counted_as: str, slot: Slot
+) -> AsyncIterator[None]:
+    """Every door's boundary around one TCP connection: counted (``<counted_as>_opened`` and
+    ``_closed``), tracked for the drain, any exception logged and swallowed (one escaping a
+    handler would end the listener and the server), the stream closed and its slot given back
+    whatever happened."""
+    gate.metrics.inc(f"{counted_as}_opened")
     gate.tracker.enter()
-    slot = _Slot(gate.slots, ip)
     try:
-        async with trio.open_nursery() as nursery:  # hosts trio-websocket's reader task
-            await _serve(gate, stream, nursery, slot)
-            nursery.cancel_scope.cancel()
+        yield
     except* Exception:
         gate.metrics.inc("connection_errors")
         log.exception("connection handler failed; this connection only is dropped")
     finally:
         slot.release()
-        gate.metrics.inc("connections_closed")
+        gate.metrics.inc(f"{counted_as}_closed")
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(stream)
         gate.tracker.leave()
 
 
 @attrs.define
-class _Slot:
+class Slot:
     """One connection's hold on the gate's slots: its address's handshake count until the
     handshake is over, and its place in the total until it closes."""
 
@@ -160,19 +185,12 @@ _BUSY = (
 )
 
 
-async def _refuse_busy(stream: trio.abc.Stream) -> None:
-    """A short 503 without reading the request (it may be lost to a reset; that is fine)."""
-    with trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError):
-        await stream.send_all(_BUSY)  # a fresh socket's send buffer is empty: no real wait
-    await trio.aclose_forcefully(stream)
-
-
 def _tcp_peer_ip(stream: trio.abc.Stream) -> str:
     peer = peer_of(stream)
     return str(peer.address) if isinstance(peer, Endpoint) else peer
 
 
-async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery, slot: _Slot) -> None:
+async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery, slot: Slot) -> None:
     s = gate.settings
     request: WebSocketRequest | None = None
     admission: Admission | Refusal | None = None
@@ -262,7 +280,14 @@ async def _as_of_now(gate: Gate, admission: Admission) -> tuple[PlayerRecord, Mu
     would start in the room they left).  So read again until nothing changed meanwhile; no await
     then separates this from admit.
     """
-    record, mutes, version = admission.record, admission.mutes, admission.version
+    return await fresh_player_state(gate, admission.record, admission.mutes, admission.version)
+
+
+async def fresh_player_state(
+    gate: Gate, record: PlayerRecord, mutes: MuteRecords, version: int
+) -> tuple[PlayerRecord, MuteRecords] | None:
+    """:func:`_as_of_now` for any door (the telnet login too): ``record`` and ``mutes`` were
+    read after ``version``; read again while the hub says they may be stale."""
     with trio.move_on_after(gate.settings.handshake_timeout_s):
         while gate.hub.changed_since(record.player_id, version):
             version = gate.hub.version()
@@ -270,7 +295,7 @@ async def _as_of_now(gate: Gate, admission: Admission) -> tuple[PlayerRecord, Mu
                 gate.store.backend.get_player, record.player_id
             )
             record = fresh if fresh is not None else record
-            mutes = await _load_mutes(gate, record.player_id)
+            mutes = await load_mutes(gate, record.player_id)
         return record, mutes
     return None
 
@@ -348,7 +373,7 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         )
     resume_from = _int_or_none(endpoint.query.get("resume_from"))
     # Loaded for every socket (one indexed query); the hub installs them when a presence starts.
-    mutes = await _load_mutes(gate, resolved.player_id)
+    mutes = await load_mutes(gate, resolved.player_id)
     return Admission(
         resolved,
         choice.token,
@@ -362,7 +387,7 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
     )
 
 
-async def _load_mutes(gate: Gate, player_id: str) -> MuteRecords:
+async def load_mutes(gate: Gate, player_id: str) -> MuteRecords:
     return await gate.writer.read_after_writes(
         gate.store.backend.load_mutes, player_id, time.time()
     )

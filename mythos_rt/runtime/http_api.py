@@ -136,6 +136,13 @@ class ApiCall:
 Handler = Callable[[ApiCall], Awaitable[ApiResponse]]
 
 
+@attrs.frozen
+class LoginRefused:
+    """A failed password check: wrong credentials (None), or throttled for this many seconds."""
+
+    retry_after_s: float | None
+
+
 @attrs.define(eq=False)
 class HttpApi:
     """The routes of section 18; shares the gate's store, hub and settings."""
@@ -226,19 +233,32 @@ class HttpApi:
         creds = api.parse_credentials(call.body)
         if isinstance(creds, ApiResponse):
             return creds
-        wait_s = self.throttle.retry_after(creds.username, call.ip, trio.current_time())
-        if wait_s > 0:
+        checked = await self.check_password(creds.username, creds.password, call.ip)
+        if isinstance(checked, LoginRefused):
+            if checked.retry_after_s is None:
+                return api.INVALID_CREDENTIALS
             log.info("HTTP login refused: too many failed attempts (client %s)", call.ip)
-            return api.too_many_logins(wait_s)
+            return api.too_many_logins(checked.retry_after_s)
+        return await self._signed_in(checked.user_id)
+
+    async def check_password(
+        self, username: str, password: str, ip: str
+    ) -> PlayerRecord | LoginRefused:
+        """The player this name and password log in as, or why not.  The one credential check
+        of the server: the HTTP login and the telnet prompt both call it, and failures count
+        against the same throttle (per name and per client address) whichever door they use."""
+        wait_s = self.throttle.retry_after(username, ip, trio.current_time())
+        if wait_s > 0:
+            return LoginRefused(wait_s)
         backend = self.store.backend
-        found = await self.store.call(backend.password_hash_by_name, creds.username)
+        found = await self.store.call(backend.password_hash_by_name, username)
         # An unknown name is checked against a dummy hash: the same answer in the same time.
         stored = DUMMY_HASH if found is None else found[1]
-        matches = await self._slow(verify_password, creds.password, stored)
+        matches = await self._slow(verify_password, password, stored)
         if found is None or not matches:
-            self.throttle.failed(creds.username, call.ip, trio.current_time())
-            return api.INVALID_CREDENTIALS
-        return await self._signed_in(found[0].user_id)
+            self.throttle.failed(username, ip, trio.current_time())
+            return LoginRefused(None)
+        return found[0]
 
     async def _register(self, call: ApiCall) -> ApiResponse:
         if not self.settings.registration_open:

@@ -5,7 +5,8 @@ serve
    ├─ hub.serve            timers: grace, ward, game tick   (started before anything connects)
    ├─ store_writer.serve   the only writer: batches, one transaction each, in worker threads
    ├─ serve_ops            health, readiness, metrics, web client
-   └─ serve_websockets     listener; connections run in the ``conns`` nursery
+   ├─ serve_connections    the WebSocket/HTTP API listener; connections run in ``conns``
+   └─ serve_connections    with TELNET_PORT: the telnet listener, connections in ``conns`` too
 on SIGTERM/SIGINT: drain (503 to newcomers, close every socket 1001, wait, teardown, flush)
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -37,6 +38,7 @@ from mythos_rt.runtime.store import (
     ensure_demo_players,
     open_backend,
 )
+from mythos_rt.runtime.telnet import handle_telnet
 from mythos_rt.settings import Settings
 from mythos_rt.world import load_world
 
@@ -55,6 +57,7 @@ class App:
     store_writer: StoreWriter
     metrics: Metrics
     ws_port: int = 0
+    telnet_port: int = 0  # 0: telnet is off
     bus: Bus | None = None  # the shared bus, when this instance is one of several
 
 
@@ -103,15 +106,38 @@ async def open_app(
             root.cancel_scope.cancel()
 
 
-async def serve_websockets(
-    gate: Gate, conns: trio.Nursery, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+Handler = Callable[[Gate, trio.abc.Stream], Awaitable[None]]
+
+
+class ListenError(Exception):
+    """A port could not be opened (taken, not allowed); the message is one line naming the
+    setting, for the operator."""
+
+
+async def open_listeners(port: int, host: str, setting: str) -> list[trio.SocketListener]:
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ListenError(f"cannot listen on {host}:{port} ({setting}): {reason}") from None
+
+
+async def serve_connections(
+    handler: Handler,
+    port: int,
+    setting: str,
+    gate: Gate,
+    conns: trio.Nursery,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """A TCP listener for one door (``handle_stream``: WebSockets and the HTTP API;
+    ``handle_telnet``); started with the port it bound."""
     # Connections run in ``conns``, not under this task: the drain stops the listener first and
     # then waits for the connections to finish their closing handshakes.
-    s = gate.settings
-    listeners = await trio.open_tcp_listeners(s.port, host=s.host)
+    listeners = await open_listeners(port, gate.settings.host, setting)
     task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(partial(handle_stream, gate), listeners, handler_nursery=conns)
+    await trio.serve_listeners(partial(handler, gate), listeners, handler_nursery=conns)
 
 
 async def drain(app: App) -> None:
@@ -191,19 +217,41 @@ async def _serve_until_stopped(
         open_app(settings, world, Store(backend), secret, bus=bus, metrics=metrics) as app,
         trio.open_nursery() as conns,
     ):
-        listener_scope = trio.CancelScope()
+        listener_scopes = [trio.CancelScope(), trio.CancelScope()]
         ops_port = await _start_ops(app, conns) if settings.ops_port else 0
-        app.ws_port = await conns.start(_run_listener, app.gate, conns, listener_scope)
-        print_banner(settings, app.ws_port, ops_port)
+        app.ws_port = await conns.start(
+            _run_listener,
+            handle_stream,
+            settings.port,
+            "PORT",
+            app.gate,
+            conns,
+            listener_scopes[0],
+        )
+        if settings.telnet_port:
+            app.telnet_port = await conns.start(
+                _run_listener,
+                handle_telnet,
+                settings.telnet_port,
+                "TELNET_PORT",
+                app.gate,
+                conns,
+                listener_scopes[1],
+            )
+        print_banner(settings, app.ws_port, ops_port, app.telnet_port)
         task_status.started(app)
         reason = await wait_for_stop(app.hub, stop)
         log.info("%s: draining (at most %.0f s)", reason, settings.drain_timeout_s)
         await drain(app)
-        listener_scope.cancel()
+        for scope in listener_scopes:
+            scope.cancel()
         conns.cancel_scope.cancel()
 
 
 async def _run_listener(
+    handler: Handler,
+    port: int,
+    setting: str,
     gate: Gate,
     conns: trio.Nursery,
     scope: trio.CancelScope,
@@ -211,7 +259,7 @@ async def _run_listener(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     with scope:
-        await serve_websockets(gate, conns, task_status=task_status)
+        await serve_connections(handler, port, setting, gate, conns, task_status=task_status)
 
 
 async def _start_ops(app: App, nursery: trio.Nursery) -> int:
@@ -228,7 +276,7 @@ async def _start_ops(app: App, nursery: trio.Nursery) -> int:
     return port
 
 
-def print_banner(settings: Settings, ws_port: int, ops_port: int) -> None:
+def print_banner(settings: Settings, ws_port: int, ops_port: int, telnet_port: int = 0) -> None:
     host = settings.host
     lines = [
         f"mythos_rt listening on ws://{host}:{ws_port}/v1/api/ws (also /api/ws)",
@@ -238,6 +286,8 @@ def print_banner(settings: Settings, ws_port: int, ops_port: int) -> None:
         lines.append(
             f"web client: http://{host}:{ops_port}/   health: http://{host}:{ops_port}/healthz"
         )
+    if telnet_port:
+        lines.append(f"telnet (Mudlet, TinTin++): telnet {host} {telnet_port}")
     data_dir = (
         "" if settings.data_dir == Settings().data_dir else f" --data-dir {settings.data_dir}"
     )
@@ -282,8 +332,8 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
         print(f"created demo player {record.name}{' (admin)' if record.is_admin else ''}")
     try:
         trio.run(serve, settings, world, backend, secret)
-    except (BusConnectError, BaseExceptionGroup) as exc:
-        refusal = _bus_refusal(exc)
+    except (BusConnectError, ListenError, BaseExceptionGroup) as exc:
+        refusal = _operator_refusal(exc)
         if refusal is None:
             raise
         print(f"mythos_rt: {refusal}", file=sys.stderr)
@@ -293,12 +343,13 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
     return 0
 
 
-def _bus_refusal(exc: BaseException) -> BusConnectError | None:
-    """The NATS connection failure inside ``exc`` (nurseries wrap it in groups), if any."""
-    if isinstance(exc, BusConnectError):
+def _operator_refusal(exc: BaseException) -> BusConnectError | ListenError | None:
+    """The operator's mistake inside ``exc`` (nurseries wrap it in groups), if any: NATS
+    unreachable, a port taken."""
+    if isinstance(exc, BusConnectError | ListenError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            if (found := _bus_refusal(inner)) is not None:
+            if (found := _operator_refusal(inner)) is not None:
                 return found
     return None

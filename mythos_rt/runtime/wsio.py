@@ -180,6 +180,7 @@ class Outbox:
         self._frames: collections.deque[bytes] = collections.deque()
         self._bytes = 0
         self._close: CloseRequest | None = None
+        self._nudged = False
         self._wakeup = trio.Event()
         self._closing = trio.Event()
 
@@ -220,14 +221,21 @@ class Outbox:
             self._bytes = 0
         self._wakeup.set()
 
+    def nudge(self) -> None:
+        """Wake the sender with nothing queued: a telnet socket's sender also writes what the
+        protocol itself owes the client (option replies), which never passes through the hub."""
+        self._nudged = True
+        self._wakeup.set()
+
     async def wait_closing(self) -> None:
         await self._closing.wait()
 
     async def next_batch(self) -> tuple[bytes, CloseRequest | None]:
         """Wait for work; return everything queued as one write, and the close request if any."""
-        while not self._frames and self._close is None:
+        while not self._frames and self._close is None and not self._nudged:
             await self._wakeup.wait()
             self._wakeup = trio.Event()
+        self._nudged = False
         # One more scheduling round before draining: frames the hub queues for this socket in
         # that round (the next say of a busy room) leave in the same write.
         await trio.lowlevel.checkpoint()

@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from mythos_rt.core.ratelimit import ConnectionSlots, KeyedSlidingWindow, SlidingWindow
+from mythos_rt.core.ratelimit import (
+    ConnectionSlots,
+    FrameGuard,
+    FrameRefusal,
+    KeyedSlidingWindow,
+    SlidingWindow,
+)
 
 
 def test_the_101st_frame_within_a_minute_is_refused() -> None:
@@ -161,3 +167,14 @@ def test_addresses_are_forgotten_when_their_last_handshake_ends() -> None:
         slots.close()
     assert slots.total == 0
     assert slots._pending == {}  # no memory kept for addresses that came and went
+
+def test_frame_guard_refuses_with_the_wait_and_closes_after_refusals_in_a_row() -> None:
+    guard = FrameGuard(2, 10.0, close_after=3)
+    assert guard.check(0.0) is None and guard.check(1.0) is None
+    assert guard.check(2.0) == FrameRefusal(8.0, close=False)
+    assert guard.check(3.0) == FrameRefusal(7.0, close=False)
+    assert guard.check(10.0) is None  # an allowed frame resets the count
+    assert guard.check(10.5) == FrameRefusal(0.5, close=False)
+    assert guard.check(10.75) == FrameRefusal(0.25, close=False)
+    refusal = guard.check(10.875)
+    assert refusal is not None and refusal.close
