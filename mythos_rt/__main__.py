@@ -15,6 +15,7 @@ import os
 import secrets
 import sys
 import time
+import typing
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,14 +27,16 @@ from mythos_rt.core.world import WorldError
 from mythos_rt.runtime.store import Backend, PlayerRecord, StoreError, open_backend
 from mythos_rt.runtime.tokens import issue_token
 from mythos_rt.settings import (
-    ENV_PREFIX,
     JWT_SECRET_ENV,
     SecretFileError,
     Settings,
+    env_var,
     load_or_create_secret,
+    range_problem,
     setting_fields,
     setting_types,
 )
+from mythos_rt.settings import flag as _flag
 from mythos_rt.world import load_world
 
 PROG = "python -m mythos_rt"
@@ -50,6 +53,14 @@ class CliError(Exception):
 
 class SettingError(Exception):
     """An environment variable holds a value its setting cannot take."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line (naming the flag and pointing at --help), exit code 2: an
+    operator's typo deserves a sentence, not a screen of usage."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 # --- converting text (a flag or an environment variable) into a setting's type ---
@@ -133,15 +144,6 @@ def _kind(field: attrs.Attribute[Any]) -> _Kind:
     if field_type not in _KINDS:
         raise TypeError(f"setting {field.name!r} has type {field_type}, which has no converter")
     return _KINDS[field_type]
-
-
-def env_var(name: str) -> str:
-    """The environment variable of the setting ``name``: ``grace_s`` -> ``MYTHOS_RT_GRACE_S``."""
-    return ENV_PREFIX + name.upper()
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 # --- settings from flags and environment ---
@@ -318,7 +320,7 @@ def _command(
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole CLI: ``serve`` (every setting a flag), ``players add|list``, ``token``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description=_DESCRIPTION,
         epilog=_EPILOG,
@@ -533,6 +535,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except SettingError as exc:
         command_parser: argparse.ArgumentParser = args.command_parser
         command_parser.error(str(exc))
+    problem = range_problem(settings, only=args.reads)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     handler: Handler = args.handler
     try:
         return handler(args, settings, env)
@@ -541,5 +547,19 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 2
 
 
+def run() -> int:
+    """``main`` for ``python -m mythos_rt``: a reader that leaves early (``players list | head
+    -1``) has what it wanted, so a broken pipe ends the command quietly, with exit code 0."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; pointing it at /dev/null keeps that quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

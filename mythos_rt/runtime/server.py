@@ -26,6 +26,7 @@ from mythos_rt.runtime.bus import Bus, BusConnectError, LocalBus, open_bus
 from mythos_rt.runtime.cluster import Cluster
 from mythos_rt.runtime.gate import Gate, handle_stream
 from mythos_rt.runtime.hub import Hub, HubConfig
+from mythos_rt.runtime.listen import ListenError, open_listeners
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.ops_http import OpsState, serve_ops
 from mythos_rt.runtime.persistence import StoreWriter
@@ -109,7 +110,7 @@ async def serve_websockets(
     # Connections run in ``conns``, not under this task: the drain stops the listener first and
     # then waits for the connections to finish their closing handshakes.
     s = gate.settings
-    listeners = await trio.open_tcp_listeners(s.port, host=s.host)
+    listeners = await open_listeners(s.host, s.port, "port")
     task_status.started(listeners[0].socket.getsockname()[1])
     await trio.serve_listeners(partial(handle_stream, gate), listeners, handler_nursery=conns)
 
@@ -281,8 +282,8 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
         print(f"created demo player {record.name}{' (admin)' if record.is_admin else ''}")
     try:
         trio.run(serve, settings, world, backend, secret)
-    except (BusConnectError, BaseExceptionGroup) as exc:
-        refusal = _bus_refusal(exc)
+    except (BusConnectError, ListenError, BaseExceptionGroup) as exc:
+        refusal = _start_refusal(exc)
         if refusal is None:
             raise
         print(f"mythos_rt: {refusal}", file=sys.stderr)
@@ -292,12 +293,13 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
     return 0
 
 
-def _bus_refusal(exc: BaseException) -> BusConnectError | None:
-    """The NATS connection failure inside ``exc`` (nurseries wrap it in groups), if any."""
-    if isinstance(exc, BusConnectError):
+def _start_refusal(exc: BaseException) -> BusConnectError | ListenError | None:
+    """The operator's mistake inside ``exc`` (an unreachable NATS, a port that cannot be
+    listened on; nurseries wrap them in groups), if any."""
+    if isinstance(exc, BusConnectError | ListenError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            if (found := _bus_refusal(inner)) is not None:
+            if (found := _start_refusal(inner)) is not None:
                 return found
     return None

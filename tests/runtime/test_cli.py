@@ -18,7 +18,7 @@ from mythos_rt.__main__ import build_parser, env_var, main, settings_from
 from mythos_rt.core.passwords import verify_password
 from mythos_rt.runtime.store.sqlite import SqliteBackend
 from mythos_rt.runtime.tokens import verify_token
-from mythos_rt.settings import Settings, setting_fields
+from mythos_rt.settings import RANGES, Settings, range_of, setting_fields, setting_types
 from mythos_rt.world import load_world
 
 SECRET = "test-secret-" + "x" * 40  # PyJWT warns about HMAC keys under 32 bytes
@@ -488,3 +488,41 @@ def test_subprocess_adds_a_thousand_players(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == 1000
     assert [json.loads(line)["name"] for line in lines] == names
+
+
+# --- ranges (settings.RANGES) ---
+
+
+def test_every_range_names_a_numeric_setting_and_admits_its_default() -> None:
+    numeric = {f.name for f in setting_fields() if setting_types()[f.name] in (int, float)}
+    assert set(RANGES) <= numeric
+    for name in numeric:
+        allowed = range_of(name)
+        assert allowed is not None and allowed.admits(getattr(Settings(), name)), name
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("MYTHOS_RT_PORT", "65536"), ("MYTHOS_RT_GRACE_S", "nan"), ("MYTHOS_RT_REST_S", "-1")],
+)
+def test_a_value_out_of_range_exits_2_in_one_line_before_serving(
+    served: list[dict[str, Any]], run: RunCli, variable: str, value: str
+) -> None:
+    code, lines, err = run("serve", **{variable: value})
+    assert (code, lines, served) == (2, [], [])
+    assert len(err.splitlines()) == 1
+    assert variable in err and value in err
+
+
+def test_a_command_checks_only_the_settings_it_reads(run: RunCli) -> None:
+    code, _, _ = run("players", "add", "Carter", MYTHOS_RT_PORT="99999")
+    assert code == 0
+
+
+def test_a_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc_info:
+        main(["players", "passwd"], environ={})
+    assert exc_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert "players passwd" in err and "--help" in err
