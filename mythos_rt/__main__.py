@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import logging
 import os
+import re
 import secrets
 import sys
 import time
@@ -24,6 +26,7 @@ import attrs
 
 from mythos_rt.core.passwords import hash_password, new_salt, password_problem
 from mythos_rt.core.world import WorldError
+from mythos_rt.core.writes import DeleteBan, SetBan
 from mythos_rt.runtime.store import Backend, PlayerRecord, StoreError, open_backend
 from mythos_rt.runtime.tokens import issue_token
 from mythos_rt.settings import (
@@ -43,6 +46,8 @@ PROG = "python -m mythos_rt"
 DEFAULT_TOKEN_TTL_S = 3600.0
 MAX_INVITES = 1000
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+log = logging.getLogger("mythos_rt.cli")
 
 Handler = Callable[[argparse.Namespace, Settings, Mapping[str, str]], int]
 
@@ -340,10 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_players_parser(commands: Any) -> None:
     players = commands.add_parser(
         "players",
-        help="create and list players",
+        help="create, list, rename, ban and delete players",
         description="Create and list players in the store (SQLite in the data directory, or"
         " the PostgreSQL database of DATABASE_URL).",
-        epilog=f"examples:\n  {PROG} players add Carter Pickman\n  {PROG} players list",
+        epilog=f"examples:\n  {PROG} players add Carter Pickman\n  {PROG} players list"
+        f"\n  {PROG} players ban Upton --until 7d",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = players.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -368,6 +374,76 @@ def _add_players_parser(commands: Any) -> None:
     )
     passwd.add_argument("name", metavar="NAME", help="the player")
     _add_setting_flags(passwd, list_reads)
+    _add_moderation_parsers(actions, list_reads)
+
+
+_MODERATION_EPILOG = f"""\
+Each prints one JSON line for the player: player_id, user_id, name, room_id and what changed.
+An unknown name is one line on stderr and exit code 2.
+
+A running server reads these from the store when a player logs in or connects: a ban or a
+deletion refuses the next login and handshake at once, a rename or an admin change applies from
+the player's next login.  Sockets already open stay open: to end a session now, use the in-game
+admin commands `kick` or `ban` (docs/OPERATIONS.md).
+
+examples:
+  {PROG} players delete Carter
+  {PROG} players rename Carter Randolph
+  {PROG} players admin Dyer
+  {PROG} players admin Dyer --off
+  {PROG} players ban Upton --reason 'spam' --until 7d
+  {PROG} players ban Upton --until 2026-12-24T18:00:00Z
+  {PROG} players unban Upton"""
+
+
+def _add_moderation_parsers(actions: Any, reads: Collection[str]) -> None:
+    def command(name: str, help: str, handler: Handler) -> argparse.ArgumentParser:
+        parser = _command(actions, name, help, _MODERATION_EPILOG, handler, reads)
+        parser.add_argument("name", metavar="NAME", help="the player")
+        return parser
+
+    command("delete", "delete a player (password and mutes too)", _players_delete)
+    rename = command("rename", "give a player a new name", _players_rename)
+    rename.add_argument("new_name", metavar="NEW_NAME", help="1-32 characters, unique")
+    admin = command("admin", "make a player an admin (or not, with --off)", _players_admin)
+    admin.add_argument("--off", action="store_true", help="take the admin rights away")
+    ban = command("ban", "refuse a player at every login", _players_ban)
+    ban.add_argument("--reason", metavar="TEXT", help="why (kept for operators)")
+    ban.add_argument(
+        "--until",
+        type=_parse_until,
+        metavar="WHEN",
+        help="end of the ban: a duration (30m, 12h, 7d) or a UTC date/time"
+        " (2026-12-24 or 2026-12-24T18:00:00Z); default: for good",
+    )
+    command("unban", "lift a player's ban", _players_unban)
+    for name in ("delete", "rename", "admin", "ban", "unban"):
+        _add_setting_flags(actions.choices[name], reads)
+
+
+_DURATION = re.compile(r"([1-9][0-9]{0,6})([mhd])")
+_UNIT_S = {"m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_until(text: str) -> float:
+    """A duration from now (``30m``, ``12h``, ``7d``) or an ISO date/time (UTC unless it says
+    otherwise), as epoch seconds in the future."""
+    now = time.time()
+    duration = _DURATION.fullmatch(text.strip())
+    if duration is not None:
+        return now + int(duration[1]) * _UNIT_S[duration[2]]
+    try:
+        when = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text!r} (use 30m, 12h, 7d, 2026-12-24 or 2026-12-24T18:00:00Z)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    until = when.timestamp()
+    if until <= now:
+        raise argparse.ArgumentTypeError(f"{text!r} is in the past")
+    return until
 
 
 def _add_invites_parser(commands: Any) -> None:
@@ -472,6 +548,75 @@ def _players_passwd(
         store.set_password(record.player_id, _new_password_hash(password))
     print(f"password set for {record.name}", file=sys.stderr)
     return 0
+
+
+def _players_delete(
+    args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
+) -> int:
+    with _open_store(settings) as store:
+        record = _player_named(store, args.name)
+        store.delete_player(record.player_id)
+    _admin_action("players delete", record.name)
+    _print_lines([record.to_json_line(deleted=True)])
+    return 0
+
+
+def _players_rename(
+    args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
+) -> int:
+    with _open_store(settings) as store:
+        record = _player_named(store, args.name)
+        renamed = store.rename_player(record.player_id, args.new_name)
+    _admin_action("players rename", record.name, f"new name {renamed.name}")
+    _print_lines([renamed.to_json_line(old_name=record.name)])
+    return 0
+
+
+def _players_admin(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    with _open_store(settings) as store:
+        record = _player_named(store, args.name)
+        changed = store.set_admin(record.player_id, not args.off)
+    _admin_action("players admin", record.name, f"is_admin {changed.is_admin}")
+    _print_lines([changed.to_json_line(is_admin=changed.is_admin)])
+    return 0
+
+
+def _players_ban(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    reason: str | None = args.reason.strip() if args.reason and args.reason.strip() else None
+    with _open_store(settings) as store:
+        record = _player_named(store, args.name)
+        store.apply([SetBan(record.player_id, args.until, reason)])
+    until = "for good" if args.until is None else f"until {_iso(args.until)}"
+    _admin_action("players ban", record.name, until, f"reason {reason!r}")
+    line = record.to_json_line(
+        banned=True,
+        banned_until=None if args.until is None else _iso(args.until),
+        ban_reason=reason,
+    )
+    _print_lines([line])
+    return 0
+
+
+def _players_unban(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    with _open_store(settings) as store:
+        record = _player_named(store, args.name)
+        store.apply([DeleteBan(record.player_id)])
+    _admin_action("players unban", record.name)
+    _print_lines([record.to_json_line(banned=False)])
+    return 0
+
+
+def _iso(epoch_s: float) -> str:
+    when = datetime.datetime.fromtimestamp(epoch_s, datetime.UTC)
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _admin_action(action: str, name: str, *details: str) -> None:
+    """One line on stderr for the operator's terminal (stdout carries the JSON answer), and the
+    same at INFO for a caller that collects logs."""
+    line = f"admin action: {action} {name}" + "".join(f"; {detail}" for detail in details)
+    print(line, file=sys.stderr)
+    log.info("%s (by the CLI)", line)
 
 
 def _new_password_hash(password: str) -> str:

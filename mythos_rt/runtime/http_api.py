@@ -226,7 +226,12 @@ class HttpApi:
         if found is None or not matches:
             self.throttle.failed(creds.username, call.ip, trio.current_time())
             return api.INVALID_CREDENTIALS
-        return await self._signed_in(found[0].user_id)
+        player = found[0]
+        # Only after the password: nobody learns of a ban without knowing the password.
+        if player.banned_at(time.time()):
+            log.info("HTTP login refused: %s is banned (client %s)", player.name, call.ip)
+            return api.banned(player.banned_until)
+        return await self._signed_in(player.user_id)
 
     async def _register(self, call: ApiCall) -> ApiResponse:
         if not self.settings.registration_open:
