@@ -12,6 +12,7 @@ on SIGTERM/SIGINT: drain (503 to newcomers, close every socket 1001, wait, teard
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -230,22 +231,39 @@ async def _start_ops(app: App, nursery: trio.Nursery) -> int:
 
 def print_banner(settings: Settings, ws_port: int, ops_port: int) -> None:
     host = settings.host
+    data_dir = settings.data_dir.resolve()
     lines = [
         f"mythos_rt listening on ws://{host}:{ws_port}/v1/api/ws (also /api/ws)",
-        f"data directory: {settings.data_dir.resolve()}",
+        f"data directory: {data_dir}",
     ]
     if ops_port:
         lines.append(
             f"web client: http://{host}:{ops_port}/   health: http://{host}:{ops_port}/healthz"
         )
-    data_dir = (
-        "" if settings.data_dir == Settings().data_dir else f" --data-dir {settings.data_dir}"
-    )
     lines += [
-        f"get a token:   python -m mythos_rt token Armitage{data_dir}",
+        f"get a token:   {cli_command('token', 'Armitage', settings=settings)}",
         f"connect:       ws://{host}:{ws_port}/v1/api/ws?token=<token>",
     ]
     print("\n".join(lines), flush=True)
+
+
+def cli_command(*args: str, settings: Settings) -> str:
+    """A CLI command line that works as printed, from any directory: this interpreter (the
+    venv's, by its absolute path) and this server's data directory (absolute).  A PostgreSQL
+    URL is not printed (it may hold a password): the command then needs the same
+    MYTHOS_RT_DATABASE_URL in its environment, and says so."""
+    words = [
+        sys.executable,
+        "-m",
+        "mythos_rt",
+        *args,
+        "--data-dir",
+        str(settings.data_dir.resolve()),
+    ]
+    line = " ".join(shlex.quote(word) for word in words)
+    if settings.database_url:
+        line += "   (with the same MYTHOS_RT_DATABASE_URL)"
+    return line
 
 
 def prepare_store(settings: Settings, world: World) -> tuple[Backend, list[PlayerRecord]]:

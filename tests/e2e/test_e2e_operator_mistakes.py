@@ -6,6 +6,7 @@ a lock held elsewhere and an unreachable PostgreSQL are in test_e2e_durability.p
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -14,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from mythos_rt.runtime.tokens import verify_token
 from tests.e2e.conftest import (
+    AUDIENCE,
     CLI_TIMEOUT_S,
     HOST,
     SECRET,
+    ServerProcess,
     assert_one_line_exit_2,
     child_env,
     cli,
@@ -110,3 +114,32 @@ def test_players_list_into_a_reader_that_has_left_ends_quietly(tmp_path: Path) -
         stderr = proc.stderr.read().decode()
         code = proc.wait(timeout=CLI_TIMEOUT_S)
     assert (code, stderr) == (0, "")
+
+
+def test_the_banner_token_command_works_as_printed_from_anywhere(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    line = server.wait_for_line("get a token:")
+    command = line.split(":", 1)[1].strip()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        command,
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        env={**child_env(SECRET), "PATH": "/usr/bin:/bin"},  # no venv on the PATH
+        cwd=elsewhere,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (token,) = done.stdout.split()
+    verified = verify_token(
+        token, SECRET, algorithms=("HS256",), audience=AUDIENCE, leeway_s=0, max_bytes=8192
+    )
+    listed = [
+        json.loads(line) for line in cli("players", "list", *server.store_flags, cwd=tmp_path)
+    ]
+    armitage = next(p for p in listed if p["name"] == "Armitage")
+    assert verified.user_id == armitage["user_id"]
