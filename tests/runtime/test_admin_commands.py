@@ -9,12 +9,14 @@ from pathlib import Path
 
 import trio
 
+from mythos_rt.core.effects import NOT_SAVED
 from mythos_rt.core.passwords import hash_password, new_salt
 from mythos_rt.core.writes import SetBan
 from tests.runtime.cluster_harness import running_cluster
 from tests.runtime.harness import Client, Harness, running
 from tests.runtime.test_http_api import exchange
 from tests.runtime.test_social_runtime import result, until
+from tests.runtime.test_store_writer import OutageStore
 
 
 async def chat(client: Client) -> tuple[str, str]:
@@ -197,3 +199,21 @@ async def test_kick_ban_and_wall_reach_a_player_on_another_instance(
             f"/v1/api/ws?token={nodes['B'].token('Lake')}"
         )
         assert status == 403
+
+
+async def test_a_ban_the_store_cannot_commit_is_not_pretended(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path, store_ack_timeout_s=3.0) as h:
+        armitage = await h.connect("Armitage")
+        wilmarth = await h.connect("Wilmarth")
+        outage = OutageStore(h.store)
+        h.app.store_writer._store = outage
+        await armitage.command("ban", "Wilmarth", "too", "loud")
+        await result(armitage, NOT_SAVED)
+        # Wilmarth is still in the game, and nothing was written.
+        await wilmarth.command("say", "still here")
+        await result(wilmarth, "You say: still here")
+        record = h.store.get_player(h.players["Wilmarth"].player_id)
+        assert record is not None and not record.banned
+        assert all(f.get("event_type") != "intentional_disconnect" for f in wilmarth.received)
