@@ -553,57 +553,73 @@ def _players_passwd(
 def _players_delete(
     args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
 ) -> int:
-    with _open_store(settings) as store:
-        record = _player_named(store, args.name)
+    def delete(store: Backend, record: PlayerRecord) -> PlayerRecord:
         store.delete_player(record.player_id)
-    _admin_action("players delete", record.name)
-    _print_lines([record.to_json_line(deleted=True)])
+        return record
+
+    record, _ = _change_player(settings, args.name, delete)
+    _report("players delete", record, {"deleted": True})
     return 0
 
 
 def _players_rename(
     args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
 ) -> int:
-    with _open_store(settings) as store:
-        record = _player_named(store, args.name)
-        renamed = store.rename_player(record.player_id, args.new_name)
-    _admin_action("players rename", record.name, f"new name {renamed.name}")
-    _print_lines([renamed.to_json_line(old_name=record.name)])
+    def rename(store: Backend, record: PlayerRecord) -> PlayerRecord:
+        return store.rename_player(record.player_id, args.new_name)
+
+    record, renamed = _change_player(settings, args.name, rename)
+    _report("players rename", renamed, {"old_name": record.name}, f"was {record.name}")
     return 0
 
 
 def _players_admin(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
-    with _open_store(settings) as store:
-        record = _player_named(store, args.name)
-        changed = store.set_admin(record.player_id, not args.off)
-    _admin_action("players admin", record.name, f"is_admin {changed.is_admin}")
-    _print_lines([changed.to_json_line(is_admin=changed.is_admin)])
+    def set_admin(store: Backend, record: PlayerRecord) -> PlayerRecord:
+        return store.set_admin(record.player_id, not args.off)
+
+    _, changed = _change_player(settings, args.name, set_admin)
+    _report("players admin", changed, {"is_admin": changed.is_admin})
     return 0
 
 
 def _players_ban(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
     reason: str | None = args.reason.strip() if args.reason and args.reason.strip() else None
-    with _open_store(settings) as store:
-        record = _player_named(store, args.name)
-        store.apply([SetBan(record.player_id, args.until, reason)])
-    until = "for good" if args.until is None else f"until {_iso(args.until)}"
-    _admin_action("players ban", record.name, until, f"reason {reason!r}")
-    line = record.to_json_line(
-        banned=True,
-        banned_until=None if args.until is None else _iso(args.until),
-        ban_reason=reason,
-    )
-    _print_lines([line])
+    until: float | None = args.until
+
+    def ban(store: Backend, record: PlayerRecord) -> PlayerRecord:
+        store.apply([SetBan(record.player_id, until, reason)])
+        return record
+
+    record, _ = _change_player(settings, args.name, ban)
+    shown_until = None if until is None else _iso(until)
+    fields = {"banned": True, "banned_until": shown_until, "ban_reason": reason}
+    _report("players ban", record, fields, f"until {shown_until or 'for good'}", f"{reason=}")
     return 0
 
 
 def _players_unban(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
-    with _open_store(settings) as store:
-        record = _player_named(store, args.name)
+    def unban(store: Backend, record: PlayerRecord) -> PlayerRecord:
         store.apply([DeleteBan(record.player_id)])
-    _admin_action("players unban", record.name)
-    _print_lines([record.to_json_line(banned=False)])
+        return record
+
+    record, _ = _change_player(settings, args.name, unban)
+    _report("players unban", record, {"banned": False})
     return 0
+
+
+def _change_player(
+    settings: Settings, name: str, change: Callable[[Backend, PlayerRecord], PlayerRecord]
+) -> tuple[PlayerRecord, PlayerRecord]:
+    """The player named ``name`` (an unknown name is a CliError), before and after ``change``."""
+    with _open_store(settings) as store:
+        record = _player_named(store, name)
+        return record, change(store, record)
+
+
+def _report(action: str, record: PlayerRecord, fields: Mapping[str, object], *details: str) -> None:
+    """The command's answer (one JSON line on stdout) and the operator's record of it."""
+    _admin_action(action, record.name, *details)
+    _print_lines([record.to_json_line(**fields)])
 
 
 def _iso(epoch_s: float) -> str:

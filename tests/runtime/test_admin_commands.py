@@ -24,6 +24,13 @@ async def chat(client: Client) -> tuple[str, str]:
     return frame["data"]["channel"], frame["data"]["message"]
 
 
+async def answers(client: Client, cases: list[tuple[tuple[str, ...], str]], command: str) -> None:
+    """``command`` with each case's arguments gets that case's reply."""
+    for args, text in cases:
+        await client.command(command, *args)
+        await result(client, text)
+
+
 async def refused_status(h: Harness, name: str) -> tuple[int, dict[str, object]]:
     status, _, body = await h.raw_handshake(f"/v1/api/ws?token={h.token(name)}")
     return status, json.loads(body)
@@ -81,14 +88,16 @@ async def test_kick_refuses_unknown_offline_self_and_admins(
         h.store.set_admin(h.players["Dyer"].player_id, True)
         armitage = await h.connect("Armitage")
         await h.connect("Dyer")
-        await armitage.command("kick")
-        await result(armitage, "Usage: kick <player_name> [reason]")
-        await armitage.command("kick", "Carter")
-        await result(armitage, "Player 'Carter' is not online.")
-        await armitage.command("kick", "Armitage")
-        await result(armitage, "You cannot kick yourself.")
-        await armitage.command("kick", "Dyer")
-        await result(armitage, "Admins cannot be kicked.")
+        await answers(
+            armitage,
+            [
+                ((), "Usage: kick <player_name> [reason]"),
+                (("Carter",), "Player 'Carter' is not online."),
+                (("Armitage",), "You cannot kick yourself."),
+                (("Dyer",), "Admins cannot be kicked."),
+            ],
+            "kick",
+        )
 
 
 async def test_ban_is_confirmed_after_the_commit_and_keeps_the_player_out(
@@ -125,10 +134,15 @@ async def test_an_offline_player_added_by_the_cli_can_be_banned_by_name(
         await result(armitage, "You have banned Carter.")
         record = h.store.get_player(carter.player_id)
         assert record is not None and record.banned and record.banned_until is None
-        await armitage.command("ban", "Nobody")
-        await result(armitage, "Player 'Nobody' not found.")
-        await armitage.command("ban", "Armitage")
-        await result(armitage, "You cannot ban yourself.")
+        await answers(
+            armitage,
+            [
+                (("Nobody",), "Player 'Nobody' not found."),
+                (("Armitage",), "You cannot ban yourself."),
+                ((), "Usage: ban <player_name> [reason]"),
+            ],
+            "ban",
+        )
 
 
 async def test_a_ban_with_an_end_lets_the_player_back_after_it(

@@ -551,7 +551,7 @@ def test_moderation_commands_print_one_json_line_and_change_the_store(
     carter_id = records(lines)[0]["player_id"]
 
     code, lines, err = run("players", "rename", "carter", "Randolph", **env)
-    assert code == 0 and "admin action: players rename Carter" in err
+    assert code == 0 and "admin action: players rename Randolph; was Carter" in err
     (renamed,) = records(lines)
     assert (renamed["player_id"], renamed["name"], renamed["old_name"]) == (
         carter_id,
