@@ -4,9 +4,11 @@ app (in-memory streams, real SQLite file, autojump clock), alone and across two 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
+import pytest
 import trio
 
 from mythos_rt.core.effects import NOT_SAVED
@@ -231,3 +233,26 @@ async def test_a_ban_the_store_cannot_commit_is_not_pretended(
         record = h.store.get_player(h.players["Wilmarth"].player_id)
         assert record is not None and not record.banned
         assert all(f.get("event_type") != "intentional_disconnect" for f in wilmarth.received)
+
+
+async def test_every_admin_action_is_one_info_line_that_text_cannot_forge(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mythos_rt.runtime.hub")
+    async with running(tmp_path) as h:
+        armitage = await h.connect("Armitage")
+        await h.connect("Wilmarth")
+        await armitage.command("wall", "doors close at dusk")
+        await armitage.command("kick", "Wilmarth", "bad\nINFO forged line")
+        await result(armitage, "You have kicked Wilmarth.")
+        await armitage.command("ban", "Dyer")
+        await result(armitage, "You have banned Dyer.")
+        await armitage.command("unban", "Dyer")
+        await result(armitage, "You have unbanned Dyer.")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("admin action")]
+    assert lines == [
+        "admin action: wall by Armitage: 'doors close at dusk'",
+        "admin action: kick Wilmarth by Armitage: 'bad\\nINFO forged line'",
+        "admin action: ban Dyer by Armitage",
+        "admin action: unban Dyer by Armitage",
+    ]
