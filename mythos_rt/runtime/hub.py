@@ -72,14 +72,6 @@ from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
 
-
-def log_admin_action(action: AdminAction) -> None:
-    """One INFO line per admin action.  Text a player typed (a reason, a wall message) is
-    written with repr(): a newline in it cannot start a forged log line."""
-    target = "" if action.target is None else f" {action.target}"
-    detail = "" if action.detail is None else f": {action.detail!r}"
-    log.info("admin action: %s%s by %s%s", action.action, target, action.admin, detail)
-
 SUPERSEDED = (4000, "New game session established")
 # Where players are and who is in a room: every instance derives these for its own players from
 # its replicas (upsert_replica, drop_replica), so they are never forwarded; forwarding them too
@@ -130,9 +122,7 @@ class Peers(Protocol):
 
 # Chat channels other instances resolve by scope from MythosMUD's own chat subjects; the
 # others (party) are delivered to the ids the rule chose, like any other event.
-SCOPED_CHAT = frozenset(
-    {"say", "local", "global", "emote", "pose", "whisper", "system", "admin"}
-)
+SCOPED_CHAT = frozenset({"say", "local", "global", "emote", "pose", "whisper", "system", "admin"})
 
 
 @attrs.frozen
@@ -178,6 +168,14 @@ class SocketHandle:
     player_id: str
     session_id: str | None
     outbox: Outbox
+
+
+def log_admin_action(action: AdminAction) -> None:
+    """One INFO line per admin action.  Text a player typed (a reason, a wall message) is
+    written with repr(): a newline in it cannot start a forged log line."""
+    target = "" if action.target is None else f" {action.target}"
+    detail = "" if action.detail is None else f": {action.detail!r}"
+    log.info("admin action: %s%s by %s%s", action.action, target, action.admin, detail)
 
 
 class Hub:
@@ -680,7 +678,6 @@ class Hub:
             return
         sockets = self._sockets.pop(player_id, {}).values()
         if effect.retire_sessions:
-            presence = self.presences.get(player_id)
             current = presence.session_id if presence is not None else None
             now = trio.current_time()
             for session_id in {current, *(socket.session_id for socket in sockets)}:
