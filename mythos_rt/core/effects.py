@@ -41,7 +41,7 @@ class Persist:
 
     write: Write
     requested_by: str
-    then: tuple[Emit, ...]
+    then: tuple[Emit | Disconnect | AdminAction, ...]
 
 
 @attrs.frozen
@@ -68,7 +68,26 @@ class RestCountdown:
     seconds: int | None
 
 
-Effect = Emit | Disconnect | SaveRoom | Persist | FindPlayer | ShutdownCountdown | RestCountdown
+@attrs.frozen
+class AdminAction:
+    """An admin changed someone's standing (kick, ban, unban, wall): one INFO log line."""
+
+    admin: str  # the admin's name
+    action: str
+    target: str | None = None  # the player's name, if the action names one
+    detail: str | None = None
+
+
+Effect = (
+    Emit
+    | Disconnect
+    | SaveRoom
+    | Persist
+    | FindPlayer
+    | ShutdownCountdown
+    | RestCountdown
+    | AdminAction
+)
 
 NOT_SAVED = "That could not be saved right now. Please try again."
 

@@ -146,6 +146,11 @@ UNHEALTHY = ApiResponse(503, {"status": "draining", "detail": handshake.DRAINING
 LOGGED_OUT = ok({"result": LOGOUT_RESULT, "session_terminated": True})
 
 
+def banned(until: float | None) -> ApiResponse:
+    """A banned player's right password: 403 with the handshake's text."""
+    return error(403, handshake.banned_text(until))
+
+
 def unauthorized(reason: str) -> ApiResponse:
     """A bearer token that failed verification; ``reason`` is the token module's safe text."""
     return error(401, reason, NOT_AUTHENTICATED.headers)

@@ -240,6 +240,10 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
     if gate.draining:  # the drain began while this handshake waited on the store
         await _bounded_close(ws, *SHUTTING_DOWN, timeout_s)
         return
+    if record.banned_at(time.time()):  # an admin's ban committed while this handshake waited
+        refusal = handshake.banned(record.banned_until)
+        await _bounded_close(ws, refusal.close_code, refusal.close_reason, timeout_s)
+        return
     socket = hub.new_socket(record.player_id, admission.session_id)
     try:
         refusal = hub.admit(record, socket, admission.resume_from, mutes)
@@ -360,6 +364,8 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
     resolved = await _resolve_player(gate, verified.user_id, endpoint.query.get("character_id"))
     if isinstance(resolved, Refusal):
         return resolved
+    if resolved.banned_at(time.time()):
+        return handshake.banned(resolved.banned_until)
     if endpoint.path_player_id is not None and endpoint.path_player_id != resolved.player_id:
         return handshake.PLAYER_MISMATCH
     # Before the attempt is counted: a client retrying a retired session must not lock out

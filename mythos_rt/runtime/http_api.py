@@ -239,6 +239,10 @@ class HttpApi:
                 return api.INVALID_CREDENTIALS
             log.info("HTTP login refused: too many failed attempts (client %s)", call.ip)
             return api.too_many_logins(checked.retry_after_s)
+        # Only after the password: nobody learns of a ban without knowing the password.
+        if checked.banned_at(time.time()):
+            log.info("HTTP login refused: %s is banned (client %s)", checked.name, call.ip)
+            return api.banned(checked.banned_until)
         return await self._signed_in(checked.user_id)
 
     async def check_password(

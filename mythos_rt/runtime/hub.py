@@ -31,6 +31,7 @@ from mythos_rt.core.commands.session import logout_effects, rest_tick, stand_up
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
 from mythos_rt.core.effects import (
     NOT_SAVED,
+    AdminAction,
     Disconnect,
     Effect,
     Emit,
@@ -89,6 +90,9 @@ GLOBAL_MUTE = "mythos_rt.global_mute"
 # Not an event for clients either: a logout asked of another instance (the HTTP API), for the
 # instance holding the player's sockets.
 LOGOUT = "mythos_rt.logout"
+# Not an event for clients: an admin's kick or ban of a player another instance holds, for that
+# instance to close the player's sockets ({code, reason}).
+KICK = "mythos_rt.kick"
 SWEEP_INTERVAL_S = 10.0
 
 
@@ -118,7 +122,7 @@ class Peers(Protocol):
 
 # Chat channels other instances resolve by scope from MythosMUD's own chat subjects; the
 # others (party) are delivered to the ids the rule chose, like any other event.
-SCOPED_CHAT = frozenset({"say", "local", "global", "emote", "pose", "whisper", "system"})
+SCOPED_CHAT = frozenset({"say", "local", "global", "emote", "pose", "whisper", "system", "admin"})
 
 
 @attrs.frozen
@@ -164,6 +168,14 @@ class SocketHandle:
     player_id: str
     session_id: str | None
     outbox: Outbox
+
+
+def log_admin_action(action: AdminAction) -> None:
+    """One INFO line per admin action.  Text a player typed (a reason, a wall message) is
+    written with repr(): a newline in it cannot start a forged log line."""
+    target = "" if action.target is None else f" {action.target}"
+    detail = "" if action.detail is None else f": {action.detail!r}"
+    log.info("admin action: %s%s by %s%s", action.action, target, action.admin, detail)
 
 
 class Hub:
@@ -612,6 +624,8 @@ class Hub:
                 self._countdown(effect)
             elif isinstance(effect, RestCountdown):
                 self._rest(effect)
+            elif isinstance(effect, AdminAction):
+                log_admin_action(effect)
 
     def _persist(self, effect: Persist) -> None:
         """Section 10: the change takes effect, and is confirmed, only once it is committed."""
@@ -649,11 +663,26 @@ class Hub:
             )
             self.social.apply_committed(write, self.presences)
 
+    def _kick_from_peer(self, delivery: Delivery) -> None:
+        code, reason = delivery.data.get("code"), delivery.data.get("reason")
+        if type(code) is not int or not 4000 <= code <= 4999 or not isinstance(reason, str):
+            raise ClusterMessageError("a kick needs code (4000-4999) and reason (text)")
+        for player_id in delivery.to:
+            if self._held_here(player_id):  # never passed on again: no ping-pong
+                self._disconnect(Disconnect(player_id, code, reason, retire_sessions=True))
+
     def _disconnect(self, effect: Disconnect) -> None:
         player_id = effect.player_id
+        presence = self.presences.get(player_id)
+        if presence is not None and presence.remote:
+            # An admin's kick or ban of a player another instance holds: that instance closes
+            # the sockets and ends the presence; this replica goes when it says so.
+            if self.peers is not None:
+                data = {"code": effect.code, "reason": effect.reason}
+                self.peers.forward(Delivery(KICK, data, (player_id,)))
+            return
         sockets = self._sockets.pop(player_id, {}).values()
         if effect.retire_sessions:
-            presence = self.presences.get(player_id)
             current = presence.session_id if presence is not None else None
             now = trio.current_time()
             for session_id in {current, *(socket.session_id for socket in sockets)}:
@@ -752,6 +781,9 @@ class Hub:
             for player_id in delivery.to:
                 if self._held_here(player_id):  # never passed on again: no ping-pong
                     self.logout(player_id)
+            return
+        if delivery.event_type == KICK:
+            self._kick_from_peer(delivery)
             return
         # Held here: with sockets, or in their disconnect grace (the replay buffer takes it).
         to = [pid for pid in delivery.to if self._held_here(pid)]

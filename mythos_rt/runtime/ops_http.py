@@ -17,6 +17,7 @@ import attrs
 import h11
 import trio
 
+from mythos_rt.runtime.listen import open_listeners
 from mythos_rt.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ async def serve_ops(
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await open_listeners(host, port, "ops_port")
     bound = listeners[0].socket.getsockname()[1]
     state.ops_port = bound
     task_status.started(bound)

@@ -13,6 +13,7 @@ on SIGTERM/SIGINT: drain (503 to newcomers, close every socket 1001, wait, teard
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +28,7 @@ from mythos_rt.runtime.bus import Bus, BusConnectError, LocalBus, open_bus
 from mythos_rt.runtime.cluster import Cluster
 from mythos_rt.runtime.gate import Gate, handle_stream
 from mythos_rt.runtime.hub import Hub, HubConfig
+from mythos_rt.runtime.listen import ListenError, open_listeners
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.ops_http import OpsState, serve_ops
 from mythos_rt.runtime.persistence import StoreWriter
@@ -109,19 +111,6 @@ async def open_app(
 Handler = Callable[[Gate, trio.abc.Stream], Awaitable[None]]
 
 
-class ListenError(Exception):
-    """A port could not be opened (taken, not allowed); the message is one line naming the
-    setting, for the operator."""
-
-
-async def open_listeners(port: int, host: str, setting: str) -> list[trio.SocketListener]:
-    try:
-        return await trio.open_tcp_listeners(port, host=host)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ListenError(f"cannot listen on {host}:{port} ({setting}): {reason}") from None
-
-
 async def serve_connections(
     handler: Handler,
     port: int,
@@ -135,7 +124,7 @@ async def serve_connections(
     ``handle_telnet``); started with the port it bound."""
     # Connections run in ``conns``, not under this task: the drain stops the listener first and
     # then waits for the connections to finish their closing handshakes.
-    listeners = await open_listeners(port, gate.settings.host, setting)
+    listeners = await open_listeners(gate.settings.host, port, setting)
     task_status.started(listeners[0].socket.getsockname()[1])
     await trio.serve_listeners(partial(handler, gate), listeners, handler_nursery=conns)
 
@@ -223,7 +212,7 @@ async def _serve_until_stopped(
             _run_listener,
             handle_stream,
             settings.port,
-            "PORT",
+            "port",
             app.gate,
             conns,
             listener_scopes[0],
@@ -233,7 +222,7 @@ async def _serve_until_stopped(
                 _run_listener,
                 handle_telnet,
                 settings.telnet_port,
-                "TELNET_PORT",
+                "telnet_port",
                 app.gate,
                 conns,
                 listener_scopes[1],
@@ -278,9 +267,10 @@ async def _start_ops(app: App, nursery: trio.Nursery) -> int:
 
 def print_banner(settings: Settings, ws_port: int, ops_port: int, telnet_port: int = 0) -> None:
     host = settings.host
+    data_dir = settings.data_dir.resolve()
     lines = [
         f"mythos_rt listening on ws://{host}:{ws_port}/v1/api/ws (also /api/ws)",
-        f"data directory: {settings.data_dir.resolve()}",
+        f"data directory: {data_dir}",
     ]
     if ops_port:
         lines.append(
@@ -288,14 +278,30 @@ def print_banner(settings: Settings, ws_port: int, ops_port: int, telnet_port: i
         )
     if telnet_port:
         lines.append(f"telnet (Mudlet, TinTin++): telnet {host} {telnet_port}")
-    data_dir = (
-        "" if settings.data_dir == Settings().data_dir else f" --data-dir {settings.data_dir}"
-    )
     lines += [
-        f"get a token:   python -m mythos_rt token Armitage{data_dir}",
+        f"get a token:   {cli_command('token', 'Armitage', settings=settings)}",
         f"connect:       ws://{host}:{ws_port}/v1/api/ws?token=<token>",
     ]
     print("\n".join(lines), flush=True)
+
+
+def cli_command(*args: str, settings: Settings) -> str:
+    """A CLI command line that works as printed, from any directory: this interpreter (the
+    venv's, by its absolute path) and this server's data directory (absolute).  A PostgreSQL
+    URL is not printed (it may hold a password): the command then needs the same
+    MYTHOS_RT_DATABASE_URL in its environment, and says so."""
+    words = [
+        sys.executable,
+        "-m",
+        "mythos_rt",
+        *args,
+        "--data-dir",
+        str(settings.data_dir.resolve()),
+    ]
+    line = " ".join(shlex.quote(word) for word in words)
+    if settings.database_url:
+        line += "   (with the same MYTHOS_RT_DATABASE_URL)"
+    return line
 
 
 def prepare_store(settings: Settings, world: World) -> tuple[Backend, list[PlayerRecord]]:
@@ -333,7 +339,7 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
     try:
         trio.run(serve, settings, world, backend, secret)
     except (BusConnectError, ListenError, BaseExceptionGroup) as exc:
-        refusal = _operator_refusal(exc)
+        refusal = _start_refusal(exc)
         if refusal is None:
             raise
         print(f"mythos_rt: {refusal}", file=sys.stderr)
@@ -343,13 +349,13 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
     return 0
 
 
-def _operator_refusal(exc: BaseException) -> BusConnectError | ListenError | None:
-    """The operator's mistake inside ``exc`` (nurseries wrap it in groups), if any: NATS
-    unreachable, a port taken."""
+def _start_refusal(exc: BaseException) -> BusConnectError | ListenError | None:
+    """The operator's mistake inside ``exc`` (an unreachable NATS, a port that cannot be
+    listened on; nurseries wrap them in groups), if any."""
     if isinstance(exc, BusConnectError | ListenError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            if (found := _operator_refusal(inner)) is not None:
+            if (found := _start_refusal(inner)) is not None:
                 return found
     return None

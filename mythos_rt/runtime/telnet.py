@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from contextlib import suppress
 
 import attrs
 import trio
 
+from mythos_rt.core import handshake
 from mythos_rt.core import telnet as tn
 from mythos_rt.core.ratelimit import SlidingWindow
 from mythos_rt.core.telnet_render import (
@@ -163,6 +165,10 @@ class TelnetSession:
                 if isinstance(checked, LoginRefused) and checked.retry_after_s is not None:
                     wait_s = math.ceil(checked.retry_after_s)
                     await self._farewell(f"Too many failed logins. Try again in {wait_s} seconds.")
+                    return None
+                if isinstance(checked, PlayerRecord) and checked.banned_at(time.time()):
+                    log.info("telnet login refused: %s is banned (client %s)", checked.name, ip)
+                    await self._farewell(handshake.banned_text(checked.banned_until) + ".")
                     return None
                 if isinstance(checked, PlayerRecord):
                     return await self._read_player(checked.player_id)

@@ -84,6 +84,28 @@ def cli(*args: str, cwd: Path, secret: str | None = SECRET) -> list[str]:
     return result.stdout.splitlines()
 
 
+def refused(cwd: Path, *argv: str, secret: str | None = SECRET) -> tuple[int, str]:
+    """Run ``python -m mythos_rt ARGV`` expecting a refusal; its exit code and stderr."""
+    done = run_cli(*argv, cwd=cwd, secret=secret)
+    return done.returncode, done.stderr
+
+
+def serve_once(data_dir: Path, *args: str, secret: str | None = SECRET) -> tuple[int, str]:
+    ports = ("--port", "0", "--ops-port", "0")
+    return refused(
+        data_dir.parent, "serve", "--data-dir", str(data_dir), *ports, *args, secret=secret
+    )
+
+
+def assert_one_line_exit_2(code: int, stderr: str, *names: str) -> None:
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    for name in names:
+        assert name in lines[0], lines[0]
+
+
 def mint_token(
     user_id: str,
     *,
