@@ -227,5 +227,6 @@ def test_a_taken_telnet_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
         result = run_cli("serve", *flags, "--telnet-port", str(port), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"mythos_rt: cannot listen on {HOST}:{port} (TELNET_PORT): Address already in use"
+        f"mythos_rt: cannot listen on {HOST}:{port} (MYTHOS_RT_TELNET_PORT, MYTHOS_RT_HOST):"
+        " Address already in use"
     ]
