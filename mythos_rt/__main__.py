@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import secrets
 import sys
@@ -23,6 +22,7 @@ import attrs
 
 from mythos_rt.core.passwords import hash_password, new_salt, password_problem
 from mythos_rt.core.world import WorldError
+from mythos_rt.runtime.logs import LogSetupError, configure_logging
 from mythos_rt.runtime.store import Backend, PlayerRecord, StoreError, open_backend
 from mythos_rt.runtime.tokens import issue_token
 from mythos_rt.settings import (
@@ -39,7 +39,6 @@ from mythos_rt.world import load_world
 PROG = "python -m mythos_rt"
 DEFAULT_TOKEN_TTL_S = 3600.0
 MAX_INVITES = 1000
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 Handler = Callable[[argparse.Namespace, Settings, Mapping[str, str]], int]
 
@@ -419,19 +418,15 @@ def _with_default_command(argv: Sequence[str]) -> list[str]:
 
 
 def _serve(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
-    _configure_logging(settings.log_level)
+    try:
+        configure_logging(settings.log_level, settings.log_format)
+    except LogSetupError as exc:
+        raise CliError(str(exc)) from None
     secret, created = load_or_create_secret(settings.data_dir, environ.get(JWT_SECRET_ENV))
     # Imported here: the other commands need none of the server's machinery.
     from mythos_rt.runtime.server import run_server
 
     return run_server(settings, secret=secret, secret_created=created)
-
-
-def _configure_logging(level_name: str) -> None:
-    level = level_name.strip().upper()
-    if level not in logging.getLevelNamesMapping():
-        raise CliError(f"unknown log level '{level_name}' (use DEBUG, INFO, WARNING or ERROR)")
-    logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
 def _players_add(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:

@@ -57,6 +57,9 @@ class Settings:
         metadata={"help": "this instance's id (default: random)", "group": "server"},
     )
     log_level: str = _setting("INFO", "log level (DEBUG, INFO, WARNING, ERROR)")
+    log_format: str = _setting(
+        "text", "log line format: text, or json (one JSON object per line, structured fields)"
+    )
     # --- NATS bridge (section 16; docs/NATS.md) ---
     nats_connect_timeout_s: float = _setting(
         5.0, "at start, NATS must answer within this or serve exits 2", "nats"

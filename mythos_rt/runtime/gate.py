@@ -21,6 +21,7 @@ from mythos_rt.core.ratelimit import KeyedSlidingWindow
 from mythos_rt.runtime.connection import Connection
 from mythos_rt.runtime.http_api import HttpApi, read_head
 from mythos_rt.runtime.hub import Hub
+from mythos_rt.runtime.logs import log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, Store
@@ -45,6 +46,7 @@ class Admission:
     resume_from: int | None
     mutes: MuteRecords
     version: int  # Hub.version() before ``record`` and ``mutes`` were read
+    peer: str  # the client's address (X-Forwarded-For from a trusted proxy)
 
 
 class ConnectionTracker:
@@ -173,6 +175,16 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         await _bounded_close(ws, refusal.close_code, refusal.close_reason, timeout_s)
         return
     gate.metrics.inc("sockets_admitted")
+    log_event(
+        log,
+        "login",
+        player=record.name,
+        player_id=record.player_id,
+        session=admission.session_id,
+        peer=admission.peer,
+        instance=gate.settings.instance_id,
+        resumed=admission.resume_from is not None,
+    )
     try:
         connection = Connection(
             ws,
@@ -183,6 +195,7 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
             admission.token,
             admission.verified,
             gate.metrics,
+            player_name=record.name,
         )
         await connection.run()
     finally:
@@ -213,9 +226,19 @@ async def _as_of_now(gate: Gate, admission: Admission) -> tuple[PlayerRecord, Mu
 
 async def _refuse(gate: Gate, request: WebSocketRequest, refusal: Refusal) -> None:
     """HTTP status + JSON body; or, for browsers (``Origin`` present), accept then close 4xxx."""
-    gate.metrics.inc(f"handshakes_refused_{refusal.status}")
+    gate.metrics.inc("handshakes_refused", status=str(refusal.status))
     headers = _headers(request)
-    if "origin" in headers and refusal is not handshake.NOT_FOUND_PATH:
+    as_close = "origin" in headers and refusal is not handshake.NOT_FOUND_PATH
+    log_event(
+        log,
+        "handshake_refused",
+        status=refusal.status,
+        close_code=refusal.close_code if as_close else None,
+        reason=refusal.message,
+        peer=_client_ip(request, headers, gate.settings.trusted_proxies),
+        path=request.path.split("?", 1)[0],  # never the query: it may carry the token
+    )
+    if as_close:
         offered = handshake.choose_token(request.proposed_subprotocols, {}).subprotocol
         ws = await request.accept(subprotocol=offered)
         await _bounded_close(
@@ -295,6 +318,7 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         resume_from,
         mutes,
         version,
+        ip,
     )
 
 

@@ -34,6 +34,7 @@ from mythos_rt.core.passwords import (
     verify_password,
 )
 from mythos_rt.runtime.hub import Hub
+from mythos_rt.runtime.logs import log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import (
@@ -171,7 +172,9 @@ class HttpApi:
                 return  # the client left before its body was complete
             cors = api.cors_headers(headers.get("origin"), self.settings.allowed_origins)
             response = response.with_headers(cors)
-            self.metrics.inc(f"http_api_responses_{response.status}")
+            self.metrics.inc("http_api_responses", status=str(response.status))
+            if response.status >= 400:
+                _log_refusal(head, response, self._client_ip(stream, headers))
             await stream.send_all(_encode(head.conn, response))
             await _linger(stream, self.settings.close_timeout_s)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -349,6 +352,21 @@ class HttpApi:
             return fn(*args, **kwargs)
 
         return await trio.to_thread.run_sync(call, limiter=self._hash_limiter)
+
+
+def _log_refusal(head: Head, response: ApiResponse, peer: str) -> None:
+    assert head.request is not None
+    body = response.body
+    reason = body.get("detail") if isinstance(body, dict) else None
+    log_event(
+        log,
+        "api_refused",
+        status=response.status,
+        reason=reason,
+        method=head.request.method.decode("ascii", "replace"),
+        path=head.request.target.decode("latin-1").split("?", 1)[0],
+        peer=peer,
+    )
 
 
 def _unrouted(method: str, allowed: tuple[str, ...]) -> ApiResponse:

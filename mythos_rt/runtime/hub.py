@@ -63,6 +63,8 @@ from mythos_rt.core.views import (
 )
 from mythos_rt.core.world import World
 from mythos_rt.core.writes import DeleteGlobalMute, SaveRoom, SetGlobalMute, Write
+from mythos_rt.runtime.logs import log_event
+from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, StoreError
 from mythos_rt.runtime.timers import Timers
@@ -174,8 +176,11 @@ class Hub:
         *,
         writer: StoreWriter,
         wall_clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.world = world
+        self.metrics = Metrics() if metrics is None else metrics
+        self._command_seconds = self.metrics.histogram("command_seconds")
         self.config = config
         self.presences = Presences()
         self._writer = writer
@@ -229,6 +234,22 @@ class Hub:
 
     def socket_count(self) -> int:
         return sum(len(sockets) for sockets in self._sockets.values())
+
+    def outbox_bytes(self) -> int:
+        """Bytes queued for every socket (a scrape-time gauge: O(sockets))."""
+        return sum(
+            socket.outbox.queued_bytes
+            for sockets in self._sockets.values()
+            for socket in sockets.values()
+        )
+
+    def presence_counts(self) -> dict[tuple[str, ...], float]:
+        """Presences by state, for the ``presences`` gauge (O(presences), at scrape time)."""
+        counts: dict[tuple[str, ...], float] = {("active",): 0, ("linkdead",): 0, ("remote",): 0}
+        for presence in self.presences:
+            state = "remote" if presence.remote else "linkdead" if presence.linkdead else "active"
+            counts[(state,)] += 1
+        return counts
 
     def new_socket(self, player_id: str, session_id: str | None) -> SocketHandle:
         outbox = Outbox(self.config.outbox_max_bytes)
@@ -481,6 +502,11 @@ class Hub:
     # --- what clients send -----------------------------------------------------------------
 
     def handle_command(self, socket: SocketHandle, command: str, args: tuple[str, ...]) -> None:
+        started = time.perf_counter()
+        self._handle_command(socket, command, args)
+        self._command_seconds.observe(time.perf_counter() - started)
+
+    def _handle_command(self, socket: SocketHandle, command: str, args: tuple[str, ...]) -> None:
         ctx = self._context(socket)
         if ctx is None:
             return
@@ -646,9 +672,17 @@ class Hub:
 
     def _disconnect(self, effect: Disconnect) -> None:
         player_id = effect.player_id
+        presence = self.presences.get(player_id)
+        log_event(
+            log,
+            "logout",
+            player=None if presence is None else presence.name,
+            player_id=player_id,
+            code=effect.code,
+            reason=effect.reason,
+        )
         sockets = self._sockets.pop(player_id, {}).values()
         if effect.retire_sessions:
-            presence = self.presences.get(player_id)
             current = presence.session_id if presence is not None else None
             now = trio.current_time()
             for session_id in {current, *(socket.session_id for socket in sockets)}:
@@ -672,6 +706,8 @@ class Hub:
     def _deliver(self, event: Emit, to: Iterable[str]) -> None:
         """Encode once; every socket of every recipient this instance holds gets the bytes."""
         sequence, frame = self._encode(event.event_type, event.data, event.room_id, event.player_id)
+        if event.event_type == "chat_message":
+            self.metrics.inc("chat_messages", channel=str(event.data.get("channel")))
         replayable = event.event_type not in EPHEMERAL_EVENTS
         for player_id in to:
             if replayable and (buffer := self._replay.get(player_id)) is not None:
