@@ -110,7 +110,7 @@ class Connection:
         """One INFO line and a count per ended socket, with the close code both sides saw."""
         closed = None if self._dropped else self._ws.closed
         code = 1006 if closed is None else closed.code
-        reason = "no close frame" if closed is None else closed.reason
+        reason = "no close frame" if closed is None else closed.reason or ""
         requested = self._socket.outbox.closing
         if self._dropped or closed is None:
             by = "network"
@@ -208,7 +208,7 @@ class Connection:
                     "client_error_report",
                     player_id=socket.player_id,
                     error_type=message.error_type,
-                    message=message.message,
+                    error_message=message.message,
                 )
 
     def _send_error(self, error: protocol.FrameError) -> None:

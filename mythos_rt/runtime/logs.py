@@ -121,7 +121,7 @@ class TextFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-# LogRecord attributes that are not the caller's structured fields.
+# The keys every JSON line has; an event field of the same name must not replace them.
 _CORE_KEYS = frozenset({"time", "level", "logger", "message", "event", "exc_info"})
 
 
@@ -141,7 +141,8 @@ class JsonFormatter(logging.Formatter):
             entry["event"] = event
         fields = getattr(record, "fields", None)
         if isinstance(fields, Mapping):
-            entry.update((k, v) for k, v in fields.items() if k not in _CORE_KEYS)
+            # A field named like a core key keeps its value under "field_<name>".
+            entry.update((f"field_{k}" if k in _CORE_KEYS else k, v) for k, v in fields.items())
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
         elif record.exc_text:

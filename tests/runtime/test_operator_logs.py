@@ -130,7 +130,7 @@ async def test_a_client_error_report_cannot_forge_log_lines(
     for formatter in (TextFormatter(), JsonFormatter()):
         [line] = formatter.format(record).splitlines()  # one line, whatever the client sent
         assert "\x1b" not in line and "\u2028" not in line
-        assert len(line) < 2 * MAX_FIELD_CHARS + 400  # truncated, not 50 copies
+        assert len(line) < len(FORGED) * 10  # truncated: not the 50 copies sent
     text = TextFormatter().format(record)
     assert " INFO mythos_rt.runtime.connection: client_error_report " in text
     assert "\\nERROR" in text and "\\x1b" in text and "\\u2028" in text
@@ -195,3 +195,10 @@ def test_admin_actions_have_one_line_each(caplog: pytest.LogCaptureFixture) -> N
     )
     fields = record.fields  # type: ignore[attr-defined]
     assert fields["detail"] == "spamming\nthe say channel"  # raw for JSON, which escapes it
+
+
+def test_a_field_named_like_a_core_key_does_not_replace_it() -> None:
+    record = make_record("x", event="x", fields={"message": "mine", "level": "low", "n": 1})
+    entry = json.loads(JsonFormatter().format(record))
+    assert (entry["message"], entry["level"]) == ("x", "INFO")
+    assert (entry["field_message"], entry["field_level"], entry["n"]) == ("mine", "low", 1)
