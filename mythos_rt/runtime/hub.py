@@ -709,11 +709,12 @@ class Hub:
         if event.event_type == "chat_message":
             self.metrics.inc("chat_messages", channel=str(event.data.get("channel")))
         replayable = event.event_type not in EPHEMERAL_EVENTS
+        now = trio.current_time()  # once per event: it stamps every recipient's batch
         for player_id in to:
             if replayable and (buffer := self._replay.get(player_id)) is not None:
                 buffer.append(sequence, frame)
             for socket in self._sockets.get(player_id, {}).values():
-                socket.outbox.put(frame)
+                socket.outbox.put(frame, now)
 
     # --- other instances (multi-instance play, docs/NATS.md) --------------------------------
 

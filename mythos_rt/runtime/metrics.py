@@ -186,12 +186,16 @@ class _Family:
         self.reader: GaugeReader | None = None
 
     def key(self, labels: Mapping[str, str]) -> LabelValues:
-        if labels.keys() != set(self.definition.labels):
+        names = self.definition.labels
+        try:
+            key = tuple([labels[name] for name in names])
+        except KeyError:
+            key = ()
+        if len(key) != len(labels) or len(key) != len(names):
             raise ValueError(
-                f"metric {self.definition.name!r} takes labels {self.definition.labels},"
-                f" not {tuple(labels)}"
+                f"metric {self.definition.name!r} takes labels {names}, not {tuple(labels)}"
             )
-        return tuple(str(labels[name]) for name in self.definition.labels)
+        return key
 
 
 class Metrics:
@@ -199,6 +203,11 @@ class Metrics:
 
     def __init__(self, catalogue: tuple[MetricDef, ...] = CATALOGUE) -> None:
         self._families = {d.name: _Family(d) for d in catalogue}
+        # Unlabelled counters exist from the start (so they read 0 before their first event)
+        # and ``inc`` by name finds them in one dict look-up.
+        self._plain: dict[str, CounterChild] = {
+            d.name: self.counter(d.name) for d in catalogue if d.kind == "counter" and not d.labels
+        }
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -217,7 +226,10 @@ class Metrics:
         return child
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        self.counter(name, **labels).inc(amount)
+        child = None if labels else self._plain.get(name)
+        if child is None:
+            child = self.counter(name, **labels)
+        child.value += amount
 
     def histogram(self, name: str, **labels: str) -> HistogramChild:
         family = self._family(name, "histogram")
@@ -264,8 +276,6 @@ def _to_metric(family: _Family) -> Metric | None:
     name, labels = PREFIX + d.name, list(d.labels)
     if d.kind == "counter":
         counter = CounterMetricFamily(name, d.help, labels=labels)
-        if not d.labels and not family.counters:
-            counter.add_metric([], 0)  # an unlabelled counter exists from the start
         for key, child in sorted(family.counters.items()):
             counter.add_metric(list(key), child.value)
         return counter

@@ -169,15 +169,19 @@ class Outbox:
     def queued_bytes(self) -> int:
         return self._bytes
 
-    def put(self, frame: bytes) -> bool:
-        """Queue a frame; False when the socket is closing or has just overflowed."""
+    def put(self, frame: bytes, now: float | None = None) -> bool:
+        """Queue a frame; False when the socket is closing or has just overflowed.
+
+        ``now``: the trio time, when the caller has read it already (the hub reads it once per
+        event, not once per recipient); it stamps the batch for the fan-out lag.
+        """
         if self._close is not None:
             return False
         if self._bytes + len(frame) > self._max_bytes:
             self.close(1013, "Client too slow", discard=True)
             return False
         if not self._frames:
-            self._queued_at = trio.current_time()
+            self._queued_at = trio.current_time() if now is None else now
         self._frames.append(frame)
         self._bytes += len(frame)
         self._wakeup.set()
