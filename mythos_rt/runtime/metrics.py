@@ -69,14 +69,20 @@ def _histogram(name: str, help: str) -> MetricDef:
 
 CATALOGUE: tuple[MetricDef, ...] = (
     # --- the game port: TCP, handshakes, sockets ---
-    _counter("connections_opened", "TCP connections accepted on the game port."),
+    _counter(
+        "connections_opened", "TCP connections accepted on the game port, refused ones included."
+    ),
     _counter("connections_closed", "TCP connections on the game port that have ended."),
     _counter(
         "connection_errors",
         "Connection handlers that failed unexpectedly (that connection only was dropped; the"
         " traceback is logged).",
     ),
-    _counter("handshakes_timed_out", "Handshakes that did not finish within HANDSHAKE_TIMEOUT_S."),
+    _counter(
+        "handshakes_timed_out",
+        "Upgrades not completed (with authentication) within HANDSHAKE_TIMEOUT_S; dropped"
+        " without an answer.",
+    ),
     _counter("handshakes_abandoned", "Handshakes cut short because the server began draining."),
     _counter(
         "handshakes_refused",
@@ -90,9 +96,13 @@ CATALOGUE: tuple[MetricDef, ...] = (
         " vanished or stopped answering pings).",
         "code",
     ),
-    _counter("frames_received", "WebSocket messages received from admitted sockets."),
-    _counter("frames_rate_limited", "Messages refused by the per-socket frame rate limit."),
-    _counter("error_frames_sent", "Error frames sent in answer to invalid or refused messages."),
+    _counter(
+        "frames_received", "Data frames received from admitted sockets, refused ones included."
+    ),
+    _counter("frames_rate_limited", "Frames refused by the per-socket frame rate limit."),
+    _counter(
+        "error_frames_sent", "Error frames sent (validation, rate limit, failed token refresh)."
+    ),
     _counter("bytes_sent", "Bytes of data frames written to admitted sockets."),
     _counter("heartbeat_timeouts", "Sockets dropped because no pong came within PING_TIMEOUT_S."),
     _counter("http_api_responses", "HTTP API (/v1) responses, by status.", "status"),
@@ -121,32 +131,56 @@ CATALOGUE: tuple[MetricDef, ...] = (
     _gauge("outbox_bytes", "Bytes queued in every socket's outbox, waiting to be written."),
     _gauge("trio_tasks", "Trio tasks alive in the server process."),
     # --- the store ---
-    _gauge("store_healthy", "1 while the store takes writes, 0 while it refuses them."),
-    _counter("store_batches_committed", "Store transactions committed (one per batch of writes)."),
-    _counter("store_writes_committed", "Store writes committed."),
-    _counter("store_writes_refused", "Writes refused at once because the store is unhealthy."),
-    _counter("store_write_errors", "Failed store transactions (each retried, or set aside)."),
-    _counter("store_writes_withdrawn", "Writes withdrawn after STORE_ACK_TIMEOUT_S unconfirmed."),
+    _gauge("store_healthy", "1 while store writes succeed, 0 while they are being retried."),
+    _counter(
+        "store_batches_committed", "Store transactions committed by the writer (one per batch)."
+    ),
+    _counter("store_writes_committed", "Store writes committed (in those transactions)."),
+    _counter("store_writes_refused", "Writes refused because 100,000 were already queued."),
+    _counter("store_write_errors", "Batches that failed transiently (retried with backoff)."),
+    _counter(
+        "store_writes_withdrawn",
+        "Confirmed-on-commit writes given up after STORE_ACK_TIMEOUT_S of store failure.",
+    ),
     _counter(
         "store_writes_set_aside",
         "Writes the store refused permanently: set aside, logged once, never retried.",
     ),
     # --- several instances over NATS (docs/NATS.md) ---
     _gauge("nats_connected", "1 while connected to NATS, 0 otherwise."),
-    _counter("nats_published", "Messages published to NATS."),
-    _counter("nats_publish_batches", "Batches of messages handed to NATS in one flush."),
-    _counter("nats_outbound_dropped", "Outbound messages dropped: buffer full or outage too long."),
-    _counter("nats_received", "Messages received from NATS and handed to the server."),
-    _counter("nats_inbound_own", "Messages from NATS that this instance sent itself (skipped)."),
-    _counter("nats_inbound_dropped", "Inbound messages dropped: the inbound queue was full."),
-    _counter("nats_inbound_errors", "Inbound messages whose handling failed."),
-    _counter("nats_invalid_messages", "Messages from NATS refused as invalid (dead-lettered)."),
-    _counter("nats_dead_letter_write_errors", "Dead letters that could not be written to disk."),
+    _counter("nats_published", "Publishes handed to nats-py."),
+    _counter("nats_publish_batches", "Trio-to-asyncio crossings that carried publishes."),
+    _counter(
+        "nats_outbound_dropped",
+        "Publishes dropped: queue full, outage longer than the buffer, or refused by nats-py.",
+    ),
+    _counter("nats_received", "Valid messages from NATS put on the inbound queue."),
+    _counter(
+        "nats_inbound_own", "Messages from NATS carrying this instance's own header (skipped)."
+    ),
+    _counter("nats_inbound_dropped", "Valid inbound messages dropped: the inbound queue was full."),
+    _counter(
+        "nats_inbound_errors",
+        "Inbound messages nats-py handed over whose handling failed (logged).",
+    ),
+    _counter("nats_invalid_messages", "Inbound messages that failed the checks (dead letters)."),
+    _counter(
+        "nats_dead_letter_write_errors",
+        "Dead letters that could not be written to the dead-letter file.",
+    ),
     _counter("nats_errors", "Errors reported by the NATS client."),
     _counter("nats_disconnects", "Times the NATS connection was lost."),
     _counter("nats_reconnects", "Times the NATS connection came back."),
-    _counter("cluster_instances_lost", "Other instances declared dead after missed heartbeats."),
-    _counter("cluster_errors", "Cluster messages whose handling failed."),
+    _counter(
+        "cluster_instances_lost",
+        "Instances declared lost: silent for CLUSTER_DEAD_AFTER_S while players they held"
+        " were here.",
+    ),
+    _counter(
+        "cluster_errors",
+        "Inbound cluster messages that passed the checks but failed in the hub (logged; the"
+        " message is lost).",
+    ),
 )
 
 

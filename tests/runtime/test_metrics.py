@@ -140,3 +140,12 @@ async def test_promtool_finds_nothing_to_complain_about(
     )
     complaints = (result.stdout + result.stderr).decode()
     assert result.returncode == 0 and not complaints.strip(), complaints
+
+
+def test_the_operations_guide_lists_every_metric_with_its_help() -> None:
+    guide = (Path(__file__).parents[2] / "docs" / "OPERATIONS.md").read_text()
+    for d in CATALOGUE:
+        name = PREFIX + d.name + ("_total" if d.kind == "counter" else "")
+        labels = ", ".join(f"`{label}`" for label in d.labels)
+        row = f"| `{name}` | {d.kind} | {labels} | {d.help} |"
+        assert row in guide, f"docs/OPERATIONS.md lacks (or has another text for): {row}"
