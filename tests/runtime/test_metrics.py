@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,11 @@ from mythos_rt.runtime.metrics import CATALOGUE, CONTENT_TYPE, PREFIX, Metrics
 from mythos_rt.runtime.ops_http import OpsState, route
 from tests.runtime.harness import Harness, running
 
-PROMTOOL = os.environ.get("PROMTOOL") or shutil.which("promtool")
+# scripts/test fetches it into the venv (scripts/fetch_promtool) where apt-get can.
+_VENV_BIN = str(Path(sys.executable).parent)
+PROMTOOL = os.environ.get("PROMTOOL") or shutil.which(
+    "promtool", path=os.pathsep.join([_VENV_BIN, os.environ.get("PATH", "")])
+)
 
 
 async def some_traffic(h: Harness) -> None:
@@ -123,7 +128,9 @@ def test_each_server_has_its_own_registry() -> None:
     assert "mythos_rt_frames_received_total 0.0" in two.render()
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (PROMTOOL or PATH)")
+@pytest.mark.skipif(
+    PROMTOOL is None, reason="no promtool (scripts/fetch_promtool, PROMTOOL or PATH)"
+)
 async def test_promtool_finds_nothing_to_complain_about(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
