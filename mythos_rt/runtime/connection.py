@@ -23,7 +23,7 @@ from mythos_rt.core import protocol
 from mythos_rt.core.protocol import FrameLimits
 from mythos_rt.core.ratelimit import SlidingWindow
 from mythos_rt.runtime.hub import Hub, SocketHandle
-from mythos_rt.runtime.logs import log_event
+from mythos_rt.runtime.logs import REPORT_LINES, REPORT_WINDOW_S, LineBudget, log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
 from mythos_rt.runtime.wsio import text_frame, write_frames
@@ -87,6 +87,7 @@ class Connection:
         self._dropped = False  # heartbeat lost: no closing handshake with a dead peer
         self._started_at = trio.current_time()
         self._player_name = player_name
+        self._report_lines = LineBudget(REPORT_LINES, REPORT_WINDOW_S)
 
     async def run(self) -> None:
         try:
@@ -206,6 +207,7 @@ class Connection:
                 log_event(
                     log,
                     "client_error_report",
+                    (self._report_lines, trio.current_time()),
                     player_id=socket.player_id,
                     error_type=message.error_type,
                     error_message=message.message,

@@ -21,7 +21,7 @@ from mythos_rt.core.ratelimit import KeyedSlidingWindow
 from mythos_rt.runtime.connection import Connection
 from mythos_rt.runtime.http_api import HttpApi, read_head
 from mythos_rt.runtime.hub import Hub
-from mythos_rt.runtime.logs import log_event
+from mythos_rt.runtime.logs import REFUSAL_LINES, REFUSAL_WINDOW_S, LineBudget, log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, Store
@@ -89,6 +89,9 @@ class Gate:
     ip_attempts: KeyedSlidingWindow = attrs.field(init=False)
     player_attempts: KeyedSlidingWindow = attrs.field(init=False)
     http_api: HttpApi = attrs.field(init=False)  # section 18, on the same listener
+    refusal_lines: LineBudget = attrs.field(
+        init=False, factory=lambda: LineBudget(REFUSAL_LINES, REFUSAL_WINDOW_S)
+    )
 
     def abandon_handshakes(self) -> None:
         for scope in self.handshakes:
@@ -232,6 +235,7 @@ async def _refuse(gate: Gate, request: WebSocketRequest, refusal: Refusal) -> No
     log_event(
         log,
         "handshake_refused",
+        (gate.refusal_lines, trio.current_time()),
         status=refusal.status,
         close_code=refusal.close_code if as_close else None,
         reason=refusal.message,

@@ -34,7 +34,7 @@ from mythos_rt.core.passwords import (
     verify_password,
 )
 from mythos_rt.runtime.hub import Hub
-from mythos_rt.runtime.logs import log_event
+from mythos_rt.runtime.logs import REFUSAL_LINES, REFUSAL_WINDOW_S, LineBudget, log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import (
@@ -140,6 +140,9 @@ class HttpApi:
     throttle: api.LoginThrottle = attrs.field(init=False)
     _hash_limiter: trio.CapacityLimiter = attrs.field(init=False)
     _handlers: dict[str, Handler] = attrs.field(init=False)
+    _refusal_lines: LineBudget = attrs.field(
+        init=False, factory=lambda: LineBudget(REFUSAL_LINES, REFUSAL_WINDOW_S)
+    )
 
     def __attrs_post_init__(self) -> None:
         s = self.settings
@@ -174,7 +177,8 @@ class HttpApi:
             response = response.with_headers(cors)
             self.metrics.inc("http_api_responses", status=str(response.status))
             if response.status >= 400:
-                _log_refusal(head, response, self._client_ip(stream, headers))
+                budget = (self._refusal_lines, trio.current_time())
+                _log_refusal(head, response, self._client_ip(stream, headers), budget)
             await stream.send_all(_encode(head.conn, response))
             await _linger(stream, self.settings.close_timeout_s)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -354,13 +358,16 @@ class HttpApi:
         return await trio.to_thread.run_sync(call, limiter=self._hash_limiter)
 
 
-def _log_refusal(head: Head, response: ApiResponse, peer: str) -> None:
+def _log_refusal(
+    head: Head, response: ApiResponse, peer: str, budget: tuple[LineBudget, float]
+) -> None:
     assert head.request is not None
     body = response.body
     reason = body.get("detail") if isinstance(body, dict) else None
     log_event(
         log,
         "api_refused",
+        budget,
         status=response.status,
         reason=reason,
         method=head.request.method.decode("ascii", "replace"),

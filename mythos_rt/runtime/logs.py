@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 import time
@@ -87,10 +88,55 @@ def _json_value(value: object) -> object:
     return truncate(str(value))
 
 
-def log_event(logger: logging.Logger, event: str, **fields: object) -> None:
-    """One INFO line: ``event key=value ...``; the fields also travel as structured data."""
+# Lines a client can cause at will, per server: refusals (each gate, each HTTP API), per window.
+REFUSAL_LINES, REFUSAL_WINDOW_S = 100, 10.0
+# client_error_report lines per socket.
+REPORT_LINES, REPORT_WINDOW_S = 10, 60.0
+
+
+class LineBudget:
+    """At most ``lines`` lines per ``window_s`` for lines a client can cause at will (refused
+    handshakes, error reports): a flood must not fill the disk or drown the other lines.  Those
+    over budget are counted, and the next line that gets through says how many
+    (``suppressed=N``).  ``now`` is passed in: the owner's trio clock."""
+
+    def __init__(self, lines: int, window_s: float) -> None:
+        self._lines = lines
+        self._window_s = window_s
+        self._window_start = -math.inf
+        self._used = 0
+        self._suppressed = 0
+
+    def take(self, now: float) -> int | None:
+        """None: drop this line; otherwise how many were dropped since the last one."""
+        if now - self._window_start >= self._window_s:
+            self._window_start, self._used = now, 0
+        if self._used >= self._lines:
+            self._suppressed += 1
+            return None
+        self._used += 1
+        suppressed, self._suppressed = self._suppressed, 0
+        return suppressed
+
+
+def log_event(
+    logger: logging.Logger,
+    event: str,
+    budget: tuple[LineBudget, float] | None = None,
+    **fields: object,
+) -> None:
+    """One INFO line: ``event key=value ...``; the fields also travel as structured data.
+
+    ``budget``: (the budget, the trio time now) for lines a client can cause at will.
+    """
     if not logger.isEnabledFor(logging.INFO):
         return
+    if budget is not None:
+        suppressed = budget[0].take(budget[1])
+        if suppressed is None:
+            return
+        if suppressed:
+            fields["suppressed"] = suppressed
     message = f"{event} {render_fields(fields)}" if fields else event
     structured = {key: _json_value(value) for key, value in fields.items()}
     logger.info("%s", message, extra={"event": event, "fields": structured})

@@ -14,6 +14,9 @@ import trio
 
 from mythos_rt.runtime.logs import (
     MAX_FIELD_CHARS,
+    REFUSAL_LINES,
+    REFUSAL_WINDOW_S,
+    REPORT_LINES,
     JsonFormatter,
     TextFormatter,
     escape,
@@ -202,3 +205,33 @@ def test_a_field_named_like_a_core_key_does_not_replace_it() -> None:
     entry = json.loads(JsonFormatter().format(record))
     assert (entry["message"], entry["level"]) == ("x", "INFO")
     assert (entry["field_message"], entry["field_level"], entry["n"]) == ("mine", "low", 1)
+
+
+async def test_a_flood_of_refusals_is_logged_within_a_budget(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with running(tmp_path) as h:
+        for _ in range(REFUSAL_LINES + 20):
+            assert (await h.raw_handshake("/v1/api/ws?token=x"))[0] == 401
+        assert len(events(caplog, "handshake_refused")) == REFUSAL_LINES
+        await trio.sleep(REFUSAL_WINDOW_S)
+        assert (await h.raw_handshake("/v1/api/ws?token=x"))[0] == 401
+        assert events(caplog, "handshake_refused")[-1]["suppressed"] == 20
+        assert h.app.metrics.value("handshakes_refused", status="401") == REFUSAL_LINES + 21
+
+
+async def test_error_reports_are_logged_within_a_budget_per_socket(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with running(tmp_path) as h:
+        client = await h.connect("Armitage")
+        for i in range(REPORT_LINES + 5):
+            await client.send({"type": "client_error_report", "data": {"message": str(i)}})
+        await client.until_pong()
+        assert len(events(caplog, "client_error_report")) == REPORT_LINES
+        other = await h.connect("Dyer")  # another socket has its own budget
+        await other.send({"type": "client_error_report", "data": {"message": "mine"}})
+        await other.until_pong()
+        assert events(caplog, "client_error_report")[-1]["error_message"] == "mine"
