@@ -64,7 +64,7 @@ from mythos_rt.core.views import (
 from mythos_rt.core.world import World
 from mythos_rt.core.writes import DeleteGlobalMute, SaveRoom, SetGlobalMute, Write
 from mythos_rt.runtime.logs import log_event
-from mythos_rt.runtime.metrics import Metrics
+from mythos_rt.runtime.metrics import CounterChild, Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, StoreError
 from mythos_rt.runtime.timers import Timers
@@ -181,6 +181,7 @@ class Hub:
         self.world = world
         self.metrics = Metrics() if metrics is None else metrics
         self._command_seconds = self.metrics.histogram("command_seconds")
+        self._chat_lines: dict[str, CounterChild] = {}  # by channel, bound on first use
         self.config = config
         self.presences = Presences()
         self._writer = writer
@@ -707,7 +708,7 @@ class Hub:
         """Encode once; every socket of every recipient this instance holds gets the bytes."""
         sequence, frame = self._encode(event.event_type, event.data, event.room_id, event.player_id)
         if event.event_type == "chat_message":
-            self.metrics.inc("chat_messages", channel=str(event.data.get("channel")))
+            self._count_chat_line(str(event.data.get("channel")))
         replayable = event.event_type not in EPHEMERAL_EVENTS
         now = trio.current_time()  # once per event: it stamps every recipient's batch
         for player_id in to:
@@ -715,6 +716,14 @@ class Hub:
                 buffer.append(sequence, frame)
             for socket in self._sockets.get(player_id, {}).values():
                 socket.outbox.put(frame, now)
+
+    def _count_chat_line(self, channel: str) -> None:
+        counter = self._chat_lines.get(channel)
+        if counter is None:
+            counter = self._chat_lines[channel] = self.metrics.counter(
+                "chat_messages", channel=channel
+            )
+        counter.inc()
 
     # --- other instances (multi-instance play, docs/NATS.md) --------------------------------
 
