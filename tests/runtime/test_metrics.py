@@ -40,6 +40,12 @@ async def some_traffic(h: Harness) -> None:
     await trio.testing.wait_all_tasks_blocked()
 
 
+async def metrics_after_traffic(tmp_path: Path) -> str:
+    async with running(tmp_path) as h:
+        await some_traffic(h)
+        return h.app.metrics.render()
+
+
 def samples_of(text: str) -> dict[str, list[Sample]]:
     return {family.name: family.samples for family in text_string_to_metric_families(text)}
 
@@ -85,10 +91,7 @@ async def test_every_family_has_help_type_and_labels_instead_of_baked_in_codes(
 async def test_histograms_count_commands_and_fan_out_writes(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
-    async with running(tmp_path) as h:
-        await some_traffic(h)
-        text = h.app.metrics.render()
-    samples = samples_of(text)
+    samples = samples_of(await metrics_after_traffic(tmp_path))
     for name, at_least in (("command_seconds", 2), ("fanout_lag_seconds", 3)):
         series = samples[PREFIX + name]
         buckets = [s for s in series if s.name.endswith("_bucket")]
@@ -134,9 +137,7 @@ def test_each_server_has_its_own_registry() -> None:
 async def test_promtool_finds_nothing_to_complain_about(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
-    async with running(tmp_path) as h:
-        await some_traffic(h)
-        text = h.app.metrics.render()
+    text = await metrics_after_traffic(tmp_path)
     assert PROMTOOL is not None
     result = await trio.run_process(
         [PROMTOOL, "check", "metrics"],
