@@ -163,19 +163,18 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         await _refuse(gate, request, refusal)
         return
     ws = await request.accept(subprotocol=admission.subprotocol)
-    timeout_s = gate.settings.close_timeout_s
     fresh = await _as_of_now(gate, admission)
     if fresh is None:
-        await _bounded_close(ws, *INTERNAL_ERROR, timeout_s)
+        await _close_accepted(gate, ws, admission, *INTERNAL_ERROR)
         return
     record, mutes = fresh
     if gate.draining:  # the drain began while this handshake waited on the store
-        await _bounded_close(ws, *SHUTTING_DOWN, timeout_s)
+        await _close_accepted(gate, ws, admission, *SHUTTING_DOWN)
         return
     socket = hub.new_socket(record.player_id, admission.session_id)
     refusal = hub.admit(record, socket, admission.resume_from, mutes)
     if refusal is not None:  # the world changed while we accepted
-        await _bounded_close(ws, refusal.close_code, refusal.close_reason, timeout_s)
+        await _close_accepted(gate, ws, admission, refusal.close_code, refusal.close_reason)
         return
     gate.metrics.inc("sockets_admitted")
     log_event(
@@ -232,14 +231,12 @@ async def _refuse(gate: Gate, request: WebSocketRequest, refusal: Refusal) -> No
     gate.metrics.inc("handshakes_refused", status=str(refusal.status))
     headers = _headers(request)
     as_close = "origin" in headers and refusal is not handshake.NOT_FOUND_PATH
-    log_event(
-        log,
-        "handshake_refused",
-        (gate.refusal_lines, trio.current_time()),
-        status=refusal.status,
-        close_code=refusal.close_code if as_close else None,
-        reason=refusal.message,
-        peer=_client_ip(request, headers, gate.settings.trusted_proxies),
+    _log_refusal(
+        gate,
+        refusal.status,
+        refusal.close_code if as_close else None,
+        refusal.message,
+        _client_ip(request, headers, gate.settings.trusted_proxies),
         path=request.path.split("?", 1)[0],  # never the query: it may carry the token
     )
     if as_close:
@@ -250,6 +247,35 @@ async def _refuse(gate: Gate, request: WebSocketRequest, refusal: Refusal) -> No
         )
         return
     await request.reject(refusal.status, extra_headers=refusal.headers(), body=refusal.body())
+
+
+def _log_refusal(
+    gate: Gate,
+    status: int | None,
+    close_code: int | None,
+    reason: str,
+    peer: str,
+    **where: str,
+) -> None:
+    budget = (gate.refusal_lines, trio.current_time())
+    log_event(
+        log,
+        "handshake_refused",
+        budget,
+        status=status,
+        close_code=close_code,
+        reason=reason,
+        peer=peer,
+        **where,
+    )
+
+
+async def _close_accepted(
+    gate: Gate, ws: WebSocketConnection, admission: Admission, code: int, reason: str
+) -> None:
+    """A socket accepted, then refused before it joined the game: logged like a refusal."""
+    _log_refusal(gate, None, code, reason, admission.peer, player_id=admission.record.player_id)
+    await _bounded_close(ws, code, reason, gate.settings.close_timeout_s)
 
 
 async def _bounded_close(ws: WebSocketConnection, code: int, reason: str, timeout_s: float) -> None:

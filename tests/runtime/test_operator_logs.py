@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
+from mythos_rt.runtime.gate import handle_stream
 from mythos_rt.runtime.logs import (
     MAX_FIELD_CHARS,
     REFUSAL_LINES,
@@ -23,8 +25,10 @@ from mythos_rt.runtime.logs import (
     log_admin_action,
     log_event,
 )
+from mythos_rt.runtime.server import drain
 from tests.runtime.harness import running, upgrade_request
 from tests.runtime.test_http_api import exchange, get
+from tests.runtime.test_review_regressions import PausingStream, RawClient
 
 FORGED = (
     "boom\n2026-11-29 12:00:00,000 ERROR mythos_rt.runtime.hub: forged\r\n"
@@ -235,3 +239,25 @@ async def test_error_reports_are_logged_within_a_budget_per_socket(
         await other.send({"type": "client_error_report", "data": {"message": "mine"}})
         await other.until_pong()
         assert events(caplog, "client_error_report")[-1]["error_message"] == "mine"
+
+
+async def test_a_socket_refused_after_its_upgrade_is_logged_with_its_close_code(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with running(tmp_path) as h:
+        client_stream, server_stream = trio.testing.memory_stream_pair()
+        paused = PausingStream(server_stream)
+        h.nursery.start_soon(handle_stream, h.app.gate, paused)
+        client = RawClient(client_stream)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.upgrade, f"/v1/api/ws?token={h.token('Dyer')}")
+            await paused.writing.wait()  # authenticated; the 101 is on its way out
+            nursery.start_soon(drain, h.app)
+            await trio.testing.wait_all_tasks_blocked()
+            paused.release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        line = only(caplog, "handshake_refused")
+        assert (line["status"], line["close_code"]) == (None, 1001)
+        assert line["player_id"] == h.players["Dyer"].player_id
+        assert events(caplog, "login") == []
