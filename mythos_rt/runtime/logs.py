@@ -14,6 +14,9 @@ written as escapes; the text formatter escapes every message again (without the 
 so no message, whoever built it, can start a new line and forge an ERROR or a Traceback.  In the
 JSON format the JSON encoding does the escaping.
 
+Another transport (telnet, say) logs its own ``login`` and ``disconnect`` with the same event
+names and fields, so one query covers every way in.
+
 Admin actions (in-game ``kick``/``ban``/``wall``, the CLI's ``players ban|...``) are logged
 through :func:`log_admin_action`, so they all read the same and can be found by one grep.
 """
