@@ -220,4 +220,5 @@ def configure_logging(level_name: str, log_format: str = "text") -> None:
         raise LogSetupError(f"unknown log format '{log_format}' (use text or json)")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # Not forced: a process that already has handlers (pytest, an embedding app) keeps them.
+    logging.basicConfig(level=level, handlers=[handler])
