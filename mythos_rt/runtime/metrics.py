@@ -190,7 +190,9 @@ class CounterChild:
     __slots__ = ("value",)
 
     def __init__(self) -> None:
-        self.value = 0.0
+        # An int while every amount is one (counts of things), so tests and scripts can use it
+        # as a count; a float once a float amount is added.
+        self.value: float = 0
 
     def inc(self, amount: float = 1) -> None:
         self.value += amount
