@@ -107,10 +107,8 @@ class Player:
 
     async def occupants(self, wanted: list[str], timeout_s: float = FRAME_TIMEOUT_S) -> Frame:
         return await self.until(
-            lambda f: (
-                f.get("event_type") == "room_occupants"
-                and sorted(f["data"]["occupants"]) == sorted(wanted)
-            ),
+            lambda f: f.get("event_type") == "room_occupants"
+            and sorted(f["data"]["occupants"]) == sorted(wanted),
             timeout_s,
         )
 

@@ -33,10 +33,8 @@ async def occupants(client: Client, wanted: list[str]) -> Frame:
     """Skip to a room_occupants listing exactly ``wanted`` (in any order)."""
     return await until(
         client,
-        lambda f: (
-            f.get("event_type") == "room_occupants"
-            and sorted(f["data"]["occupants"]) == sorted(wanted)
-        ),
+        lambda f: f.get("event_type") == "room_occupants"
+        and sorted(f["data"]["occupants"]) == sorted(wanted),
     )
 
 
@@ -219,7 +217,6 @@ async def test_a_session_ended_on_one_instance_is_refused_on_every_other(
         fresh = await nodes["B"].connect("Dyer", query="&session_id=tab-2")
         await fresh.command("say", "a new login works")
         await result(fresh, "You say: a new login works")
-
 
 async def test_a_player_already_linkdead_when_their_instance_dies_still_leaves(
     tmp_path: Path, autojump_clock: trio.abc.Clock
