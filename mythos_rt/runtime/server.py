@@ -238,12 +238,10 @@ async def _run_listener(
 async def _start_ops(app: App, nursery: trio.Nursery) -> int:
     state = OpsState(
         app.metrics,
-        ready=lambda: (
-            app.ws_port > 0
-            and not app.gate.draining
-            and app.store_writer.healthy
-            and (app.bus is None or app.bus.connected)
-        ),
+        ready=lambda: app.ws_port > 0
+        and not app.gate.draining
+        and app.store_writer.healthy
+        and (app.bus is None or app.bus.connected),
         ws_port=lambda: app.ws_port,
     )
     port: int = await nursery.start(serve_ops, state, app.settings.host, app.settings.ops_port)
