@@ -23,9 +23,12 @@ through :func:`log_admin_action`, so they all read the same and can be found by 
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
 import math
+import queue
 import re
 import sys
 import time
@@ -210,15 +213,46 @@ class LogSetupError(ValueError):
     """LOG_LEVEL or LOG_FORMAT holds a value the server does not know."""
 
 
+class _Enqueue(logging.handlers.QueueHandler):
+    """Hands records to the writer thread as they are (formatted there, not here).
+
+    The stdlib's ``prepare`` would fold the traceback into the message, which the text format
+    would then put on one line; here the traceback travels in ``exc_text`` instead.
+    """
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        record.msg, record.args, record.exc_info = record.getMessage(), None, None
+        return record
+
+
+_TRACEBACKS = logging.Formatter()
+
+
 def configure_logging(level_name: str, log_format: str = "text") -> None:
-    """The root logger writes to stderr at ``level_name`` in ``log_format`` (text or json)."""
+    """The root logger writes to stderr at ``level_name`` in ``log_format`` (text or json).
+
+    Lines are formatted and written by a thread of their own: a write to stderr blocks the
+    thread that makes it, and the event loop waiting for the GIL behind the store's worker
+    threads after every such write cost 2-3 ms of CPU per login in ``scripts/bench_server.py``
+    (one ``login`` line each).  The event loop only puts the record on a queue.  The thread is
+    stopped, and what it holds written, when the process exits.
+    """
     level = level_name.strip().upper()
     if level not in logging.getLevelNamesMapping():
         raise LogSetupError(f"unknown log level '{level_name}' (use DEBUG, INFO, WARNING or ERROR)")
     fmt = log_format.strip().lower()
     if fmt not in LOG_FORMATS:
         raise LogSetupError(f"unknown log format '{log_format}' (use text or json)")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    # Not forced: a process that already has handlers (pytest, an embedding app) keeps them.
-    logging.basicConfig(level=level, handlers=[handler])
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    enqueue = _Enqueue(records)
+    # basicConfig does nothing in a process that already has handlers (pytest, an embedding
+    # app): they are kept, and no thread is started.
+    logging.basicConfig(level=level, handlers=[enqueue])
+    if enqueue in logging.getLogger().handlers:
+        listener = logging.handlers.QueueListener(records, writer)
+        listener.start()
+        atexit.register(listener.stop)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,36 @@ async def test_a_socket_refused_after_its_upgrade_is_logged_with_its_close_code(
         assert (line["status"], line["close_code"]) == (None, 1001)
         assert line["player_id"] == h.players["Dyer"].player_id
         assert events(caplog, "login") == []
+
+
+LOG_A_FAILURE = """
+import logging
+from mythos_rt.runtime.logs import configure_logging, log_event
+configure_logging("INFO", {fmt!r})
+log = logging.getLogger("mythos_rt.test")
+log_event(log, "login", player="Carter")
+try:
+    1 / 0
+except ZeroDivisionError:
+    log.exception("request from %s failed", "a\\nforged")
+"""
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_lines_written_by_the_log_thread_arrive_whole_before_exit(fmt: str) -> None:
+    # The event loop only queues records; a thread writes them, and exit flushes it.
+    code = LOG_A_FAILURE.format(fmt=fmt)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = done.stderr.splitlines()
+    if fmt == "json":
+        login, failure = map(json.loads, lines)
+        assert (login["event"], login["player"]) == ("login", "Carter")
+        assert failure["message"] == "request from a\nforged failed"
+        assert failure["exc_info"].endswith("ZeroDivisionError: division by zero")
+        return
+    assert lines[0].endswith(" INFO mythos_rt.test: login player=Carter")
+    assert lines[1].endswith(" ERROR mythos_rt.test: request from a\\nforged failed")
+    assert lines[2] == "Traceback (most recent call last):"  # the traceback keeps its lines
+    assert lines[-1] == "ZeroDivisionError: division by zero"
