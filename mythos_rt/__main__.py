@@ -27,6 +27,7 @@ import attrs
 from mythos_rt.core.passwords import hash_password, new_salt, password_problem
 from mythos_rt.core.world import WorldError
 from mythos_rt.core.writes import DeleteBan, SetBan
+from mythos_rt.runtime.logs import LogSetupError, configure_logging, log_admin_action
 from mythos_rt.runtime.store import Backend, PlayerRecord, StoreError, open_backend
 from mythos_rt.runtime.tokens import issue_token
 from mythos_rt.settings import (
@@ -46,7 +47,6 @@ from mythos_rt.world import load_world
 PROG = "python -m mythos_rt"
 DEFAULT_TOKEN_TTL_S = 3600.0
 MAX_INVITES = 1000
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 log = logging.getLogger("mythos_rt.cli")
 
@@ -498,7 +498,10 @@ def _with_default_command(argv: Sequence[str]) -> list[str]:
 
 
 def _serve(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
-    _configure_logging(settings.log_level)
+    try:
+        configure_logging(settings.log_level, settings.log_format)
+    except LogSetupError as exc:
+        raise CliError(str(exc)) from None
     problem = settings.public_url and public_url_problem(settings.public_url)
     if problem:
         raise CliError(problem)
@@ -507,13 +510,6 @@ def _serve(args: argparse.Namespace, settings: Settings, environ: Mapping[str, s
     from mythos_rt.runtime.server import run_server
 
     return run_server(settings, secret=secret, secret_created=created)
-
-
-def _configure_logging(level_name: str) -> None:
-    level = level_name.strip().upper()
-    if level not in logging.getLevelNamesMapping():
-        raise CliError(f"unknown log level '{level_name}' (use DEBUG, INFO, WARNING or ERROR)")
-    logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
 def _players_add(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
@@ -636,7 +632,7 @@ def _admin_action(action: str, name: str, *details: str) -> None:
     same at INFO for a caller that collects logs."""
     line = f"admin action: {action} {name}" + "".join(f"; {detail}" for detail in details)
     print(line, file=sys.stderr)
-    log.info("%s (by the CLI)", line)
+    log_admin_action("cli", action, name, "; ".join(details))
 
 
 def _new_password_hash(password: str) -> str:

@@ -69,6 +69,9 @@ class Settings:
         " web page then calls that (default: the game port of the page's host, or the page's"
         " own origin when it is not on the ops port)",
     )
+    log_format: str = _setting(
+        "text", "log line format: text, or json (one JSON object per line, structured fields)"
+    )
     # --- NATS bridge (section 16; docs/NATS.md) ---
     nats_connect_timeout_s: float = _setting(
         5.0, "at start, NATS must answer within this or serve exits 2", "nats"

@@ -24,6 +24,7 @@ from mythos_rt.core import protocol
 from mythos_rt.core.protocol import FrameLimits
 from mythos_rt.core.ratelimit import FrameGuard, FrameRefusal
 from mythos_rt.runtime.hub import Hub, SocketHandle
+from mythos_rt.runtime.logs import REPORT_LINES, REPORT_WINDOW_S, LineBudget, log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
 from mythos_rt.runtime.wsio import send_close_and_hang_up, text_frame, write_frames
@@ -76,6 +77,8 @@ class Connection:
         verified: VerifiedToken,
         metrics: Metrics,
         wall_clock: Callable[[], float] = time.time,
+        *,
+        player_name: str | None = None,  # for the disconnect log line
     ) -> None:
         self._ws = ws
         self._socket = socket
@@ -83,6 +86,10 @@ class Connection:
         self._settings = settings
         self._secret = secret
         self._metrics = metrics
+        # Bound once: these are updated per frame and per write.
+        self._frames_received = metrics.counter("frames_received")
+        self._bytes_sent = metrics.counter("bytes_sent")
+        self._fanout_lag = metrics.histogram("fanout_lag_seconds")
         self._wall_clock = wall_clock
         self._user_id = verified.user_id
         self._csrf_tokens = {token}
@@ -97,6 +104,9 @@ class Connection:
         self._crashed = False
         self._dropped = False  # heartbeat lost: no closing handshake with a dead peer
         self._torn = False  # a write was cancelled midway: nothing more may be written
+        self._started_at = trio.current_time()
+        self._player_name = player_name
+        self._report_lines = LineBudget(REPORT_LINES, REPORT_WINDOW_S)
 
     async def run(self) -> None:
         try:
@@ -114,6 +124,30 @@ class Connection:
         finally:
             self._hub.detach(self._socket)
             await self._final_close()
+            self._log_disconnect()
+
+    def _log_disconnect(self) -> None:
+        """One INFO line and a count per ended socket, with the close code both sides saw."""
+        closed = None if self._dropped else self._ws.closed
+        code = 1006 if closed is None else closed.code
+        reason = "no close frame" if closed is None else closed.reason or ""
+        requested = self._socket.outbox.closing
+        if self._dropped or closed is None:
+            by = "network"
+        else:
+            by = "server" if requested is not None or self._crashed else "client"
+        self._metrics.inc("socket_closes", code=str(code))
+        log_event(
+            log,
+            "disconnect",
+            player=self._player_name,
+            player_id=self._socket.player_id,
+            session=self._socket.session_id,
+            code=code,
+            reason=reason,
+            by=by,
+            duration_s=round(trio.current_time() - self._started_at, 1),
+        )
 
     def _end(self) -> None:
         self._scope.cancel()
@@ -155,7 +189,7 @@ class Connection:
             if idle.cancelled_caught:
                 self._socket.outbox.close(*IDLE)
                 return
-            self._metrics.inc("frames_received")
+            self._frames_received.inc()
             self._on_frame(raw)
 
     def _on_frame(self, raw: str | bytes) -> None:
@@ -189,11 +223,14 @@ class Connection:
             case protocol.FollowResponse() | protocol.PartyInviteResponse():
                 hub.handle_response(socket, message)
             case protocol.ClientErrorReport():
-                log.info(
-                    "client error report from player %s: %.200s: %.500s",
-                    socket.player_id,
-                    message.error_type,
-                    message.message,
+                # Client text: log_event escapes and truncates it (it once forged log lines).
+                log_event(
+                    log,
+                    "client_error_report",
+                    (self._report_lines, trio.current_time()),
+                    player_id=socket.player_id,
+                    error_type=message.error_type,
+                    error_message=message.message,
                 )
 
     def _send_error(self, error: protocol.FrameError) -> None:
@@ -244,8 +281,9 @@ class Connection:
         outbox = self._socket.outbox
         try:
             while True:
-                data, close = await outbox.next_batch()
+                data, close, queued_at = await outbox.next_batch()
                 if data:
+                    self._fanout_lag.observe(trio.current_time() - queued_at)
                     await self._write(data)
                 if close is not None:
                     await self._ws.aclose(close.code, close.reason)
@@ -263,7 +301,7 @@ class Connection:
             # would be read as the rest of that frame, so this socket only gets hung up on.
             self._torn = True
             raise
-        self._metrics.inc("bytes_sent", len(data))
+        self._bytes_sent.inc(len(data))
 
     async def _ping_loop(self) -> None:
         s = self._settings

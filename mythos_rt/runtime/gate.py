@@ -23,6 +23,7 @@ from mythos_rt.core.ratelimit import ConnectionSlots, KeyedSlidingWindow
 from mythos_rt.runtime.connection import Connection
 from mythos_rt.runtime.http_api import HttpApi, answer_oversized_head, read_head
 from mythos_rt.runtime.hub import Hub
+from mythos_rt.runtime.logs import REFUSAL_LINES, REFUSAL_WINDOW_S, LineBudget, log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, Store
@@ -47,6 +48,7 @@ class Admission:
     resume_from: int | None
     mutes: MuteRecords
     version: int  # Hub.version() before ``record`` and ``mutes`` were read
+    peer: str  # the client's address (X-Forwarded-For from a trusted proxy)
 
 
 class ConnectionTracker:
@@ -90,6 +92,9 @@ class Gate:
     ip_attempts: KeyedSlidingWindow = attrs.field(init=False)
     player_attempts: KeyedSlidingWindow = attrs.field(init=False)
     http_api: HttpApi = attrs.field(init=False)  # section 18, on the same listener
+    refusal_lines: LineBudget = attrs.field(
+        init=False, factory=lambda: LineBudget(REFUSAL_LINES, REFUSAL_WINDOW_S)
+    )
 
     def abandon_handshakes(self) -> None:
         for scope in self.handshakes:
@@ -130,7 +135,7 @@ async def take_slot(gate: Gate, stream: trio.abc.Stream, busy: bytes) -> Slot | 
     refused = gate.slots.open(ip)
     if refused is None:
         return Slot(gate.slots, ip)
-    gate.metrics.inc(f"connections_refused_{refused}")
+    gate.metrics.inc("connections_refused", reason=refused)
     with trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError):
         await stream.send_all(busy)  # a fresh socket's send buffer is empty: no real wait
     await trio.aclose_forcefully(stream)
@@ -231,18 +236,17 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         await _refuse(gate, request, refusal)
         return
     ws = await request.accept(subprotocol=admission.subprotocol)
-    timeout_s = gate.settings.close_timeout_s
     fresh = await _as_of_now(gate, admission)
     if fresh is None:
-        await _bounded_close(ws, *INTERNAL_ERROR, timeout_s)
+        await _close_accepted(gate, ws, admission, *INTERNAL_ERROR)
         return
     record, mutes = fresh
     if gate.draining:  # the drain began while this handshake waited on the store
-        await _bounded_close(ws, *SHUTTING_DOWN, timeout_s)
+        await _close_accepted(gate, ws, admission, *SHUTTING_DOWN)
         return
     if record.banned_at(time.time()):  # an admin's ban committed while this handshake waited
         refusal = handshake.banned(record.banned_until)
-        await _bounded_close(ws, refusal.close_code, refusal.close_reason, timeout_s)
+        await _close_accepted(gate, ws, admission, refusal.close_code, refusal.close_reason)
         return
     socket = hub.new_socket(record.player_id, admission.session_id)
     try:
@@ -253,12 +257,22 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         gate.metrics.inc("connection_errors")
         log.exception("admission of player %s failed", record.player_id)
         hub.detach(socket)
-        await _bounded_close(ws, *INTERNAL_ERROR, timeout_s)
+        await _close_accepted(gate, ws, admission, *INTERNAL_ERROR)
         return
     if refusal is not None:  # the world changed while we accepted
-        await _bounded_close(ws, refusal.close_code, refusal.close_reason, timeout_s)
+        await _close_accepted(gate, ws, admission, refusal.close_code, refusal.close_reason)
         return
     gate.metrics.inc("sockets_admitted")
+    log_event(
+        log,
+        "login",
+        player=record.name,
+        player_id=record.player_id,
+        session=admission.session_id,
+        peer=admission.peer,
+        instance=gate.settings.instance_id,
+        resumed=admission.resume_from is not None,
+    )
     try:
         connection = Connection(
             ws,
@@ -269,6 +283,7 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
             admission.token,
             admission.verified,
             gate.metrics,
+            player_name=record.name,
         )
         await connection.run()
     finally:
@@ -306,9 +321,18 @@ async def fresh_player_state(
 
 async def _refuse(gate: Gate, request: WebSocketRequest, refusal: Refusal) -> None:
     """HTTP status + JSON body; or, for browsers (``Origin`` present), accept then close 4xxx."""
-    gate.metrics.inc(f"handshakes_refused_{refusal.status}")
+    gate.metrics.inc("handshakes_refused", status=str(refusal.status))
     headers = _headers(request)
-    if "origin" in headers and refusal is not handshake.NOT_FOUND_PATH:
+    as_close = "origin" in headers and refusal is not handshake.NOT_FOUND_PATH
+    _log_refusal(
+        gate,
+        refusal.status,
+        refusal.close_code if as_close else None,
+        refusal.message,
+        _client_ip(request, headers, gate.settings.trusted_proxies),
+        path=request.path.split("?", 1)[0],  # never the query: it may carry the token
+    )
+    if as_close:
         offered = handshake.choose_token(request.proposed_subprotocols, {}).subprotocol
         ws = await request.accept(subprotocol=offered)
         await _bounded_close(
@@ -316,6 +340,35 @@ async def _refuse(gate: Gate, request: WebSocketRequest, refusal: Refusal) -> No
         )
         return
     await request.reject(refusal.status, extra_headers=refusal.headers(), body=refusal.body())
+
+
+def _log_refusal(
+    gate: Gate,
+    status: int | None,
+    close_code: int | None,
+    reason: str,
+    peer: str,
+    **where: str,
+) -> None:
+    budget = (gate.refusal_lines, trio.current_time())
+    log_event(
+        log,
+        "handshake_refused",
+        budget,
+        status=status,
+        close_code=close_code,
+        reason=reason,
+        peer=peer,
+        **where,
+    )
+
+
+async def _close_accepted(
+    gate: Gate, ws: WebSocketConnection, admission: Admission, code: int, reason: str
+) -> None:
+    """A socket accepted, then refused before it joined the game: logged like a refusal."""
+    _log_refusal(gate, None, code, reason, admission.peer, player_id=admission.record.player_id)
+    await _bounded_close(ws, code, reason, gate.settings.close_timeout_s)
 
 
 async def _bounded_close(ws: WebSocketConnection, code: int, reason: str, timeout_s: float) -> None:
@@ -390,6 +443,7 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         resume_from,
         mutes,
         version,
+        ip,
     )
 
 

@@ -35,6 +35,7 @@ from mythos_rt.core.passwords import (
     verify_password,
 )
 from mythos_rt.runtime.hub import Hub
+from mythos_rt.runtime.logs import REFUSAL_LINES, REFUSAL_WINDOW_S, LineBudget, log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import (
@@ -157,6 +158,9 @@ class HttpApi:
     throttle: api.LoginThrottle = attrs.field(init=False)
     _hash_limiter: trio.CapacityLimiter = attrs.field(init=False)
     _handlers: dict[str, Handler] = attrs.field(init=False)
+    _refusal_lines: LineBudget = attrs.field(
+        init=False, factory=lambda: LineBudget(REFUSAL_LINES, REFUSAL_WINDOW_S)
+    )
 
     def __attrs_post_init__(self) -> None:
         s = self.settings
@@ -190,7 +194,10 @@ class HttpApi:
                 return  # the client left before its body was complete
             cors = api.cors_headers(headers.get("origin"), self.settings.allowed_origins)
             response = response.with_headers(cors)
-            self.metrics.inc(f"http_api_responses_{response.status}")
+            self.metrics.inc("http_api_responses", status=str(response.status))
+            if response.status >= 400:
+                budget = (self._refusal_lines, trio.current_time())
+                _log_refusal(head, response, self._client_ip(stream, headers), budget)
             await stream.send_all(_encode(head.conn, response))
             await _linger(stream, self.settings.close_timeout_s)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -393,6 +400,24 @@ class HttpApi:
         return await trio.to_thread.run_sync(call, limiter=self._hash_limiter)
 
 
+def _log_refusal(
+    head: Head, response: ApiResponse, peer: str, budget: tuple[LineBudget, float]
+) -> None:
+    assert head.request is not None
+    body = response.body
+    reason = body.get("detail") if isinstance(body, dict) else None
+    log_event(
+        log,
+        "api_refused",
+        budget,
+        status=response.status,
+        reason=reason,
+        method=head.request.method.decode("ascii", "replace"),
+        path=head.request.target.decode("latin-1").split("?", 1)[0],
+        peer=peer,
+    )
+
+
 def _unrouted(method: str, allowed: tuple[str, ...]) -> ApiResponse:
     if not allowed:
         return api.NOT_FOUND
@@ -433,7 +458,7 @@ async def answer_oversized_head(
     rather than a 4401 close; a client reading HTTP gets the contract's status and body.
     """
     refusal = oversized_head_refusal(head.data)
-    metrics.inc(f"handshakes_refused_{refusal.status}")
+    metrics.inc("handshakes_refused", status=str(refusal.status))
     answer = _raw_response(refusal.status, refusal.headers(), refusal.body())
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         await stream.send_all(answer)

@@ -64,6 +64,8 @@ from mythos_rt.core.views import (
 )
 from mythos_rt.core.world import World
 from mythos_rt.core.writes import DeleteGlobalMute, SaveRoom, SetGlobalMute, Write
+from mythos_rt.runtime.logs import log_admin_action, log_event
+from mythos_rt.runtime.metrics import CounterChild, Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, StoreError
 from mythos_rt.runtime.timers import Timers
@@ -170,14 +172,6 @@ class SocketHandle:
     outbox: Outbox
 
 
-def log_admin_action(action: AdminAction) -> None:
-    """One INFO line per admin action.  Text a player typed (a reason, a wall message) is
-    written with repr(): a newline in it cannot start a forged log line."""
-    target = "" if action.target is None else f" {action.target}"
-    detail = "" if action.detail is None else f": {action.detail!r}"
-    log.info("admin action: %s%s by %s%s", action.action, target, action.admin, detail)
-
-
 class Hub:
     def __init__(
         self,
@@ -186,8 +180,12 @@ class Hub:
         *,
         writer: StoreWriter,
         wall_clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.world = world
+        self.metrics = Metrics() if metrics is None else metrics
+        self._command_seconds = self.metrics.histogram("command_seconds")
+        self._chat_lines: dict[str, CounterChild] = {}  # by channel, bound on first use
         self.config = config
         self.presences = Presences()
         self._writer = writer
@@ -241,6 +239,22 @@ class Hub:
 
     def socket_count(self) -> int:
         return sum(len(sockets) for sockets in self._sockets.values())
+
+    def outbox_bytes(self) -> int:
+        """Bytes queued for every socket (a scrape-time gauge: O(sockets))."""
+        return sum(
+            socket.outbox.queued_bytes
+            for sockets in self._sockets.values()
+            for socket in sockets.values()
+        )
+
+    def presence_counts(self) -> dict[tuple[str, ...], float]:
+        """Presences by state, for the ``presences`` gauge (O(presences), at scrape time)."""
+        counts: dict[tuple[str, ...], float] = {("active",): 0, ("linkdead",): 0, ("remote",): 0}
+        for presence in self.presences:
+            state = "remote" if presence.remote else "linkdead" if presence.linkdead else "active"
+            counts[(state,)] += 1
+        return counts
 
     def new_socket(self, player_id: str, session_id: str | None) -> SocketHandle:
         outbox = Outbox(self.config.outbox_max_bytes)
@@ -496,6 +510,11 @@ class Hub:
     # --- what clients send -----------------------------------------------------------------
 
     def handle_command(self, socket: SocketHandle, command: str, args: tuple[str, ...]) -> None:
+        started = time.perf_counter()
+        self._handle_command(socket, command, args)
+        self._command_seconds.observe(time.perf_counter() - started)
+
+    def _handle_command(self, socket: SocketHandle, command: str, args: tuple[str, ...]) -> None:
         ctx = self._context(socket)
         if ctx is None:
             return
@@ -625,7 +644,7 @@ class Hub:
             elif isinstance(effect, RestCountdown):
                 self._rest(effect)
             elif isinstance(effect, AdminAction):
-                log_admin_action(effect)
+                log_admin_action(effect.admin, effect.action, effect.target, effect.detail or "")
 
     def _persist(self, effect: Persist) -> None:
         """Section 10: the change takes effect, and is confirmed, only once it is committed."""
@@ -674,6 +693,14 @@ class Hub:
     def _disconnect(self, effect: Disconnect) -> None:
         player_id = effect.player_id
         presence = self.presences.get(player_id)
+        log_event(
+            log,
+            "logout",
+            player=None if presence is None else presence.name,
+            player_id=player_id,
+            code=effect.code,
+            reason=effect.reason,
+        )
         if presence is not None and presence.remote:
             # An admin's kick or ban of a player another instance holds: that instance closes
             # the sockets and ends the presence; this replica goes when it says so.
@@ -706,12 +733,23 @@ class Hub:
     def _deliver(self, event: Emit, to: Iterable[str]) -> None:
         """Encode once; every socket of every recipient this instance holds gets the bytes."""
         sequence, frame = self._encode(event.event_type, event.data, event.room_id, event.player_id)
+        if event.event_type == "chat_message":
+            self._count_chat_line(str(event.data.get("channel")))
         replayable = event.event_type not in EPHEMERAL_EVENTS
+        now = trio.current_time()  # once per event: it stamps every recipient's batch
         for player_id in to:
             if replayable and (buffer := self._replay.get(player_id)) is not None:
                 buffer.append(sequence, frame)
             for socket in self._sockets.get(player_id, {}).values():
-                socket.outbox.put(frame)
+                socket.outbox.put(frame, now)
+
+    def _count_chat_line(self, channel: str) -> None:
+        counter = self._chat_lines.get(channel)
+        if counter is None:
+            counter = self._chat_lines[channel] = self.metrics.counter(
+                "chat_messages", channel=channel
+            )
+        counter.inc()
 
     # --- other instances (multi-instance play, docs/NATS.md) --------------------------------
 

@@ -18,7 +18,7 @@ import h11
 import trio
 
 from mythos_rt.runtime.listen import open_listeners
-from mythos_rt.runtime.metrics import Metrics
+from mythos_rt.runtime.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def route(state: OpsState, method: str, path: str) -> Response:
             200 if ready else 503, "text/plain", b"ready\n" if ready else b"not ready\n"
         )
     if path == "/metrics":
-        return Response(200, "text/plain; version=0.0.4", state.metrics.render().encode())
+        return Response(200, CONTENT_TYPE, state.metrics.render().encode())
     if path in STATIC_FILES:
         return _web_response(state, path)
     return Response(404, "text/plain", b"not found\n")

@@ -77,10 +77,13 @@ async def open_app(
     tear down presences, tell the other instances, and flush the store."""
     metrics = Metrics() if metrics is None else metrics
     writer = StoreWriter(store, metrics, ack_timeout_s=settings.store_ack_timeout_s)
-    hub = Hub(world, HubConfig.from_settings(settings), writer=writer)
+    hub = Hub(world, HubConfig.from_settings(settings), writer=writer, metrics=metrics)
     gate = Gate(settings, secret, store, hub, writer, metrics)
     metrics.gauge("sockets", hub.socket_count)
-    metrics.gauge("players_online", lambda: len(hub.presences))
+    metrics.gauge("connections_open", lambda: gate.tracker.active)
+    metrics.gauge("presences", hub.presence_counts)
+    metrics.gauge("outbox_bytes", hub.outbox_bytes)
+    metrics.gauge("trio_tasks", count_trio_tasks)
     metrics.gauge("store_healthy", lambda: int(writer.healthy))
     app = App(settings, hub, gate, writer, metrics)
     hub.learn_players(await store.call(store.backend.list_players))
@@ -106,6 +109,24 @@ async def open_app(
                 with trio.move_on_after(settings.close_timeout_s):
                     await writer.wait_durable()
             root.cancel_scope.cancel()
+
+
+def count_trio_tasks() -> int:
+    """Every task alive under this run's root (a scrape-time gauge: O(tasks)); 0 outside
+    Trio."""
+    try:
+        pending = [trio.lowlevel.current_root_task()]
+    except RuntimeError:
+        return 0
+    count = 0
+    while pending:
+        task = pending.pop()
+        if task is None:
+            continue
+        count += 1
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return count
 
 
 Handler = Callable[[Gate, trio.abc.Stream], Awaitable[None]]

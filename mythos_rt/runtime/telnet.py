@@ -304,7 +304,7 @@ class TelnetSession:
         outbox = socket.outbox
         try:
             while True:
-                data, close = await outbox.next_batch()
+                data, close, _queued_at = await outbox.next_batch()
                 out = bytes(self._control) + self._render(data)
                 self._control.clear()
                 if close is not None:

@@ -179,6 +179,7 @@ class Outbox:
         self._max_bytes = max_bytes
         self._frames: collections.deque[bytes] = collections.deque()
         self._bytes = 0
+        self._queued_at = 0.0  # trio time the oldest frame still queued was put (fan-out lag)
         self._close: CloseRequest | None = None
         self._nudged = False
         self._wakeup = trio.Event()
@@ -188,13 +189,23 @@ class Outbox:
     def closing(self) -> CloseRequest | None:
         return self._close
 
-    def put(self, frame: bytes) -> bool:
-        """Queue a frame; False when the socket is closing or has just overflowed."""
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    def put(self, frame: bytes, now: float | None = None) -> bool:
+        """Queue a frame; False when the socket is closing or has just overflowed.
+
+        ``now``: the trio time, when the caller has read it already (the hub reads it once per
+        event, not once per recipient); it stamps the batch for the fan-out lag.
+        """
         if self._close is not None:
             return False
         if self._bytes + len(frame) > self._max_bytes:
             self.close(1013, "Client too slow", discard=True)
             return False
+        if not self._frames:
+            self._queued_at = trio.current_time() if now is None else now
         self._frames.append(frame)
         self._bytes += len(frame)
         self._wakeup.set()
@@ -206,6 +217,8 @@ class Outbox:
         A replay after a 1013 is by definition larger than the outbox, so counting it would close
         the resumed socket at once; it is bounded by REPLAY_MAX_BYTES instead.
         """
+        if frames and not self._frames:
+            self._queued_at = trio.current_time()
         self._frames.extend(frames)
         if frames:
             self._wakeup.set()
@@ -230,8 +243,9 @@ class Outbox:
     async def wait_closing(self) -> None:
         await self._closing.wait()
 
-    async def next_batch(self) -> tuple[bytes, CloseRequest | None]:
-        """Wait for work; return everything queued as one write, and the close request if any."""
+    async def next_batch(self) -> tuple[bytes, CloseRequest | None, float]:
+        """Wait for work; return everything queued as one write, the close request if any, and
+        the trio time its oldest frame was queued."""
         while not self._frames and self._close is None and not self._nudged:
             await self._wakeup.wait()
             self._wakeup = trio.Event()
@@ -242,4 +256,4 @@ class Outbox:
         data = b"".join(self._frames)
         self._frames.clear()
         self._bytes = 0
-        return data, self._close
+        return data, self._close, self._queued_at

@@ -255,4 +255,4 @@ def test_a_flood_of_silent_connections_is_bounded_before_parsing(
         time.sleep(0.05)
     assert open_fds(server.proc.pid) <= baseline
     _, body = http_get(f"{server.ops_url}/metrics")
-    assert f"connections_refused_per_ip_total {flood - per_ip}" in body
+    assert f'mythos_rt_connections_refused_total{{reason="per_ip"}} {float(flood - per_ip)}' in body
