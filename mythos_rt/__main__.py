@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import logging
 import os
+import re
 import secrets
 import sys
 import time
+import typing
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,23 +26,29 @@ import attrs
 
 from mythos_rt.core.passwords import hash_password, new_salt, password_problem
 from mythos_rt.core.world import WorldError
+from mythos_rt.core.writes import DeleteBan, SetBan
+from mythos_rt.runtime.logs import LogSetupError, configure_logging, log_admin_action
 from mythos_rt.runtime.store import Backend, PlayerRecord, StoreError, open_backend
 from mythos_rt.runtime.tokens import issue_token
 from mythos_rt.settings import (
-    ENV_PREFIX,
     JWT_SECRET_ENV,
     SecretFileError,
     Settings,
+    env_var,
     load_or_create_secret,
+    public_url_problem,
+    range_problem,
     setting_fields,
     setting_types,
 )
+from mythos_rt.settings import flag as _flag
 from mythos_rt.world import load_world
 
 PROG = "python -m mythos_rt"
 DEFAULT_TOKEN_TTL_S = 3600.0
 MAX_INVITES = 1000
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+log = logging.getLogger("mythos_rt.cli")
 
 Handler = Callable[[argparse.Namespace, Settings, Mapping[str, str]], int]
 
@@ -50,6 +59,14 @@ class CliError(Exception):
 
 class SettingError(Exception):
     """An environment variable holds a value its setting cannot take."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line (naming the flag and pointing at --help), exit code 2: an
+    operator's typo deserves a sentence, not a screen of usage."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 # --- converting text (a flag or an environment variable) into a setting's type ---
@@ -133,15 +150,6 @@ def _kind(field: attrs.Attribute[Any]) -> _Kind:
     if field_type not in _KINDS:
         raise TypeError(f"setting {field.name!r} has type {field_type}, which has no converter")
     return _KINDS[field_type]
-
-
-def env_var(name: str) -> str:
-    """The environment variable of the setting ``name``: ``grace_s`` -> ``MYTHOS_RT_GRACE_S``."""
-    return ENV_PREFIX + name.upper()
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 # --- settings from flags and environment ---
@@ -318,7 +326,7 @@ def _command(
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole CLI: ``serve`` (every setting a flag), ``players add|list``, ``token``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description=_DESCRIPTION,
         epilog=_EPILOG,
@@ -338,10 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_players_parser(commands: Any) -> None:
     players = commands.add_parser(
         "players",
-        help="create and list players",
+        help="create, list, rename, ban and delete players",
         description="Create and list players in the store (SQLite in the data directory, or"
         " the PostgreSQL database of DATABASE_URL).",
-        epilog=f"examples:\n  {PROG} players add Carter Pickman\n  {PROG} players list",
+        epilog=f"examples:\n  {PROG} players add Carter Pickman\n  {PROG} players list"
+        f"\n  {PROG} players ban Upton --until 7d",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = players.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -366,6 +375,76 @@ def _add_players_parser(commands: Any) -> None:
     )
     passwd.add_argument("name", metavar="NAME", help="the player")
     _add_setting_flags(passwd, list_reads)
+    _add_moderation_parsers(actions, list_reads)
+
+
+_MODERATION_EPILOG = f"""\
+Each prints one JSON line for the player: player_id, user_id, name, room_id and what changed.
+An unknown name is one line on stderr and exit code 2.
+
+A running server reads these from the store when a player logs in or connects: a ban or a
+deletion refuses the next login and handshake at once, a rename or an admin change applies from
+the player's next login.  Sockets already open stay open: to end a session now, use the in-game
+admin commands `kick` or `ban` (docs/OPERATIONS.md).
+
+examples:
+  {PROG} players delete Carter
+  {PROG} players rename Carter Randolph
+  {PROG} players admin Dyer
+  {PROG} players admin Dyer --off
+  {PROG} players ban Upton --reason 'spam' --until 7d
+  {PROG} players ban Upton --until 2026-12-24T18:00:00Z
+  {PROG} players unban Upton"""
+
+
+def _add_moderation_parsers(actions: Any, reads: Collection[str]) -> None:
+    def command(name: str, help: str, handler: Handler) -> argparse.ArgumentParser:
+        parser = _command(actions, name, help, _MODERATION_EPILOG, handler, reads)
+        parser.add_argument("name", metavar="NAME", help="the player")
+        return parser
+
+    command("delete", "delete a player (password and mutes too)", _players_delete)
+    rename = command("rename", "give a player a new name", _players_rename)
+    rename.add_argument("new_name", metavar="NEW_NAME", help="1-32 characters, unique")
+    admin = command("admin", "make a player an admin (or not, with --off)", _players_admin)
+    admin.add_argument("--off", action="store_true", help="take the admin rights away")
+    ban = command("ban", "refuse a player at every login", _players_ban)
+    ban.add_argument("--reason", metavar="TEXT", help="why (kept for operators)")
+    ban.add_argument(
+        "--until",
+        type=_parse_until,
+        metavar="WHEN",
+        help="end of the ban: a duration (30m, 12h, 7d) or a UTC date/time"
+        " (2026-12-24 or 2026-12-24T18:00:00Z); default: for good",
+    )
+    command("unban", "lift a player's ban", _players_unban)
+    for name in ("delete", "rename", "admin", "ban", "unban"):
+        _add_setting_flags(actions.choices[name], reads)
+
+
+_DURATION = re.compile(r"([1-9][0-9]{0,6})([mhd])")
+_UNIT_S = {"m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_until(text: str) -> float:
+    """A duration from now (``30m``, ``12h``, ``7d``) or an ISO date/time (UTC unless it says
+    otherwise), as epoch seconds in the future."""
+    now = time.time()
+    duration = _DURATION.fullmatch(text.strip())
+    if duration is not None:
+        return now + int(duration[1]) * _UNIT_S[duration[2]]
+    try:
+        when = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text!r} (use 30m, 12h, 7d, 2026-12-24 or 2026-12-24T18:00:00Z)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    until = when.timestamp()
+    if until <= now:
+        raise argparse.ArgumentTypeError(f"{text!r} is in the past")
+    return until
 
 
 def _add_invites_parser(commands: Any) -> None:
@@ -419,19 +498,18 @@ def _with_default_command(argv: Sequence[str]) -> list[str]:
 
 
 def _serve(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
-    _configure_logging(settings.log_level)
+    try:
+        configure_logging(settings.log_level, settings.log_format)
+    except LogSetupError as exc:
+        raise CliError(str(exc)) from None
+    problem = settings.public_url and public_url_problem(settings.public_url)
+    if problem:
+        raise CliError(problem)
     secret, created = load_or_create_secret(settings.data_dir, environ.get(JWT_SECRET_ENV))
     # Imported here: the other commands need none of the server's machinery.
     from mythos_rt.runtime.server import run_server
 
     return run_server(settings, secret=secret, secret_created=created)
-
-
-def _configure_logging(level_name: str) -> None:
-    level = level_name.strip().upper()
-    if level not in logging.getLevelNamesMapping():
-        raise CliError(f"unknown log level '{level_name}' (use DEBUG, INFO, WARNING or ERROR)")
-    logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
 def _players_add(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
@@ -470,6 +548,91 @@ def _players_passwd(
         store.set_password(record.player_id, _new_password_hash(password))
     print(f"password set for {record.name}", file=sys.stderr)
     return 0
+
+
+def _players_delete(
+    args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
+) -> int:
+    def delete(store: Backend, record: PlayerRecord) -> PlayerRecord:
+        store.delete_player(record.player_id)
+        return record
+
+    record, _ = _change_player(settings, args.name, delete)
+    _report("players delete", record, {"deleted": True})
+    return 0
+
+
+def _players_rename(
+    args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]
+) -> int:
+    def rename(store: Backend, record: PlayerRecord) -> PlayerRecord:
+        return store.rename_player(record.player_id, args.new_name)
+
+    record, renamed = _change_player(settings, args.name, rename)
+    _report("players rename", renamed, {"old_name": record.name}, f"was {record.name}")
+    return 0
+
+
+def _players_admin(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    def set_admin(store: Backend, record: PlayerRecord) -> PlayerRecord:
+        return store.set_admin(record.player_id, not args.off)
+
+    _, changed = _change_player(settings, args.name, set_admin)
+    _report("players admin", changed, {"is_admin": changed.is_admin})
+    return 0
+
+
+def _players_ban(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    reason: str | None = args.reason.strip() if args.reason and args.reason.strip() else None
+    until: float | None = args.until
+
+    def ban(store: Backend, record: PlayerRecord) -> PlayerRecord:
+        store.apply([SetBan(record.player_id, until, reason)])
+        return record
+
+    record, _ = _change_player(settings, args.name, ban)
+    shown_until = None if until is None else _iso(until)
+    fields = {"banned": True, "banned_until": shown_until, "ban_reason": reason}
+    _report("players ban", record, fields, f"until {shown_until or 'for good'}", f"{reason=}")
+    return 0
+
+
+def _players_unban(args: argparse.Namespace, settings: Settings, environ: Mapping[str, str]) -> int:
+    def unban(store: Backend, record: PlayerRecord) -> PlayerRecord:
+        store.apply([DeleteBan(record.player_id)])
+        return record
+
+    record, _ = _change_player(settings, args.name, unban)
+    _report("players unban", record, {"banned": False})
+    return 0
+
+
+def _change_player(
+    settings: Settings, name: str, change: Callable[[Backend, PlayerRecord], PlayerRecord]
+) -> tuple[PlayerRecord, PlayerRecord]:
+    """The player named ``name`` (an unknown name is a CliError), before and after ``change``."""
+    with _open_store(settings) as store:
+        record = _player_named(store, name)
+        return record, change(store, record)
+
+
+def _report(action: str, record: PlayerRecord, fields: Mapping[str, object], *details: str) -> None:
+    """The command's answer (one JSON line on stdout) and the operator's record of it."""
+    _admin_action(action, record.name, *details)
+    _print_lines([record.to_json_line(**fields)])
+
+
+def _iso(epoch_s: float) -> str:
+    when = datetime.datetime.fromtimestamp(epoch_s, datetime.UTC)
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _admin_action(action: str, name: str, *details: str) -> None:
+    """One line on stderr for the operator's terminal (stdout carries the JSON answer), and the
+    same at INFO for a caller that collects logs."""
+    line = f"admin action: {action} {name}" + "".join(f"; {detail}" for detail in details)
+    print(line, file=sys.stderr)
+    log_admin_action("cli", action, name, "; ".join(details))
 
 
 def _new_password_hash(password: str) -> str:
@@ -533,6 +696,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except SettingError as exc:
         command_parser: argparse.ArgumentParser = args.command_parser
         command_parser.error(str(exc))
+    problem = range_problem(settings, only=args.reads)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     handler: Handler = args.handler
     try:
         return handler(args, settings, env)
@@ -541,5 +708,19 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 2
 
 
+def run() -> int:
+    """``main`` for ``python -m mythos_rt``: a reader that leaves early (``players list | head
+    -1``) has what it wanted, so a broken pipe ends the command quietly, with exit code 0."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; pointing it at /dev/null keeps that quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -8,13 +8,16 @@ Every field is a ``serve`` flag (``--grace-s``) and an environment variable
 from __future__ import annotations
 
 import functools
+import math
 import os
 import secrets
 import tempfile
 import typing
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -37,6 +40,9 @@ class Settings:
     host: str = _setting("127.0.0.1", "address the WebSocket listener binds")
     port: int = _setting(54768, "WebSocket port (0 = pick a free one)")
     ops_port: int = _setting(54769, "ops HTTP port: health, metrics, web client (0 = off)")
+    telnet_port: int = _setting(
+        0, "telnet port for MUD clients: Mudlet, TinTin++, telnet (0 = off; docs/TELNET.md)"
+    )
     data_dir: Path = _setting(Path(".mythos_rt"), "data directory (SQLite store, JWT secret)")
     database_url: str | None = _setting(
         None,
@@ -57,6 +63,15 @@ class Settings:
         metadata={"help": "this instance's id (default: random)", "group": "server"},
     )
     log_level: str = _setting("INFO", "log level (DEBUG, INFO, WARNING, ERROR)")
+    public_url: str | None = _setting(
+        None,
+        "the game port's public http(s) URL behind a proxy, e.g. https://play.example.org; the"
+        " web page then calls that (default: the game port of the page's host, or the page's"
+        " own origin when it is not on the ops port)",
+    )
+    log_format: str = _setting(
+        "text", "log line format: text, or json (one JSON object per line, structured fields)"
+    )
     # --- NATS bridge (section 16; docs/NATS.md) ---
     nats_connect_timeout_s: float = _setting(
         5.0, "at start, NATS must answer within this or serve exits 2", "nats"
@@ -97,6 +112,21 @@ class Settings:
     )
     max_token_bytes: int = _setting(8192, "tokens longer than this are refused", "auth")
     handshake_timeout_s: float = _setting(10.0, "time a client has to finish the upgrade", "auth")
+    max_connections: int = _setting(
+        10000,
+        "TCP connections on the game port at once (handshaking or playing); more are closed"
+        " on accept, before anything is parsed",
+        "auth",
+    )
+    max_handshakes_per_ip: int = _setting(
+        32,
+        "connections from one address still in their handshake; more are closed on accept"
+        " (trusted proxies are bounded by max_connections only)",
+        "auth",
+    )
+    telnet_login_timeout_s: float = _setting(
+        60.0, "time a telnet client has to type its name and password", "auth"
+    )
     max_sockets_per_player: int = _setting(5, "sockets one player may hold", "auth")
     max_session_id_chars: int = _setting(128, "longest session_id", "auth")
     retired_session_s: float = _setting(
@@ -107,9 +137,13 @@ class Settings:
     connect_rate_ip: int = _setting(30, "connection attempts per client IP per window", "auth")
     connect_rate_ip_window_s: float = _setting(10.0, "window of the per-IP limit", "auth")
     # --- HTTP API (section 18) ---
-    login_rate_name: int = _setting(5, "failed HTTP logins per player name per window", "http")
+    login_rate_name: int = _setting(
+        5, "failed logins (HTTP and telnet) per player name per window", "http"
+    )
     login_rate_name_window_s: float = _setting(300.0, "window of the per-name login limit", "http")
-    login_rate_ip: int = _setting(20, "failed HTTP logins per client IP per window", "http")
+    login_rate_ip: int = _setting(
+        20, "failed logins (HTTP and telnet) per client IP per window", "http"
+    )
     login_rate_ip_window_s: float = _setting(300.0, "window of the per-IP login limit", "http")
     login_token_ttl_s: float = _setting(3600.0, "lifetime of the tokens HTTP login issues", "http")
     registration_open: bool = _setting(
@@ -179,6 +213,150 @@ class Settings:
     @property
     def secret_path(self) -> Path:
         return self.data_dir / JWT_SECRET_FILE
+
+
+def public_url_problem(url: str) -> str | None:
+    """Why PUBLIC_URL cannot be used by the web page, or None when it can."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"PUBLIC_URL must be an http:// or https:// URL with a host, not {url!r}"
+    if parts.query or parts.fragment:
+        return f"PUBLIC_URL must not have a query or a fragment: {url!r}"
+    return None
+
+
+# --- ranges: every number is checked at start (a bad one is one line naming it, exit 2) -------
+
+
+@attrs.frozen
+class Range:
+    """The values a numeric setting may take: finite, at least ``low`` (more than ``low`` when
+    ``low_excluded``), at most ``high``.  ``describe`` is what the error and the docs show."""
+
+    low: float
+    high: float | None = None
+    low_excluded: bool = False
+
+    def admits(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        above_low = value > self.low if self.low_excluded else value >= self.low
+        return above_low and (self.high is None or value <= self.high)
+
+    def describe(self) -> str:
+        if self.high is not None:
+            return f"{self.low:g} to {self.high:g}"
+        return f"{'>' if self.low_excluded else '>='} {self.low:g}"
+
+
+PORT = Range(0, 65535)
+POSITIVE = Range(0, low_excluded=True)  # durations and windows where 0 makes no sense
+AT_LEAST_ONE = Range(1)  # counts and sizes where 0 would refuse everything
+ZERO_OR_MORE = Range(0)  # 0 is meaningful ("off", "none", "at once")
+
+# One row per numeric setting.  A numeric setting missing here gets DEFAULT_RANGE.
+RANGES: dict[str, Range] = {
+    "port": PORT,
+    "ops_port": PORT,
+    "telnet_port": PORT,
+    "telnet_login_timeout_s": POSITIVE,
+    "max_connections": AT_LEAST_ONE,
+    "max_handshakes_per_ip": AT_LEAST_ONE,
+    "store_ack_timeout_s": POSITIVE,
+    "nats_connect_timeout_s": POSITIVE,
+    "nats_reconnect_wait_s": POSITIVE,
+    "nats_inbound_max": AT_LEAST_ONE,
+    "nats_outbound_max": AT_LEAST_ONE,
+    "nats_pending_bytes": ZERO_OR_MORE,
+    "nats_drain_timeout_s": POSITIVE,
+    "nats_dead_letter_max_bytes": ZERO_OR_MORE,
+    "jwt_leeway_s": ZERO_OR_MORE,
+    "max_token_bytes": AT_LEAST_ONE,
+    "handshake_timeout_s": POSITIVE,
+    "max_sockets_per_player": AT_LEAST_ONE,
+    "max_session_id_chars": AT_LEAST_ONE,
+    "retired_session_s": ZERO_OR_MORE,
+    "connect_rate_player": AT_LEAST_ONE,
+    "connect_rate_player_window_s": POSITIVE,
+    "connect_rate_ip": AT_LEAST_ONE,
+    "connect_rate_ip_window_s": POSITIVE,
+    "login_rate_name": AT_LEAST_ONE,
+    "login_rate_name_window_s": POSITIVE,
+    "login_rate_ip": AT_LEAST_ONE,
+    "login_rate_ip_window_s": POSITIVE,
+    "login_token_ttl_s": POSITIVE,
+    "max_frame_bytes": AT_LEAST_ONE,
+    "max_depth": AT_LEAST_ONE,
+    "max_string_chars": AT_LEAST_ONE,
+    "transport_max_bytes": AT_LEAST_ONE,
+    "frame_rate_limit": AT_LEAST_ONE,
+    "frame_rate_window_s": POSITIVE,
+    "abuse_close_after": AT_LEAST_ONE,
+    "command_rate_limit": AT_LEAST_ONE,
+    "command_rate_window_s": POSITIVE,
+    "max_command_chars": AT_LEAST_ONE,
+    # A chat limit of 0 closes that channel; that is a choice, not a mistake.
+    "chat_limit_say": ZERO_OR_MORE,
+    "chat_limit_local": ZERO_OR_MORE,
+    "chat_limit_global": ZERO_OR_MORE,
+    "chat_limit_party": ZERO_OR_MORE,
+    "chat_limit_whisper": ZERO_OR_MORE,
+    "chat_limit_emote": ZERO_OR_MORE,
+    "chat_limit_pose": ZERO_OR_MORE,
+    "chat_window_s": POSITIVE,
+    "game_tick_s": ZERO_OR_MORE,
+    "grace_s": ZERO_OR_MORE,
+    "ward_s": ZERO_OR_MORE,
+    "ping_interval_s": POSITIVE,
+    "ping_timeout_s": POSITIVE,
+    "idle_timeout_s": POSITIVE,
+    "token_warning_s": ZERO_OR_MORE,
+    "outbox_max_bytes": AT_LEAST_ONE,
+    "replay_max_events": ZERO_OR_MORE,
+    "replay_max_bytes": ZERO_OR_MORE,
+    "request_ttl_s": POSITIVE,
+    "rest_s": ZERO_OR_MORE,
+    "cluster_heartbeat_s": POSITIVE,
+    "cluster_dead_after_s": POSITIVE,
+    "drain_timeout_s": POSITIVE,
+    "close_timeout_s": POSITIVE,
+}
+DEFAULT_RANGE = ZERO_OR_MORE
+
+
+def env_var(name: str) -> str:
+    """The environment variable of the setting ``name``: ``grace_s`` -> ``MYTHOS_RT_GRACE_S``."""
+    return ENV_PREFIX + name.upper()
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def range_of(name: str) -> Range | None:
+    """The range of a numeric setting; None for the others (text, paths, lists, booleans)."""
+    if setting_types()[name] not in (int, float):
+        return None
+    return RANGES.get(name, DEFAULT_RANGE)
+
+
+def range_problem(settings: Settings, only: Collection[str] | None = None) -> str | None:
+    """The first setting out of its range, as one line naming its flag and variable; or None.
+
+    ``only`` restricts the check to the settings a command reads.
+    """
+    for field in setting_fields():
+        allowed = range_of(field.name)
+        if allowed is None or (only is not None and field.name not in only):
+            continue
+        value = getattr(settings, field.name)
+        if not allowed.admits(value):
+            finite = "a finite number " if isinstance(value, float) else ""
+            return (
+                f"setting {flag(field.name)} ({env_var(field.name)}) must be"
+                f" {finite}{allowed.describe()}, not {value!r}"
+            )
+    return None
 
 
 def setting_fields() -> tuple[attrs.Attribute[Any], ...]:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bench_server as bench
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection
 
 sys.path.insert(0, str(bench.PROJECT_ROOT))  # the tests' helpers: PostgreSQL, the client
@@ -180,7 +181,11 @@ def store_counters(ops_port: int) -> tuple[int, int]:
     status, body = http_get(f"http://{bench.HOST}:{ops_port}/metrics")
     if status != 200:
         raise bench.BenchError(f"/metrics answered {status}")
-    values = dict(line.split() for line in body.splitlines() if not line.startswith("#"))
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
     prefix = "mythos_rt_store_"
     writes = int(values.get(f"{prefix}writes_committed_total", 0))
     return writes, int(values.get(f"{prefix}batches_committed_total", 0))

@@ -17,10 +17,11 @@ from typing import Any
 
 import attrs
 
-from mythos_rt.__main__ import env_var
 from mythos_rt.settings import (
     JWT_SECRET_ENV,
     JWT_SECRET_FILE,
+    env_var,
+    range_of,
     setting_fields,
     setting_types,
 )
@@ -60,6 +61,9 @@ the setting `grace_s` is `--grace-s 10` or `{env_var("grace_s")}=10`.
   characters.
 - An environment variable whose value does not convert is a usage error naming the variable
   (exit code 2).
+- **Ranges**: every number is checked at start against the range in its row (`nan` and `inf`
+  are never accepted); a value outside it stops the command with one line naming the flag and
+  the variable, exit code 2. The ranges are the table `RANGES` in `mythos_rt/settings.py`.
 
 **JWT secret.** `{JWT_SECRET_ENV}` holds the HMAC secret. When it is unset, the secret is read
 from the file `{JWT_SECRET_FILE}` in the data directory; if that file does not exist it is created
@@ -103,6 +107,11 @@ def literal(value: object) -> str:
     return str(value)
 
 
+def range_text(field: attrs.Attribute[Any]) -> str:
+    allowed = range_of(field.name)
+    return "" if allowed is None else allowed.describe()
+
+
 def cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -114,6 +123,7 @@ def row(field: attrs.Attribute[Any]) -> str:
         f"`{env_var(field.name)}`",
         type_name(field),
         default_text(field),
+        range_text(field),
         cell(field.metadata["help"]),
     ]
     return "| " + " | ".join(cells) + " |"
@@ -123,8 +133,8 @@ def group_section(group: str, fields: Iterable[attrs.Attribute[Any]]) -> str:
     lines = [
         f"## {group} settings",
         "",
-        "| flag | environment variable | type | default | meaning |",
-        "|---|---|---|---|---|",
+        "| flag | environment variable | type | default | range | meaning |",
+        "|---|---|---|---|---|---|",
         *(row(field) for field in fields),
     ]
     return "\n".join(lines) + "\n"

@@ -41,7 +41,7 @@ class Persist:
 
     write: Write
     requested_by: str
-    then: tuple[Emit, ...]
+    then: tuple[Emit | Disconnect | AdminAction, ...]
 
 
 @attrs.frozen
@@ -69,6 +69,16 @@ class RestCountdown:
 
 
 @attrs.frozen
+class AdminAction:
+    """An admin changed someone's standing (kick, ban, unban, wall): one INFO log line."""
+
+    admin: str  # the admin's name
+    action: str
+    target: str | None = None  # the player's name, if the action names one
+    detail: str | None = None
+
+
+@attrs.frozen
 class PartyAtOwner:
     """A party change asked here for a party another instance owns (docs/NATS.md): that
     instance runs the same rule with the actor's replica.  ``args`` are the ``party`` command's;
@@ -89,6 +99,7 @@ Effect = (
     | FindPlayer
     | ShutdownCountdown
     | RestCountdown
+    | AdminAction
     | PartyAtOwner
 )
 

@@ -6,6 +6,7 @@ acts on the answers; nothing here touches a socket.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import re
@@ -140,6 +141,21 @@ DRAINING = Refusal(503, "server_draining", "Server is shutting down")
 BAD_SESSION_ID = Refusal(400, "invalid_session_id", "session_id is too long")
 # v1.1 section 3: a superseded, quit, logged-out or rested session; not a rate-limited attempt.
 SESSION_ENDED = Refusal(409, "session_ended", "Session ended")
+# Section 2: also when the token makes the request head too large to parse.
+TOKEN_TOO_LARGE = unauthorized("Token too large")
+HEAD_TOO_LARGE = Refusal(431, "headers_too_large", "Request headers too large")
+
+
+def banned(until: float | None) -> Refusal:
+    """A banned player (issue 10): 403 / 4403, saying until when (UTC) if the ban ends."""
+    return Refusal(403, "player_banned", banned_text(until))
+
+
+def banned_text(until: float | None) -> str:
+    if until is None:
+        return "Player is banned"
+    when = datetime.datetime.fromtimestamp(until, datetime.UTC)
+    return f"Player is banned until {when.strftime('%Y-%m-%d %H:%M')} UTC"
 
 
 MAX_RETRY_AFTER_S = 3600

@@ -70,6 +70,7 @@ def _route(name: str, method: str, path: str) -> Route:
 ROUTES: tuple[Route, ...] = (
     _route("login", "POST", "/v1/auth/login"),
     _route("register", "POST", "/v1/auth/register"),
+    _route("refresh", "POST", "/v1/auth/refresh"),
     _route("characters", "GET", "/v1/api/players/characters"),
     _route("select_character", "POST", "/v1/api/players/select-character"),
     _route("start_grace", "POST", "/v1/api/players/(?P<player_id>[^/]+)/start-login-grace-period"),
@@ -143,6 +144,11 @@ STORE_UNAVAILABLE = error(503, "The player store is unavailable; try again short
 HEALTHY = ok({"status": "healthy"})
 UNHEALTHY = ApiResponse(503, {"status": "draining", "detail": handshake.DRAINING.message})
 LOGGED_OUT = ok({"result": LOGOUT_RESULT, "session_terminated": True})
+
+
+def banned(until: float | None) -> ApiResponse:
+    """A banned player's right password: 403 with the handshake's text."""
+    return error(403, handshake.banned_text(until))
 
 
 def unauthorized(reason: str) -> ApiResponse:

@@ -10,6 +10,8 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 
+import attrs
+
 
 class SlidingWindow:
     """At most `limit` events in any window of `window_s` seconds.
@@ -92,3 +94,72 @@ class KeyedSlidingWindow:
         while len(self._windows) > self._max_keys:
             self._windows.popitem(last=False)
         return window
+
+
+class ConnectionSlots:
+    """TCP connections at once, counted before a byte of the request is parsed.
+
+    Two bounds: every connection on the listener (``max_total``), and the connections from one
+    address that have not finished their handshake yet (``max_pending_per_ip``).  Admitted
+    sockets no longer count against their address: many players may share one (a household, a
+    campus NAT), but none of them needs more than a few handshakes at a time.  Addresses in
+    ``exempt`` (trusted proxies, which carry many clients) are bounded by the total only.
+    """
+
+    def __init__(self, max_total: int, max_pending_per_ip: int, exempt: frozenset[str]) -> None:
+        self._max_total = max_total
+        self._max_pending_per_ip = max_pending_per_ip
+        self._exempt = exempt
+        self.total = 0
+        self._pending: dict[str, int] = {}
+
+    def open(self, ip: str) -> str | None:
+        """Take a slot for a new connection from ``ip``; the reason it is refused, or None."""
+        if self.total >= self._max_total:
+            return "total"
+        pending = self._pending.get(ip, 0)
+        if ip not in self._exempt and pending >= self._max_pending_per_ip:
+            return "per_ip"
+        self.total += 1
+        self._pending[ip] = pending + 1
+        return None
+
+    def handshake_over(self, ip: str) -> None:
+        """The connection from ``ip`` finished its handshake (admitted, refused or timed out)."""
+        left = self._pending[ip] - 1
+        if left:
+            self._pending[ip] = left
+        else:
+            del self._pending[ip]
+
+    def close(self) -> None:
+        self.total -= 1
+
+    def pending(self, ip: str) -> int:
+        return self._pending.get(ip, 0)
+
+@attrs.frozen
+class FrameRefusal:
+    """A frame over the per-connection limit: refused with the wait, or the last straw."""
+
+    retry_after_s: float
+    close: bool  # ABUSE_CLOSE_AFTER refusals in a row: close the connection (1008)
+
+
+class FrameGuard:
+    """The per-connection frame limit and its abuse rule (section 8), for every kind of socket
+    (a WebSocket frame, a telnet line): over the limit a frame is refused with the wait, and
+    ``close_after`` refusals in a row close the connection."""
+
+    def __init__(self, limit: int, window_s: float, close_after: int) -> None:
+        self._window = SlidingWindow(limit, window_s)
+        self._close_after = close_after
+        self._refused_in_a_row = 0
+
+    def check(self, now: float) -> FrameRefusal | None:
+        if self._window.allow(now):
+            self._refused_in_a_row = 0
+            return None
+        self._refused_in_a_row += 1
+        close = self._refused_in_a_row >= self._close_after
+        return FrameRefusal(self._window.retry_after(now), close)

@@ -170,6 +170,11 @@ class Social:
             return None
         return request
 
+    def pending_for(self, to_id: str, now: float) -> list[Request]:
+        """Live requests addressed to ``to_id``, oldest first (the numbering of ``requests``)."""
+        live = [r for r in self.requests.values() if r.to_id == to_id and r.expires_at > now]
+        return sorted(live, key=lambda request: request.expires_at)
+
     def expire_requests(self, now: float) -> None:
         for request_id in [r.request_id for r in self.requests.values() if r.expires_at <= now]:
             del self.requests[request_id]

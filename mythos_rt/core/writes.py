@@ -43,4 +43,18 @@ class DeleteGlobalMute:
     target_id: str
 
 
-Write = SaveRoom | SetMute | DeleteMute | SetGlobalMute | DeleteGlobalMute
+@attrs.frozen
+class SetBan:
+    """The player is refused at every login and handshake until ``until`` (None = for good)."""
+
+    player_id: str
+    until: float | None  # wall-clock epoch seconds
+    reason: str | None = None
+
+
+@attrs.frozen
+class DeleteBan:
+    player_id: str
+
+
+Write = SaveRoom | SetMute | DeleteMute | SetGlobalMute | DeleteGlobalMute | SetBan | DeleteBan

@@ -13,6 +13,7 @@ gone.  ``Hub.detach`` is synchronous, so no cancellation can skip it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -21,11 +22,12 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from mythos_rt.core import protocol
 from mythos_rt.core.protocol import FrameLimits
-from mythos_rt.core.ratelimit import SlidingWindow
+from mythos_rt.core.ratelimit import FrameGuard, FrameRefusal
 from mythos_rt.runtime.hub import Hub, SocketHandle
+from mythos_rt.runtime.logs import REPORT_LINES, REPORT_WINDOW_S, LineBudget, log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
-from mythos_rt.runtime.wsio import text_frame, write_frames
+from mythos_rt.runtime.wsio import send_close_and_hang_up, text_frame, write_frames
 from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,24 @@ INTERNAL_ERROR = (1011, "Internal error")
 IDLE = (4001, "Connection cleaned up")
 POLICY = (1008, "Policy violation")
 TOKEN_EXPIRED = (4401, "Token expired")
+
+
+def frame_guard(settings: Settings) -> FrameGuard:
+    s = settings
+    return FrameGuard(s.frame_rate_limit, s.frame_rate_window_s, s.abuse_close_after)
+
+
+def refuse_frame(
+    refusal: FrameRefusal, socket: SocketHandle, metrics: Metrics, settings: Settings
+) -> None:
+    """A frame (or telnet line) over the limit: the error frame with the wait, or close 1008."""
+    metrics.inc("frames_rate_limited")
+    if refusal.close:
+        socket.outbox.close(*POLICY)
+        return
+    error = protocol.rate_limit_error(refusal.retry_after_s, settings.frame_rate_limit)
+    metrics.inc("error_frames_sent")
+    socket.outbox.put(text_frame(error.to_json(socket.player_id)))
 
 
 def token_refresh_error(reason: str) -> protocol.FrameError:
@@ -57,6 +77,8 @@ class Connection:
         verified: VerifiedToken,
         metrics: Metrics,
         wall_clock: Callable[[], float] = time.time,
+        *,
+        player_name: str | None = None,  # for the disconnect log line
     ) -> None:
         self._ws = ws
         self._socket = socket
@@ -64,6 +86,10 @@ class Connection:
         self._settings = settings
         self._secret = secret
         self._metrics = metrics
+        # Bound once: these are updated per frame and per write.
+        self._frames_received = metrics.counter("frames_received")
+        self._bytes_sent = metrics.counter("bytes_sent")
+        self._fanout_lag = metrics.histogram("fanout_lag_seconds")
         self._wall_clock = wall_clock
         self._user_id = verified.user_id
         self._csrf_tokens = {token}
@@ -73,11 +99,14 @@ class Connection:
         self._limits = FrameLimits(
             settings.max_frame_bytes, settings.max_depth, settings.max_string_chars
         )
-        self._frame_window = SlidingWindow(settings.frame_rate_limit, settings.frame_rate_window_s)
-        self._refused_in_a_row = 0
+        self._frame_guard = frame_guard(settings)
         self._scope = trio.CancelScope()
         self._crashed = False
         self._dropped = False  # heartbeat lost: no closing handshake with a dead peer
+        self._torn = False  # a write was cancelled midway: nothing more may be written
+        self._started_at = trio.current_time()
+        self._player_name = player_name
+        self._report_lines = LineBudget(REPORT_LINES, REPORT_WINDOW_S)
 
     async def run(self) -> None:
         try:
@@ -95,6 +124,30 @@ class Connection:
         finally:
             self._hub.detach(self._socket)
             await self._final_close()
+            self._log_disconnect()
+
+    def _log_disconnect(self) -> None:
+        """One INFO line and a count per ended socket, with the close code both sides saw."""
+        closed = None if self._dropped else self._ws.closed
+        code = 1006 if closed is None else closed.code
+        reason = "no close frame" if closed is None else closed.reason or ""
+        requested = self._socket.outbox.closing
+        if self._dropped or closed is None:
+            by = "network"
+        else:
+            by = "server" if requested is not None or self._crashed else "client"
+        self._metrics.inc("socket_closes", code=str(code))
+        log_event(
+            log,
+            "disconnect",
+            player=self._player_name,
+            player_id=self._socket.player_id,
+            session=self._socket.session_id,
+            code=code,
+            reason=reason,
+            by=by,
+            duration_s=round(trio.current_time() - self._started_at, 1),
+        )
 
     def _end(self) -> None:
         self._scope.cancel()
@@ -108,14 +161,20 @@ class Connection:
 
     async def _final_close(self) -> None:
         """Say goodbye properly when the connection ended without a close handshake."""
-        if self._ws.closed is not None or self._dropped:
+        if self._ws.closed is not None or self._dropped or self._torn:
             return
         code, reason = INTERNAL_ERROR if self._crashed else (1001, "Server shutting down")
         if self._socket.outbox.closing is not None and not self._crashed:
             return  # a requested close that timed out: the peer is not reading, just drop it
+        # Cancelled from outside, trio-websocket's reader (in the gate's nursery) is cancelled
+        # too and could never take the peer's reply: send the close frame and hang up.
+        reader_gone = trio.current_effective_deadline() == -math.inf
         with trio.move_on_after(self._settings.close_timeout_s) as scope:
             scope.shield = True
-            await self._ws.aclose(code, reason)
+            if reader_gone:
+                await send_close_and_hang_up(self._ws, code, reason)
+            else:
+                await self._ws.aclose(code, reason)
 
     # --- receiving -------------------------------------------------------------------------
 
@@ -130,30 +189,25 @@ class Connection:
             if idle.cancelled_caught:
                 self._socket.outbox.close(*IDLE)
                 return
-            self._metrics.inc("frames_received")
+            self._frames_received.inc()
             self._on_frame(raw)
 
     def _on_frame(self, raw: str | bytes) -> None:
-        now = trio.current_time()
-        if not self._frame_window.allow(now):
-            self._refuse_for_rate(now)
+        if self._socket.outbox.closing is not None:
+            # We asked this socket to close (token expired, kicked, superseded, too slow, ...):
+            # what the client says while the close handshake runs is not acted upon.
+            self._metrics.inc("frames_after_close")
             return
-        self._refused_in_a_row = 0
+        refusal = self._frame_guard.check(trio.current_time())
+        if refusal is not None:
+            refuse_frame(refusal, self._socket, self._metrics, self._settings)
+            return
         csrf = self._csrf_tokens if self._settings.require_csrf else None
         message = protocol.decode_client_frame(raw, self._limits, csrf)
         if isinstance(message, protocol.FrameError):
             self._send_error(message)
             return
         self._dispatch(message)
-
-    def _refuse_for_rate(self, now: float) -> None:
-        self._refused_in_a_row += 1
-        self._metrics.inc("frames_rate_limited")
-        if self._refused_in_a_row >= self._settings.abuse_close_after:
-            self._socket.outbox.close(*POLICY)
-            return
-        retry = self._frame_window.retry_after(now)
-        self._send_error(protocol.rate_limit_error(retry, self._settings.frame_rate_limit))
 
     def _dispatch(self, message: protocol.ClientMessage) -> None:
         hub, socket = self._hub, self._socket
@@ -169,11 +223,14 @@ class Connection:
             case protocol.FollowResponse() | protocol.PartyInviteResponse():
                 hub.handle_response(socket, message)
             case protocol.ClientErrorReport():
-                log.info(
-                    "client error report from player %s: %.200s: %.500s",
-                    socket.player_id,
-                    message.error_type,
-                    message.message,
+                # Client text: log_event escapes and truncates it (it once forged log lines).
+                log_event(
+                    log,
+                    "client_error_report",
+                    (self._report_lines, trio.current_time()),
+                    player_id=socket.player_id,
+                    error_type=message.error_type,
+                    error_message=message.message,
                 )
 
     def _send_error(self, error: protocol.FrameError) -> None:
@@ -224,10 +281,10 @@ class Connection:
         outbox = self._socket.outbox
         try:
             while True:
-                data, close = await outbox.next_batch()
+                data, close, queued_at = await outbox.next_batch()
                 if data:
-                    await write_frames(self._ws, data)
-                    self._metrics.inc("bytes_sent", len(data))
+                    self._fanout_lag.observe(trio.current_time() - queued_at)
+                    await self._write(data)
                 if close is not None:
                     await self._ws.aclose(close.code, close.reason)
                     break
@@ -235,6 +292,16 @@ class Connection:
             # A failed write means the transport is gone: no closing handshake to attempt.
             self._dropped = self._ws.closed is None
         self._end()
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            await write_frames(self._ws, data)
+        except trio.Cancelled:
+            # Possibly stopped inside a frame: any byte written after it (our close frame)
+            # would be read as the rest of that frame, so this socket only gets hung up on.
+            self._torn = True
+            raise
+        self._bytes_sent.inc(len(data))
 
     async def _ping_loop(self) -> None:
         s = self._settings

@@ -7,25 +7,28 @@ bounds the handshake with a timeout against slowloris, and always closes the str
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 
 import attrs
 import trio
-from trio_websocket import WebSocketConnection, WebSocketRequest
+from trio_websocket import Endpoint, WebSocketConnection, WebSocketRequest
 
 from mythos_rt.core import handshake
 from mythos_rt.core.handshake import Refusal
-from mythos_rt.core.ratelimit import KeyedSlidingWindow
+from mythos_rt.core.ratelimit import ConnectionSlots, KeyedSlidingWindow
 from mythos_rt.runtime.connection import Connection
-from mythos_rt.runtime.http_api import HttpApi, read_head
+from mythos_rt.runtime.http_api import HttpApi, answer_oversized_head, read_head
 from mythos_rt.runtime.hub import Hub
+from mythos_rt.runtime.logs import REFUSAL_LINES, REFUSAL_WINDOW_S, LineBudget, log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, Store
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
-from mythos_rt.runtime.wsio import wrap_server_stream
+from mythos_rt.runtime.wsio import peer_of, wrap_server_stream
 from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ class Admission:
     resume_from: int | None
     mutes: MuteRecords
     version: int  # Hub.version() before ``record`` and ``mutes`` were read
+    peer: str  # the client's address (X-Forwarded-For from a trusted proxy)
 
 
 class ConnectionTracker:
@@ -84,9 +88,13 @@ class Gate:
     tracker: ConnectionTracker = attrs.field(factory=ConnectionTracker)
     # Handshakes under way (their timeout scopes), so the drain can abandon them.
     handshakes: set[trio.CancelScope] = attrs.field(factory=set)
+    slots: ConnectionSlots = attrs.field(init=False)  # counted before anything is parsed
     ip_attempts: KeyedSlidingWindow = attrs.field(init=False)
     player_attempts: KeyedSlidingWindow = attrs.field(init=False)
     http_api: HttpApi = attrs.field(init=False)  # section 18, on the same listener
+    refusal_lines: LineBudget = attrs.field(
+        init=False, factory=lambda: LineBudget(REFUSAL_LINES, REFUSAL_WINDOW_S)
+    )
 
     def abandon_handshakes(self) -> None:
         for scope in self.handshakes:
@@ -94,6 +102,8 @@ class Gate:
 
     def __attrs_post_init__(self) -> None:
         s = self.settings
+        exempt = frozenset(s.trusted_proxies)
+        self.slots = ConnectionSlots(s.max_connections, s.max_handshakes_per_ip, exempt)
         self.ip_attempts = KeyedSlidingWindow(s.connect_rate_ip, s.connect_rate_ip_window_s)
         self.player_attempts = KeyedSlidingWindow(
             s.connect_rate_player, s.connect_rate_player_window_s
@@ -105,23 +115,87 @@ class Gate:
 
 async def handle_stream(gate: Gate, stream: trio.abc.Stream) -> None:
     """Serve one TCP connection from handshake to close; never raises (but Cancelled)."""
-    gate.metrics.inc("connections_opened")
+    slot = await take_slot(gate, stream, _BUSY)
+    if slot is None:
+        return
+    async with (
+        contained(gate, stream, "connections", slot),
+        trio.open_nursery() as nursery,  # hosts trio-websocket's reader task
+    ):
+        await _serve(gate, stream, nursery, slot)
+        nursery.cancel_scope.cancel()
+
+
+async def take_slot(gate: Gate, stream: trio.abc.Stream, busy: bytes) -> Slot | None:
+    """Every door's first step, before anything is parsed: a place among MAX_CONNECTIONS and
+    MAX_HANDSHAKES_PER_IP, or ``busy`` written and the stream closed (None).  A flood of silent
+    connections then costs one accept and one close each, not a file descriptor and two tasks
+    for the handshake timeout."""
+    ip = _tcp_peer_ip(stream)
+    refused = gate.slots.open(ip)
+    if refused is None:
+        return Slot(gate.slots, ip)
+    gate.metrics.inc("connections_refused", reason=refused)
+    with trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError):
+        await stream.send_all(busy)  # a fresh socket's send buffer is empty: no real wait
+    await trio.aclose_forcefully(stream)
+    return None
+
+
+@asynccontextmanager
+async def contained(
+    gate: Gate, stream: trio.abc.Stream, counted_as: str, slot: Slot
+) -> AsyncIterator[None]:
+    """Every door's boundary around one TCP connection: counted (``<counted_as>_opened`` and
+    ``_closed``), tracked for the drain, any exception logged and swallowed (one escaping a
+    handler would end the listener and the server), the stream closed and its slot given back
+    whatever happened."""
+    gate.metrics.inc(f"{counted_as}_opened")
     gate.tracker.enter()
     try:
-        async with trio.open_nursery() as nursery:  # hosts trio-websocket's reader task
-            await _serve(gate, stream, nursery)
-            nursery.cancel_scope.cancel()
+        yield
     except* Exception:
         gate.metrics.inc("connection_errors")
         log.exception("connection handler failed; this connection only is dropped")
     finally:
-        gate.metrics.inc("connections_closed")
+        slot.release()
+        gate.metrics.inc(f"{counted_as}_closed")
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(stream)
         gate.tracker.leave()
 
 
-async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery) -> None:
+@attrs.define
+class Slot:
+    """One connection's hold on the gate's slots: its address's handshake count until the
+    handshake is over, and its place in the total until it closes."""
+
+    slots: ConnectionSlots
+    ip: str
+    handshaking: bool = True
+
+    def handshake_over(self) -> None:
+        if self.handshaking:
+            self.handshaking = False
+            self.slots.handshake_over(self.ip)
+
+    def release(self) -> None:
+        self.handshake_over()
+        self.slots.close()
+
+
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 0\r\n"
+    b"Connection: close\r\n\r\n"
+)
+
+
+def _tcp_peer_ip(stream: trio.abc.Stream) -> str:
+    peer = peer_of(stream)
+    return str(peer.address) if isinstance(peer, Endpoint) else peer
+
+
+async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery, slot: Slot) -> None:
     s = gate.settings
     request: WebSocketRequest | None = None
     admission: Admission | Refusal | None = None
@@ -131,6 +205,9 @@ async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery) -> 
         gate.handshakes.add(handshake_scope)
         try:
             head = await read_head(stream)
+            if head.oversized:
+                await answer_oversized_head(stream, head, s.close_timeout_s, gate.metrics)
+                return
             if head.for_http_api:
                 await gate.http_api.serve(stream, head)
                 return
@@ -138,6 +215,7 @@ async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery) -> 
             admission = await _authenticate(gate, request)
         finally:
             gate.handshakes.discard(handshake_scope)
+            slot.handshake_over()
     if request is None or admission is None:
         gate.metrics.inc("handshakes_abandoned" if gate.draining else "handshakes_timed_out")
         return
@@ -158,21 +236,43 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         await _refuse(gate, request, refusal)
         return
     ws = await request.accept(subprotocol=admission.subprotocol)
-    timeout_s = gate.settings.close_timeout_s
     fresh = await _as_of_now(gate, admission)
     if fresh is None:
-        await _bounded_close(ws, *INTERNAL_ERROR, timeout_s)
+        await _close_accepted(gate, ws, admission, *INTERNAL_ERROR)
         return
     record, mutes = fresh
     if gate.draining:  # the drain began while this handshake waited on the store
-        await _bounded_close(ws, *SHUTTING_DOWN, timeout_s)
+        await _close_accepted(gate, ws, admission, *SHUTTING_DOWN)
+        return
+    if record.banned_at(time.time()):  # an admin's ban committed while this handshake waited
+        refusal = handshake.banned(record.banned_until)
+        await _close_accepted(gate, ws, admission, refusal.close_code, refusal.close_reason)
         return
     socket = hub.new_socket(record.player_id, admission.session_id)
-    refusal = hub.admit(record, socket, admission.resume_from, mutes)
+    try:
+        refusal = hub.admit(record, socket, admission.resume_from, mutes)
+    except Exception:
+        # A fault in the hub's admission: this player gets 1011 and their presence, if it
+        # started, its grace (the socket was registered first); nobody else is affected.
+        gate.metrics.inc("connection_errors")
+        log.exception("admission of player %s failed", record.player_id)
+        hub.detach(socket)
+        await _close_accepted(gate, ws, admission, *INTERNAL_ERROR)
+        return
     if refusal is not None:  # the world changed while we accepted
-        await _bounded_close(ws, refusal.close_code, refusal.close_reason, timeout_s)
+        await _close_accepted(gate, ws, admission, refusal.close_code, refusal.close_reason)
         return
     gate.metrics.inc("sockets_admitted")
+    log_event(
+        log,
+        "login",
+        player=record.name,
+        player_id=record.player_id,
+        session=admission.session_id,
+        peer=admission.peer,
+        instance=gate.settings.instance_id,
+        resumed=admission.resume_from is not None,
+    )
     try:
         connection = Connection(
             ws,
@@ -183,6 +283,7 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
             admission.token,
             admission.verified,
             gate.metrics,
+            player_name=record.name,
         )
         await connection.run()
     finally:
@@ -198,7 +299,14 @@ async def _as_of_now(gate: Gate, admission: Admission) -> tuple[PlayerRecord, Mu
     would start in the room they left).  So read again until nothing changed meanwhile; no await
     then separates this from admit.
     """
-    record, mutes, version = admission.record, admission.mutes, admission.version
+    return await fresh_player_state(gate, admission.record, admission.mutes, admission.version)
+
+
+async def fresh_player_state(
+    gate: Gate, record: PlayerRecord, mutes: MuteRecords, version: int
+) -> tuple[PlayerRecord, MuteRecords] | None:
+    """:func:`_as_of_now` for any door (the telnet login too): ``record`` and ``mutes`` were
+    read after ``version``; read again while the hub says they may be stale."""
     with trio.move_on_after(gate.settings.handshake_timeout_s):
         while gate.hub.changed_since(record.player_id, version):
             version = gate.hub.version()
@@ -206,16 +314,25 @@ async def _as_of_now(gate: Gate, admission: Admission) -> tuple[PlayerRecord, Mu
                 gate.store.backend.get_player, record.player_id
             )
             record = fresh if fresh is not None else record
-            mutes = await _load_mutes(gate, record.player_id)
+            mutes = await load_mutes(gate, record.player_id)
         return record, mutes
     return None
 
 
 async def _refuse(gate: Gate, request: WebSocketRequest, refusal: Refusal) -> None:
     """HTTP status + JSON body; or, for browsers (``Origin`` present), accept then close 4xxx."""
-    gate.metrics.inc(f"handshakes_refused_{refusal.status}")
+    gate.metrics.inc("handshakes_refused", status=str(refusal.status))
     headers = _headers(request)
-    if "origin" in headers and refusal is not handshake.NOT_FOUND_PATH:
+    as_close = "origin" in headers and refusal is not handshake.NOT_FOUND_PATH
+    _log_refusal(
+        gate,
+        refusal.status,
+        refusal.close_code if as_close else None,
+        refusal.message,
+        _client_ip(request, headers, gate.settings.trusted_proxies),
+        path=request.path.split("?", 1)[0],  # never the query: it may carry the token
+    )
+    if as_close:
         offered = handshake.choose_token(request.proposed_subprotocols, {}).subprotocol
         ws = await request.accept(subprotocol=offered)
         await _bounded_close(
@@ -223,6 +340,35 @@ async def _refuse(gate: Gate, request: WebSocketRequest, refusal: Refusal) -> No
         )
         return
     await request.reject(refusal.status, extra_headers=refusal.headers(), body=refusal.body())
+
+
+def _log_refusal(
+    gate: Gate,
+    status: int | None,
+    close_code: int | None,
+    reason: str,
+    peer: str,
+    **where: str,
+) -> None:
+    budget = (gate.refusal_lines, trio.current_time())
+    log_event(
+        log,
+        "handshake_refused",
+        budget,
+        status=status,
+        close_code=close_code,
+        reason=reason,
+        peer=peer,
+        **where,
+    )
+
+
+async def _close_accepted(
+    gate: Gate, ws: WebSocketConnection, admission: Admission, code: int, reason: str
+) -> None:
+    """A socket accepted, then refused before it joined the game: logged like a refusal."""
+    _log_refusal(gate, None, code, reason, admission.peer, player_id=admission.record.player_id)
+    await _bounded_close(ws, code, reason, gate.settings.close_timeout_s)
 
 
 async def _bounded_close(ws: WebSocketConnection, code: int, reason: str, timeout_s: float) -> None:
@@ -271,6 +417,8 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
     resolved = await _resolve_player(gate, verified.user_id, endpoint.query.get("character_id"))
     if isinstance(resolved, Refusal):
         return resolved
+    if resolved.banned_at(time.time()):
+        return handshake.banned(resolved.banned_until)
     if endpoint.path_player_id is not None and endpoint.path_player_id != resolved.player_id:
         return handshake.PLAYER_MISMATCH
     # Before the attempt is counted: a client retrying a retired session must not lock out
@@ -284,7 +432,7 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         )
     resume_from = _int_or_none(endpoint.query.get("resume_from"))
     # Loaded for every socket (one indexed query); the hub installs them when a presence starts.
-    mutes = await _load_mutes(gate, resolved.player_id)
+    mutes = await load_mutes(gate, resolved.player_id)
     return Admission(
         resolved,
         choice.token,
@@ -295,10 +443,11 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
         resume_from,
         mutes,
         version,
+        ip,
     )
 
 
-async def _load_mutes(gate: Gate, player_id: str) -> MuteRecords:
+async def load_mutes(gate: Gate, player_id: str) -> MuteRecords:
     return await gate.writer.read_after_writes(
         gate.store.backend.load_mutes, player_id, time.time()
     )

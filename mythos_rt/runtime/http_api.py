@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from typing import ParamSpec, TypeVar
 
 import attrs
@@ -34,6 +35,7 @@ from mythos_rt.core.passwords import (
     verify_password,
 )
 from mythos_rt.runtime.hub import Hub
+from mythos_rt.runtime.logs import REFUSAL_LINES, REFUSAL_WINDOW_S, LineBudget, log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import (
@@ -74,6 +76,7 @@ class Head:
     data: bytes  # everything read so far, for a replay to trio-websocket
     conn: h11.Connection
     request: h11.Request | None
+    oversized: bool = False  # the head outgrew HEAD_MAX_BYTES before it was complete
 
     @property
     def headers(self) -> dict[str, str]:
@@ -97,9 +100,13 @@ async def read_head(stream: trio.abc.Stream) -> Head:
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError:
-            return Head(bytes(data), conn, None)  # trio-websocket answers it, as it always did
+            # Too large: answered by answer_oversized_head.  Malformed: trio-websocket answers
+            # it, as it always did.
+            return Head(bytes(data), conn, None, oversized=len(data) > HEAD_MAX_BYTES)
         if isinstance(event, h11.Request):
-            return Head(bytes(data), conn, event)
+            # A head that arrived whole in one read passes here but not in trio-websocket,
+            # which reads it in pieces under the same limit.
+            return Head(bytes(data), conn, event, oversized=_head_length(data) > HEAD_MAX_BYTES)
         if event is not h11.NEED_DATA:
             return Head(bytes(data), conn, None)
         try:
@@ -110,6 +117,11 @@ async def read_head(stream: trio.abc.Stream) -> Head:
             return Head(bytes(data), conn, None)
         data += chunk
         conn.receive_data(bytes(chunk))
+
+
+def _head_length(data: bytearray) -> int:
+    end = data.find(b"\r\n\r\n")
+    return len(data) if end < 0 else end + 4
 
 
 @attrs.frozen
@@ -123,6 +135,13 @@ class ApiCall:
 
 
 Handler = Callable[[ApiCall], Awaitable[ApiResponse]]
+
+
+@attrs.frozen
+class LoginRefused:
+    """A failed password check: wrong credentials (None), or throttled for this many seconds."""
+
+    retry_after_s: float | None
 
 
 @attrs.define(eq=False)
@@ -139,6 +158,9 @@ class HttpApi:
     throttle: api.LoginThrottle = attrs.field(init=False)
     _hash_limiter: trio.CapacityLimiter = attrs.field(init=False)
     _handlers: dict[str, Handler] = attrs.field(init=False)
+    _refusal_lines: LineBudget = attrs.field(
+        init=False, factory=lambda: LineBudget(REFUSAL_LINES, REFUSAL_WINDOW_S)
+    )
 
     def __attrs_post_init__(self) -> None:
         s = self.settings
@@ -149,6 +171,7 @@ class HttpApi:
         self._handlers = {
             "login": self._login,
             "register": self._register,
+            "refresh": self._refresh,
             "characters": self._characters,
             "select_character": self._select_character,
             "start_grace": self._start_grace,
@@ -171,7 +194,10 @@ class HttpApi:
                 return  # the client left before its body was complete
             cors = api.cors_headers(headers.get("origin"), self.settings.allowed_origins)
             response = response.with_headers(cors)
-            self.metrics.inc(f"http_api_responses_{response.status}")
+            self.metrics.inc("http_api_responses", status=str(response.status))
+            if response.status >= 400:
+                budget = (self._refusal_lines, trio.current_time())
+                _log_refusal(head, response, self._client_ip(stream, headers), budget)
             await stream.send_all(_encode(head.conn, response))
             await _linger(stream, self.settings.close_timeout_s)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -214,19 +240,36 @@ class HttpApi:
         creds = api.parse_credentials(call.body)
         if isinstance(creds, ApiResponse):
             return creds
-        wait_s = self.throttle.retry_after(creds.username, call.ip, trio.current_time())
-        if wait_s > 0:
+        checked = await self.check_password(creds.username, creds.password, call.ip)
+        if isinstance(checked, LoginRefused):
+            if checked.retry_after_s is None:
+                return api.INVALID_CREDENTIALS
             log.info("HTTP login refused: too many failed attempts (client %s)", call.ip)
-            return api.too_many_logins(wait_s)
+            return api.too_many_logins(checked.retry_after_s)
+        # Only after the password: nobody learns of a ban without knowing the password.
+        if checked.banned_at(time.time()):
+            log.info("HTTP login refused: %s is banned (client %s)", checked.name, call.ip)
+            return api.banned(checked.banned_until)
+        return await self._signed_in(checked.user_id)
+
+    async def check_password(
+        self, username: str, password: str, ip: str
+    ) -> PlayerRecord | LoginRefused:
+        """The player this name and password log in as, or why not.  The one credential check
+        of the server: the HTTP login and the telnet prompt both call it, and failures count
+        against the same throttle (per name and per client address) whichever door they use."""
+        wait_s = self.throttle.retry_after(username, ip, trio.current_time())
+        if wait_s > 0:
+            return LoginRefused(wait_s)
         backend = self.store.backend
-        found = await self.store.call(backend.password_hash_by_name, creds.username)
+        found = await self.store.call(backend.password_hash_by_name, username)
         # An unknown name is checked against a dummy hash: the same answer in the same time.
         stored = DUMMY_HASH if found is None else found[1]
-        matches = await self._slow(verify_password, creds.password, stored)
+        matches = await self._slow(verify_password, password, stored)
         if found is None or not matches:
-            self.throttle.failed(creds.username, call.ip, trio.current_time())
-            return api.INVALID_CREDENTIALS
-        return await self._signed_in(found[0].user_id)
+            self.throttle.failed(username, ip, trio.current_time())
+            return LoginRefused(None)
+        return found[0]
 
     async def _register(self, call: ApiCall) -> ApiResponse:
         if not self.settings.registration_open:
@@ -264,6 +307,12 @@ class HttpApi:
         self.hub.learn_players([record])
         log.info("player %s registered with an invite", record.player_id)
         return await self._signed_in(record.user_id)
+
+    async def _refresh(self, call: ApiCall) -> ApiResponse:
+        # A page that logged in with a password gets a fresh token before the old one expires,
+        # to send as the socket's refresh_token frame (section 13), without asking again.
+        user_id = self._bearer(call)
+        return user_id if isinstance(user_id, ApiResponse) else await self._signed_in(user_id)
 
     async def _characters(self, call: ApiCall) -> ApiResponse:
         user_id = self._bearer(call)
@@ -351,6 +400,24 @@ class HttpApi:
         return await trio.to_thread.run_sync(call, limiter=self._hash_limiter)
 
 
+def _log_refusal(
+    head: Head, response: ApiResponse, peer: str, budget: tuple[LineBudget, float]
+) -> None:
+    assert head.request is not None
+    body = response.body
+    reason = body.get("detail") if isinstance(body, dict) else None
+    log_event(
+        log,
+        "api_refused",
+        budget,
+        status=response.status,
+        reason=reason,
+        method=head.request.method.decode("ascii", "replace"),
+        path=head.request.target.decode("latin-1").split("?", 1)[0],
+        peer=peer,
+    )
+
+
 def _unrouted(method: str, allowed: tuple[str, ...]) -> ApiResponse:
     if not allowed:
         return api.NOT_FOUND
@@ -379,6 +446,44 @@ async def _read_body(
             conn.receive_data(bytes(await stream.receive_some(RECEIVE_BYTES)))
         else:
             return None
+
+
+async def answer_oversized_head(
+    stream: trio.abc.Stream, head: Head, timeout_s: float, metrics: Metrics
+) -> None:
+    """A head too large to parse: 401 "Token too large" on the game socket's paths (the token
+    is what makes an upgrade that large), 431 elsewhere; as JSON, then wind down.
+
+    No upgrade can be accepted without a parsed head, so a browser sees the socket fail (1006)
+    rather than a 4401 close; a client reading HTTP gets the contract's status and body.
+    """
+    refusal = oversized_head_refusal(head.data)
+    metrics.inc("handshakes_refused", status=str(refusal.status))
+    answer = _raw_response(refusal.status, refusal.headers(), refusal.body())
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_all(answer)
+        await _linger(stream, timeout_s)
+
+
+def oversized_head_refusal(data: bytes) -> handshake.Refusal:
+    request_line = data.split(b"\r\n", 1)[0].split(b" ")
+    target = request_line[1].decode("latin-1") if len(request_line) > 1 else ""
+    if handshake.route(target) is not None:
+        return handshake.TOKEN_TOO_LARGE
+    return handshake.HEAD_TOO_LARGE
+
+
+def _raw_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """An HTTP/1.1 answer without h11: the head that failed left h11 unable to answer it."""
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
+    headers = [
+        *headers,
+        (b"Content-Length", str(len(body)).encode()),
+        (b"Connection", b"close"),
+        (b"Cache-Control", b"no-store"),
+    ]
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
 def _encode(conn: h11.Connection, response: ApiResponse) -> bytes:

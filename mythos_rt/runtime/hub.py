@@ -39,6 +39,7 @@ from mythos_rt.core.commands.social import party as party_command
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
 from mythos_rt.core.effects import (
     NOT_SAVED,
+    AdminAction,
     Disconnect,
     Effect,
     Emit,
@@ -75,6 +76,8 @@ from mythos_rt.core.views import (
 )
 from mythos_rt.core.world import World
 from mythos_rt.core.writes import DeleteGlobalMute, SaveRoom, SetGlobalMute, Write
+from mythos_rt.runtime.logs import log_admin_action, log_event
+from mythos_rt.runtime.metrics import CounterChild, Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, StoreError
 from mythos_rt.runtime.timers import Timers
@@ -101,6 +104,9 @@ GLOBAL_MUTE = "mythos_rt.global_mute"
 # Not an event for clients either: a logout asked of another instance (the HTTP API), for the
 # instance holding the player's sockets.
 LOGOUT = "mythos_rt.logout"
+# Not an event for clients: an admin's kick or ban of a player another instance holds, for that
+# instance to close the player's sockets ({code, reason}).
+KICK = "mythos_rt.kick"
 SWEEP_INTERVAL_S = 10.0
 # A party change that reached an instance no longer owning that party (or no longer the actor's).
 PARTY_MOVED = "The party is changing hands. Please try again."
@@ -134,7 +140,7 @@ class Peers(Protocol):
 
 # Chat channels other instances resolve by scope from MythosMUD's own chat subjects; the
 # others (party) are delivered to the ids the rule chose, like any other event.
-SCOPED_CHAT = frozenset({"say", "local", "global", "emote", "pose", "whisper", "system"})
+SCOPED_CHAT = frozenset({"say", "local", "global", "emote", "pose", "whisper", "system", "admin"})
 
 
 @attrs.frozen
@@ -190,8 +196,12 @@ class Hub:
         *,
         writer: StoreWriter,
         wall_clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.world = world
+        self.metrics = Metrics() if metrics is None else metrics
+        self._command_seconds = self.metrics.histogram("command_seconds")
+        self._chat_lines: dict[str, CounterChild] = {}  # by channel, bound on first use
         self.config = config
         self.presences = Presences()
         self._writer = writer
@@ -245,6 +255,22 @@ class Hub:
 
     def socket_count(self) -> int:
         return sum(len(sockets) for sockets in self._sockets.values())
+
+    def outbox_bytes(self) -> int:
+        """Bytes queued for every socket (a scrape-time gauge: O(sockets))."""
+        return sum(
+            socket.outbox.queued_bytes
+            for sockets in self._sockets.values()
+            for socket in sockets.values()
+        )
+
+    def presence_counts(self) -> dict[tuple[str, ...], float]:
+        """Presences by state, for the ``presences`` gauge (O(presences), at scrape time)."""
+        counts: dict[tuple[str, ...], float] = {("active",): 0, ("linkdead",): 0, ("remote",): 0}
+        for presence in self.presences:
+            state = "remote" if presence.remote else "linkdead" if presence.linkdead else "active"
+            counts[(state,)] += 1
+        return counts
 
     def new_socket(self, player_id: str, session_id: str | None) -> SocketHandle:
         outbox = Outbox(self.config.outbox_max_bytes)
@@ -339,13 +365,15 @@ class Hub:
             self._supersede(record.player_id)
             self._apply(stand_up(presence))
         self.learn_players([record])
+        # Registered before the presence starts: should anything below raise, the gate's
+        # detach finds the socket and the presence gets its grace instead of living forever.
+        self._sockets.setdefault(record.player_id, {})[socket.socket_id] = socket
         if presence is None:
             presence = self._start_presence(record, socket.session_id, now, mutes, replaced)
         elif presence.linkdead:
             self._restore_presence(presence)
         if socket.session_id is not None:
             presence.session_id = socket.session_id
-        self._sockets.setdefault(record.player_id, {})[socket.socket_id] = socket
         if replay is None:
             self._send_burst(socket, presence, now)
         else:
@@ -488,9 +516,10 @@ class Hub:
         self._command_limits.forget(player_id)
         self._chat_limits.forget(player_id)
         self._replay.pop(player_id, None)
-        self._announce_to_room(
-            "player_left_game", presence, self.presences.ids_in_room(presence.room_id)
-        )
+        if not self._quiet:  # shutting down: nobody is left to tell, and telling is O(room)
+            self._announce_to_room(
+                "player_left_game", presence, self.presences.ids_in_room(presence.room_id)
+            )
 
     def _ward_ended(self, player_id: str) -> Callable[[float], None]:
         def refresh(_now: float) -> None:
@@ -504,6 +533,11 @@ class Hub:
     # --- what clients send -----------------------------------------------------------------
 
     def handle_command(self, socket: SocketHandle, command: str, args: tuple[str, ...]) -> None:
+        started = time.perf_counter()
+        self._handle_command(socket, command, args)
+        self._command_seconds.observe(time.perf_counter() - started)
+
+    def _handle_command(self, socket: SocketHandle, command: str, args: tuple[str, ...]) -> None:
         ctx = self._context(socket)
         if ctx is None:
             return
@@ -536,6 +570,8 @@ class Hub:
         lookup = next((e for e in effects if isinstance(e, FindPlayer)), None)
         if lookup is None:
             self._apply(effects)
+            if any(isinstance(e, Emit) and e.event_type == "follow_state" for e in effects):
+                self._forget_remote_followers()  # `accept` answered a follow, as the frame does
             return
         try:
             self._lookups_tx.send_nowait(Lookup(socket, command, args, lookup.name))
@@ -599,9 +635,9 @@ class Hub:
             return
         if isinstance(message, FollowResponse):
             self._apply(respond_to_follow(ctx, message.request_id, message.accept))
-            self._forget_remote_followers()
         else:
             self._apply(respond_to_party_invite(ctx, message.invite_id, message.accept))
+        self._forget_remote_followers()
 
     def send_to_socket(
         self, socket: SocketHandle, event_type: str, data: Mapping[str, object]
@@ -630,6 +666,8 @@ class Hub:
                 self._countdown(effect)
             elif isinstance(effect, RestCountdown):
                 self._rest(effect)
+            elif isinstance(effect, AdminAction):
+                log_admin_action(effect.admin, effect.action, effect.target, effect.detail or "")
             elif isinstance(effect, PartyAtOwner):
                 self._ask_owner(effect)
 
@@ -669,11 +707,34 @@ class Hub:
             )
             self.social.apply_committed(write, self.presences)
 
+    def _kick_from_peer(self, delivery: Delivery) -> None:
+        code, reason = delivery.data.get("code"), delivery.data.get("reason")
+        if type(code) is not int or not 4000 <= code <= 4999 or not isinstance(reason, str):
+            raise ClusterMessageError("a kick needs code (4000-4999) and reason (text)")
+        for player_id in delivery.to:
+            if self._held_here(player_id):  # never passed on again: no ping-pong
+                self._disconnect(Disconnect(player_id, code, reason, retire_sessions=True))
+
     def _disconnect(self, effect: Disconnect) -> None:
         player_id = effect.player_id
+        presence = self.presences.get(player_id)
+        log_event(
+            log,
+            "logout",
+            player=None if presence is None else presence.name,
+            player_id=player_id,
+            code=effect.code,
+            reason=effect.reason,
+        )
+        if presence is not None and presence.remote:
+            # An admin's kick or ban of a player another instance holds: that instance closes
+            # the sockets and ends the presence; this replica goes when it says so.
+            if self.peers is not None:
+                data = {"code": effect.code, "reason": effect.reason}
+                self.peers.forward(Delivery(KICK, data, (player_id,)))
+            return
         sockets = self._sockets.pop(player_id, {}).values()
         if effect.retire_sessions:
-            presence = self.presences.get(player_id)
             current = presence.session_id if presence is not None else None
             now = trio.current_time()
             for session_id in {current, *(socket.session_id for socket in sockets)}:
@@ -697,12 +758,23 @@ class Hub:
     def _deliver(self, event: Emit, to: Iterable[str]) -> None:
         """Encode once; every socket of every recipient this instance holds gets the bytes."""
         sequence, frame = self._encode(event.event_type, event.data, event.room_id, event.player_id)
+        if event.event_type == "chat_message":
+            self._count_chat_line(str(event.data.get("channel")))
         replayable = event.event_type not in EPHEMERAL_EVENTS
+        now = trio.current_time()  # once per event: it stamps every recipient's batch
         for player_id in to:
             if replayable and (buffer := self._replay.get(player_id)) is not None:
                 buffer.append(sequence, frame)
             for socket in self._sockets.get(player_id, {}).values():
-                socket.outbox.put(frame)
+                socket.outbox.put(frame, now)
+
+    def _count_chat_line(self, channel: str) -> None:
+        counter = self._chat_lines.get(channel)
+        if counter is None:
+            counter = self._chat_lines[channel] = self.metrics.counter(
+                "chat_messages", channel=channel
+            )
+        counter.inc()
 
     # --- other instances (multi-instance play, docs/NATS.md) --------------------------------
 
@@ -778,6 +850,9 @@ class Hub:
             for player_id in delivery.to:
                 if self._held_here(player_id):  # never passed on again: no ping-pong
                     self.logout(player_id)
+            return
+        if delivery.event_type == KICK:
+            self._kick_from_peer(delivery)
             return
         # Held here: with sockets, or in their disconnect grace (the replay buffer takes it).
         to = [pid for pid in delivery.to if self._held_here(pid)]
@@ -1154,6 +1229,8 @@ class Hub:
             self.peers.forward(Delivery("follow_state", data, (follower_id,)))
 
     def _emit_occupants(self, room_id: str, to: tuple[str, ...]) -> None:
+        if self._quiet:
+            return  # the list would be built only to be dropped by _emit: O(room) for nothing
         data = occupants_payload(room_id, self.presences, trio.current_time())
         self._emit(Emit("room_occupants", data, to, room_id=room_id))
 

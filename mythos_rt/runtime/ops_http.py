@@ -7,6 +7,7 @@ never hold a task for long.
 from __future__ import annotations
 
 import functools
+import html
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -16,7 +17,8 @@ import attrs
 import h11
 import trio
 
-from mythos_rt.runtime.metrics import Metrics
+from mythos_rt.runtime.listen import open_listeners
+from mythos_rt.runtime.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ class OpsState:
     metrics: Metrics
     ready: Callable[[], bool]
     ws_port: Callable[[], int]
+    public_url: str | None = None  # PUBLIC_URL: where browsers reach the game port
+    ops_port: int = 0  # this listener's port, set once bound
     open_requests: int = 0
 
 
@@ -38,16 +42,54 @@ class Response:
     status: int
     content_type: str
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+# The web client's files: a fixed table, so no request path ever reaches the file system.
+STATIC_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/client.js": ("client.js", "text/javascript; charset=utf-8"),
+    "/client.css": ("client.css", "text/css; charset=utf-8"),
+}
+# The page loads only its own files; it may talk to the game port, wherever that is.
+PAGE_HEADERS = (
+    ("cache-control", "no-cache"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    (
+        "content-security-policy",
+        "default-src 'self'; connect-src 'self' http: https: ws: wss:; img-src 'self' data:;"
+        " object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    ),
+)
 
 
 @functools.cache
-def _page_template() -> str:
+def _web_file(name: str) -> str:
     # Read once: a file read on the event loop per request would block every connection.
-    return resources.files("mythos_rt.web").joinpath("index.html").read_text(encoding="utf-8")
+    return resources.files("mythos_rt.web").joinpath(name).read_text(encoding="utf-8")
 
 
-def web_client_page(ws_port: int) -> bytes:
-    return _page_template().replace("__WS_PORT__", str(ws_port)).encode()
+def web_client_page(ws_port: int, ops_port: int = 0, public_url: str | None = None) -> bytes:
+    """index.html with where the game is filled in (the page's script reads these)."""
+    page = _web_file("index.html")
+    for placeholder, value in (
+        ("__GAME_PORT__", str(ws_port)),
+        ("__OPS_PORT__", str(ops_port)),
+        ("__PUBLIC_URL__", public_url or ""),
+    ):
+        page = page.replace(placeholder, html.escape(value, quote=True))
+    return page.encode()
+
+
+def _web_response(state: OpsState, path: str) -> Response:
+    name, content_type = STATIC_FILES[path]
+    if name == "index.html":
+        body = web_client_page(state.ws_port(), state.ops_port, state.public_url)
+    else:
+        body = _web_file(name).encode()
+    return Response(200, content_type, body, PAGE_HEADERS)
 
 
 def route(state: OpsState, method: str, path: str) -> Response:
@@ -62,9 +104,9 @@ def route(state: OpsState, method: str, path: str) -> Response:
             200 if ready else 503, "text/plain", b"ready\n" if ready else b"not ready\n"
         )
     if path == "/metrics":
-        return Response(200, "text/plain; version=0.0.4", state.metrics.render().encode())
-    if path in ("/", "/index.html"):
-        return Response(200, "text/html; charset=utf-8", web_client_page(state.ws_port()))
+        return Response(200, CONTENT_TYPE, state.metrics.render().encode())
+    if path in STATIC_FILES:
+        return _web_response(state, path)
     return Response(404, "text/plain", b"not found\n")
 
 
@@ -106,6 +148,7 @@ async def _handle_ops(state: OpsState, stream: trio.abc.Stream) -> None:
                     ("content-type", response.content_type),
                     ("content-length", str(len(response.body))),
                     ("connection", "close"),
+                    *response.headers,
                 ]
                 await stream.send_all(
                     conn.send(h11.Response(status_code=response.status, headers=headers))
@@ -129,7 +172,8 @@ async def serve_ops(
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await open_listeners(host, port, "ops_port")
     bound = listeners[0].socket.getsockname()[1]
+    state.ops_port = bound
     task_status.started(bound)
     await trio.serve_listeners(partial(handle_ops, state), listeners)

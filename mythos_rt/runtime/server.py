@@ -5,16 +5,18 @@ serve
    ├─ hub.serve            timers: grace, ward, game tick   (started before anything connects)
    ├─ store_writer.serve   the only writer: batches, one transaction each, in worker threads
    ├─ serve_ops            health, readiness, metrics, web client
-   └─ serve_websockets     listener; connections run in the ``conns`` nursery
+   ├─ serve_connections    the WebSocket/HTTP API listener; connections run in ``conns``
+   └─ serve_connections    with TELNET_PORT: the telnet listener, connections in ``conns`` too
 on SIGTERM/SIGINT: drain (503 to newcomers, close every socket 1001, wait, teardown, flush)
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -26,6 +28,7 @@ from mythos_rt.runtime.bus import Bus, BusConnectError, LocalBus, open_bus
 from mythos_rt.runtime.cluster import Cluster
 from mythos_rt.runtime.gate import Gate, handle_stream
 from mythos_rt.runtime.hub import Hub, HubConfig
+from mythos_rt.runtime.listen import ListenError, open_listeners
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.ops_http import OpsState, serve_ops
 from mythos_rt.runtime.persistence import StoreWriter
@@ -37,6 +40,7 @@ from mythos_rt.runtime.store import (
     ensure_demo_players,
     open_backend,
 )
+from mythos_rt.runtime.telnet import handle_telnet
 from mythos_rt.settings import Settings
 from mythos_rt.world import load_world
 
@@ -55,6 +59,7 @@ class App:
     store_writer: StoreWriter
     metrics: Metrics
     ws_port: int = 0
+    telnet_port: int = 0  # 0: telnet is off
     bus: Bus | None = None  # the shared bus, when this instance is one of several
 
 
@@ -72,10 +77,13 @@ async def open_app(
     tear down presences, tell the other instances, and flush the store."""
     metrics = Metrics() if metrics is None else metrics
     writer = StoreWriter(store, metrics, ack_timeout_s=settings.store_ack_timeout_s)
-    hub = Hub(world, HubConfig.from_settings(settings), writer=writer)
+    hub = Hub(world, HubConfig.from_settings(settings), writer=writer, metrics=metrics)
     gate = Gate(settings, secret, store, hub, writer, metrics)
     metrics.gauge("sockets", hub.socket_count)
-    metrics.gauge("players_online", lambda: len(hub.presences))
+    metrics.gauge("connections_open", lambda: gate.tracker.active)
+    metrics.gauge("presences", hub.presence_counts)
+    metrics.gauge("outbox_bytes", hub.outbox_bytes)
+    metrics.gauge("trio_tasks", count_trio_tasks)
     metrics.gauge("store_healthy", lambda: int(writer.healthy))
     app = App(settings, hub, gate, writer, metrics)
     hub.learn_players(await store.call(store.backend.list_players))
@@ -103,15 +111,43 @@ async def open_app(
             root.cancel_scope.cancel()
 
 
-async def serve_websockets(
-    gate: Gate, conns: trio.Nursery, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+def count_trio_tasks() -> int:
+    """Every task alive under this run's root (a scrape-time gauge: O(tasks)); 0 outside
+    Trio."""
+    try:
+        pending = [trio.lowlevel.current_root_task()]
+    except RuntimeError:
+        return 0
+    count = 0
+    while pending:
+        task = pending.pop()
+        if task is None:
+            continue
+        count += 1
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return count
+
+
+Handler = Callable[[Gate, trio.abc.Stream], Awaitable[None]]
+
+
+async def serve_connections(
+    handler: Handler,
+    port: int,
+    setting: str,
+    gate: Gate,
+    conns: trio.Nursery,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """A TCP listener for one door (``handle_stream``: WebSockets and the HTTP API;
+    ``handle_telnet``); started with the port it bound."""
     # Connections run in ``conns``, not under this task: the drain stops the listener first and
     # then waits for the connections to finish their closing handshakes.
-    s = gate.settings
-    listeners = await trio.open_tcp_listeners(s.port, host=s.host)
+    listeners = await open_listeners(gate.settings.host, port, setting)
     task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(partial(handle_stream, gate), listeners, handler_nursery=conns)
+    await trio.serve_listeners(partial(handler, gate), listeners, handler_nursery=conns)
 
 
 async def drain(app: App) -> None:
@@ -191,19 +227,41 @@ async def _serve_until_stopped(
         open_app(settings, world, Store(backend), secret, bus=bus, metrics=metrics) as app,
         trio.open_nursery() as conns,
     ):
-        listener_scope = trio.CancelScope()
+        listener_scopes = [trio.CancelScope(), trio.CancelScope()]
         ops_port = await _start_ops(app, conns) if settings.ops_port else 0
-        app.ws_port = await conns.start(_run_listener, app.gate, conns, listener_scope)
-        print_banner(settings, app.ws_port, ops_port)
+        app.ws_port = await conns.start(
+            _run_listener,
+            handle_stream,
+            settings.port,
+            "port",
+            app.gate,
+            conns,
+            listener_scopes[0],
+        )
+        if settings.telnet_port:
+            app.telnet_port = await conns.start(
+                _run_listener,
+                handle_telnet,
+                settings.telnet_port,
+                "telnet_port",
+                app.gate,
+                conns,
+                listener_scopes[1],
+            )
+        print_banner(settings, app.ws_port, ops_port, app.telnet_port)
         task_status.started(app)
         reason = await wait_for_stop(app.hub, stop)
         log.info("%s: draining (at most %.0f s)", reason, settings.drain_timeout_s)
         await drain(app)
-        listener_scope.cancel()
+        for scope in listener_scopes:
+            scope.cancel()
         conns.cancel_scope.cancel()
 
 
 async def _run_listener(
+    handler: Handler,
+    port: int,
+    setting: str,
     gate: Gate,
     conns: trio.Nursery,
     scope: trio.CancelScope,
@@ -211,7 +269,7 @@ async def _run_listener(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     with scope:
-        await serve_websockets(gate, conns, task_status=task_status)
+        await serve_connections(handler, port, setting, gate, conns, task_status=task_status)
 
 
 async def _start_ops(app: App, nursery: trio.Nursery) -> int:
@@ -222,29 +280,49 @@ async def _start_ops(app: App, nursery: trio.Nursery) -> int:
         and app.store_writer.healthy
         and (app.bus is None or app.bus.connected),
         ws_port=lambda: app.ws_port,
+        public_url=app.settings.public_url,
     )
     port: int = await nursery.start(serve_ops, state, app.settings.host, app.settings.ops_port)
     return port
 
 
-def print_banner(settings: Settings, ws_port: int, ops_port: int) -> None:
+def print_banner(settings: Settings, ws_port: int, ops_port: int, telnet_port: int = 0) -> None:
     host = settings.host
+    data_dir = settings.data_dir.resolve()
     lines = [
         f"mythos_rt listening on ws://{host}:{ws_port}/v1/api/ws (also /api/ws)",
-        f"data directory: {settings.data_dir.resolve()}",
+        f"data directory: {data_dir}",
     ]
     if ops_port:
         lines.append(
             f"web client: http://{host}:{ops_port}/   health: http://{host}:{ops_port}/healthz"
         )
-    data_dir = (
-        "" if settings.data_dir == Settings().data_dir else f" --data-dir {settings.data_dir}"
-    )
+    if telnet_port:
+        lines.append(f"telnet (Mudlet, TinTin++): telnet {host} {telnet_port}")
     lines += [
-        f"get a token:   python -m mythos_rt token Armitage{data_dir}",
+        f"get a token:   {cli_command('token', 'Armitage', settings=settings)}",
         f"connect:       ws://{host}:{ws_port}/v1/api/ws?token=<token>",
     ]
     print("\n".join(lines), flush=True)
+
+
+def cli_command(*args: str, settings: Settings) -> str:
+    """A CLI command line that works as printed, from any directory: this interpreter (the
+    venv's, by its absolute path) and this server's data directory (absolute).  A PostgreSQL
+    URL is not printed (it may hold a password): the command then needs the same
+    MYTHOS_RT_DATABASE_URL in its environment, and says so."""
+    words = [
+        sys.executable,
+        "-m",
+        "mythos_rt",
+        *args,
+        "--data-dir",
+        str(settings.data_dir.resolve()),
+    ]
+    line = " ".join(shlex.quote(word) for word in words)
+    if settings.database_url:
+        line += "   (with the same MYTHOS_RT_DATABASE_URL)"
+    return line
 
 
 def prepare_store(settings: Settings, world: World) -> tuple[Backend, list[PlayerRecord]]:
@@ -281,8 +359,8 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
         print(f"created demo player {record.name}{' (admin)' if record.is_admin else ''}")
     try:
         trio.run(serve, settings, world, backend, secret)
-    except (BusConnectError, BaseExceptionGroup) as exc:
-        refusal = _bus_refusal(exc)
+    except (BusConnectError, ListenError, BaseExceptionGroup) as exc:
+        refusal = _start_refusal(exc)
         if refusal is None:
             raise
         print(f"mythos_rt: {refusal}", file=sys.stderr)
@@ -292,12 +370,13 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
     return 0
 
 
-def _bus_refusal(exc: BaseException) -> BusConnectError | None:
-    """The NATS connection failure inside ``exc`` (nurseries wrap it in groups), if any."""
-    if isinstance(exc, BusConnectError):
+def _start_refusal(exc: BaseException) -> BusConnectError | ListenError | None:
+    """The operator's mistake inside ``exc`` (an unreachable NATS, a port that cannot be
+    listened on; nurseries wrap them in groups), if any."""
+    if isinstance(exc, BusConnectError | ListenError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            if (found := _bus_refusal(inner)) is not None:
+            if (found := _start_refusal(inner)) is not None:
                 return found
     return None

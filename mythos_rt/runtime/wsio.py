@@ -14,6 +14,7 @@ trio-websocket, which takes the same lock, so writes never interleave.
 from __future__ import annotations
 
 import collections
+import contextlib
 import struct
 
 import attrs
@@ -22,6 +23,8 @@ from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebS
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Event, Ping, Pong
+
+from mythos_rt.core.handshake import MAX_CLOSE_REASON_BYTES, truncate_utf8
 
 _OPCODE_TEXT = 0x81  # FIN + text
 MESSAGE_TOO_BIG = (1009, "Message too big")
@@ -89,6 +92,17 @@ class _ServerConnection(WebSocketConnection):
     def remote(self) -> Endpoint | str:
         return peer_of(self._stream)
 
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        # wsproto reports a frame it cannot parse (bad UTF-8 → 1007; reserved bits or opcodes,
+        # bad continuation, an invalid close code → 1002) as a CloseConnection while the socket
+        # is still OPEN, and trio-websocket then drops TCP without a close frame.  RFC 6455
+        # §7.1.7 asks for the close frame first (browsers otherwise report 1006).
+        if self._wsproto.state is ConnectionState.OPEN:
+            reason = truncate_utf8(event.reason or "", MAX_CLOSE_REASON_BYTES)
+            with contextlib.suppress(ConnectionClosed):
+                await self._send(CloseConnection(event.code, reason))
+        await super()._handle_close_connection_event(event)
+
     async def _send(self, event: Event) -> None:
         state = self._wsproto.state
         if isinstance(event, Ping | Pong) and state is not ConnectionState.OPEN:
@@ -138,6 +152,15 @@ async def write_frames(ws: WebSocketConnection, data: bytes) -> None:
             raise ConnectionClosed(ws.closed) from None
 
 
+async def send_close_and_hang_up(ws: WebSocketConnection, code: int, reason: str) -> None:
+    """Our close frame, then TCP closed, without waiting for the peer's reply (nobody is left
+    to read it).  The frame still tells the client why, instead of a bare 1006."""
+    with contextlib.suppress(ConnectionClosed):
+        if ws._wsproto.state is ConnectionState.OPEN:
+            await ws._send(CloseConnection(code, reason))
+    await ws._close_stream()
+
+
 @attrs.frozen
 class CloseRequest:
     code: int
@@ -156,7 +179,9 @@ class Outbox:
         self._max_bytes = max_bytes
         self._frames: collections.deque[bytes] = collections.deque()
         self._bytes = 0
+        self._queued_at = 0.0  # trio time the oldest frame still queued was put (fan-out lag)
         self._close: CloseRequest | None = None
+        self._nudged = False
         self._wakeup = trio.Event()
         self._closing = trio.Event()
 
@@ -164,13 +189,23 @@ class Outbox:
     def closing(self) -> CloseRequest | None:
         return self._close
 
-    def put(self, frame: bytes) -> bool:
-        """Queue a frame; False when the socket is closing or has just overflowed."""
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    def put(self, frame: bytes, now: float | None = None) -> bool:
+        """Queue a frame; False when the socket is closing or has just overflowed.
+
+        ``now``: the trio time, when the caller has read it already (the hub reads it once per
+        event, not once per recipient); it stamps the batch for the fan-out lag.
+        """
         if self._close is not None:
             return False
         if self._bytes + len(frame) > self._max_bytes:
             self.close(1013, "Client too slow", discard=True)
             return False
+        if not self._frames:
+            self._queued_at = trio.current_time() if now is None else now
         self._frames.append(frame)
         self._bytes += len(frame)
         self._wakeup.set()
@@ -182,6 +217,8 @@ class Outbox:
         A replay after a 1013 is by definition larger than the outbox, so counting it would close
         the resumed socket at once; it is bounded by REPLAY_MAX_BYTES instead.
         """
+        if frames and not self._frames:
+            self._queued_at = trio.current_time()
         self._frames.extend(frames)
         if frames:
             self._wakeup.set()
@@ -197,18 +234,26 @@ class Outbox:
             self._bytes = 0
         self._wakeup.set()
 
+    def nudge(self) -> None:
+        """Wake the sender with nothing queued: a telnet socket's sender also writes what the
+        protocol itself owes the client (option replies), which never passes through the hub."""
+        self._nudged = True
+        self._wakeup.set()
+
     async def wait_closing(self) -> None:
         await self._closing.wait()
 
-    async def next_batch(self) -> tuple[bytes, CloseRequest | None]:
-        """Wait for work; return everything queued as one write, and the close request if any."""
-        while not self._frames and self._close is None:
+    async def next_batch(self) -> tuple[bytes, CloseRequest | None, float]:
+        """Wait for work; return everything queued as one write, the close request if any, and
+        the trio time its oldest frame was queued."""
+        while not self._frames and self._close is None and not self._nudged:
             await self._wakeup.wait()
             self._wakeup = trio.Event()
+        self._nudged = False
         # One more scheduling round before draining: frames the hub queues for this socket in
         # that round (the next say of a busy room) leave in the same write.
         await trio.lowlevel.checkpoint()
         data = b"".join(self._frames)
         self._frames.clear()
         self._bytes = 0
-        return data, self._close
+        return data, self._close, self._queued_at

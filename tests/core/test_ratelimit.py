@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from mythos_rt.core.ratelimit import KeyedSlidingWindow, SlidingWindow
+from mythos_rt.core.ratelimit import (
+    ConnectionSlots,
+    FrameGuard,
+    FrameRefusal,
+    KeyedSlidingWindow,
+    SlidingWindow,
+)
 
 
 def test_the_101st_frame_within_a_minute_is_refused() -> None:
@@ -121,3 +127,54 @@ def test_least_recently_used_key_is_dropped_first() -> None:
     assert limiter.retry_after("b", 2.0) == 0.0
     assert limiter.retry_after("a", 2.0) == 58.0
     assert limiter.retry_after("c", 2.0) == 58.0
+
+
+# --- ConnectionSlots: connections counted before parsing -----------------------------------
+
+
+def test_handshakes_per_address_are_bounded_and_given_back() -> None:
+    slots = ConnectionSlots(max_total=100, max_pending_per_ip=2, exempt=frozenset())
+    assert slots.open("10.0.0.1") is None
+    assert slots.open("10.0.0.1") is None
+    assert slots.open("10.0.0.1") == "per_ip"  # refused: not counted
+    assert slots.open("10.0.0.2") is None  # another address is not affected
+    slots.handshake_over("10.0.0.1")  # admitted: it no longer counts against its address
+    assert slots.open("10.0.0.1") is None
+    assert (slots.total, slots.pending("10.0.0.1")) == (4, 2)
+
+
+def test_the_total_bounds_every_connection_admitted_or_not() -> None:
+    slots = ConnectionSlots(max_total=2, max_pending_per_ip=10, exempt=frozenset())
+    assert slots.open("a") is None
+    slots.handshake_over("a")  # playing: still one of the total
+    assert slots.open("b") is None
+    assert slots.open("c") == "total"
+    slots.close()
+    assert slots.open("c") is None
+
+
+def test_a_trusted_proxy_is_bounded_by_the_total_only() -> None:
+    slots = ConnectionSlots(max_total=5, max_pending_per_ip=1, exempt=frozenset({"proxy"}))
+    assert [slots.open("proxy") for _ in range(5)] == [None] * 5
+    assert slots.open("proxy") == "total"
+
+
+def test_addresses_are_forgotten_when_their_last_handshake_ends() -> None:
+    slots = ConnectionSlots(max_total=10_000, max_pending_per_ip=1, exempt=frozenset())
+    for i in range(1000):
+        assert slots.open(f"ip-{i}") is None
+        slots.handshake_over(f"ip-{i}")
+        slots.close()
+    assert slots.total == 0
+    assert slots._pending == {}  # no memory kept for addresses that came and went
+
+def test_frame_guard_refuses_with_the_wait_and_closes_after_refusals_in_a_row() -> None:
+    guard = FrameGuard(2, 10.0, close_after=3)
+    assert guard.check(0.0) is None and guard.check(1.0) is None
+    assert guard.check(2.0) == FrameRefusal(8.0, close=False)
+    assert guard.check(3.0) == FrameRefusal(7.0, close=False)
+    assert guard.check(10.0) is None  # an allowed frame resets the count
+    assert guard.check(10.5) == FrameRefusal(0.5, close=False)
+    assert guard.check(10.75) == FrameRefusal(0.25, close=False)
+    refusal = guard.check(10.875)
+    assert refusal is not None and refusal.close

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import itertools
 import json
+import math
 import os
 import signal
 import socket
@@ -83,6 +84,28 @@ def cli(*args: str, cwd: Path, secret: str | None = SECRET) -> list[str]:
     return result.stdout.splitlines()
 
 
+def refused(cwd: Path, *argv: str, secret: str | None = SECRET) -> tuple[int, str]:
+    """Run ``python -m mythos_rt ARGV`` expecting a refusal; its exit code and stderr."""
+    done = run_cli(*argv, cwd=cwd, secret=secret)
+    return done.returncode, done.stderr
+
+
+def serve_once(data_dir: Path, *args: str, secret: str | None = SECRET) -> tuple[int, str]:
+    ports = ("--port", "0", "--ops-port", "0")
+    return refused(
+        data_dir.parent, "serve", "--data-dir", str(data_dir), *ports, *args, secret=secret
+    )
+
+
+def assert_one_line_exit_2(code: int, stderr: str, *names: str) -> None:
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    for name in names:
+        assert name in lines[0], lines[0]
+
+
 def mint_token(
     user_id: str,
     *,
@@ -91,7 +114,9 @@ def mint_token(
     audience: str = AUDIENCE,
     now: float | None = None,
 ) -> str:
-    issued_at = time.time() if now is None else now
+    # Rounded up: issue_token truncates exp to whole seconds, which would otherwise cut up to a
+    # second off a short-lived token (iat a fraction ahead is within the 10 s leeway).
+    issued_at = math.ceil(time.time()) if now is None else now
     return issue_token(secret, user_id, ttl_s=ttl_s, audience=audience, now=issued_at)
 
 
@@ -236,12 +261,17 @@ class Launcher:
             records = {r["name"]: r for r in map(json.loads, added)}
         return self._spawn(data_dir, records, f"server{n}", extra_args, command, secret, store_args)
 
-    def restart(self, old: ServerProcess, *extra_args: str) -> ServerProcess:
-        """A new process on ``old``'s data directory (same store and players), on new ports."""
+    def restart(
+        self, old: ServerProcess, *extra_args: str, same_ports: bool = False
+    ) -> ServerProcess:
+        """A new process on ``old``'s data directory (same store and players), on new ports,
+        or on ``old``'s ports (``same_ports``, for clients that reconnect; ``old`` must have
+        stopped)."""
         n = len(self.started)
         name = f"server{n}"
+        ports = (old.ws_port, old.ops_port) if same_ports else None
         return self._spawn(
-            old.data_dir, old.players, name, extra_args, ("serve",), SECRET, old.store_args
+            old.data_dir, old.players, name, extra_args, ("serve",), SECRET, old.store_args, ports
         )
 
     def peer(self, old: ServerProcess, *extra_args: str) -> ServerProcess:
@@ -263,9 +293,10 @@ class Launcher:
         command: Sequence[str],
         secret: str | None,
         store_args: tuple[str, ...] = (),
+        ports: tuple[int, int] | None = None,
     ) -> ServerProcess:
         base = self.base_dir
-        ws_port, ops_port = free_port(), free_port()
+        ws_port, ops_port = ports or (free_port(), free_port())
         args = [*command, "--data-dir", str(data_dir), *store_args, "--port", str(ws_port)]
         args += ["--ops-port", str(ops_port)]
         if command:

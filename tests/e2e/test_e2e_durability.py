@@ -33,11 +33,13 @@ from tests.e2e.conftest import (
     STOP_TIMEOUT_S,
     Launcher,
     ServerProcess,
+    assert_one_line_exit_2,
     cli,
     free_port,
     pipeline,
     read_burst,
-    run_cli,
+    refused,
+    serve_once,
     ws_connect,
 )
 from tests.e2e.test_e2e_game import CALM, Player, act, join, result_of
@@ -235,28 +237,6 @@ def test_a_player_added_during_play_can_be_muted_by_name(launcher: Launcher) -> 
 
 
 # --- operator mistakes: exit 2, one line -----------------------------------------------------
-
-
-def refused(cwd: Path, *argv: str, secret: str | None = SECRET) -> tuple[int, str]:
-    """Run ``python -m mythos_rt ARGV`` expecting a refusal; its exit code and stderr."""
-    done = run_cli(*argv, cwd=cwd, secret=secret)
-    return done.returncode, done.stderr
-
-
-def serve_once(data_dir: Path, *args: str, secret: str | None = SECRET) -> tuple[int, str]:
-    ports = ("--port", "0", "--ops-port", "0")
-    return refused(
-        data_dir.parent, "serve", "--data-dir", str(data_dir), *ports, *args, secret=secret
-    )
-
-
-def assert_one_line_exit_2(code: int, stderr: str, *names: str) -> None:
-    assert code == 2, stderr
-    assert "Traceback" not in stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    for name in names:
-        assert name in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("secret", [SECRET, None], ids=["secret-in-env", "secret-in-data-dir"])

@@ -120,6 +120,20 @@ def test_log_in_list_select_and_play_with_the_returned_token(api_server: ServerP
     assert PASSWORD not in api_server.output() and token not in api_server.output()
 
 
+def test_a_valid_token_is_exchanged_for_a_fresh_one_and_no_token_is_not(
+    api_server: ServerProcess,
+) -> None:
+    token = login(api_server, "Wilbur")[2]["access_token"]
+    status, _, body = request(api_server, "POST", "/v1/auth/refresh", token=token)
+    assert status == 200
+    assert [c["name"] for c in body["characters"]] == ["Wilbur"]
+    fresh = body["access_token"]
+    assert request(api_server, "GET", "/v1/api/players/characters", token=fresh)[0] == 200
+    status, headers, body = request(api_server, "POST", "/v1/auth/refresh")
+    assert status == 401 and headers["www-authenticate"] == "Bearer"
+    assert request(api_server, "POST", "/v1/auth/refresh", token="not.a.token")[0] == 401
+
+
 def test_unknown_name_wrong_password_and_no_password_look_the_same(
     api_server: ServerProcess,
 ) -> None:
@@ -301,6 +315,8 @@ def test_an_origin_outside_the_allow_list_is_refused(start_server: StartServer) 
 
 def test_the_ops_web_page_logs_in_through_the_game_port(server: ServerProcess) -> None:
     status, page = http_get(f"{server.ops_url}/")
-    assert status == 200
-    assert "/auth/login" in page and "/api/players/select-character" in page
-    assert f'WS_PORT = "{server.ws_port}"' in page and 'type="password"' in page
+    assert status == 200 and 'type="password"' in page
+    assert f'name="mythos-game-port" content="{server.ws_port}"' in page
+    assert f'name="mythos-ops-port" content="{server.ops_port}"' in page
+    status, script = http_get(f"{server.ops_url}/client.js")
+    assert status == 200 and "/auth/login" in script and "new WebSocket" in script

@@ -315,8 +315,9 @@ def test_idle_socket_is_closed_4001(start_server: StartServer) -> None:
 
 
 def test_token_expiry_on_a_live_socket_warns_then_closes_4401(start_server: StartServer) -> None:
-    server = start_server("--token-warning-s", "1")
-    token = mint_token(server.players["Carter"]["user_id"], ttl_s=3)
+    # Margins for a loaded machine: the burst has TTL - warning = 4 s to arrive.
+    server = start_server("--token-warning-s", "2")
+    token = mint_token(server.players["Carter"]["user_id"], ttl_s=6)
 
     async def scenario() -> tuple[Frame, tuple[int, str]]:
         async with ws_connect(server.url(token=token)) as ws:
@@ -334,7 +335,7 @@ def test_a_token_closed_at_exp_is_refused_at_once_by_the_handshake(
 ) -> None:
     """v1.1 section 2: no leeway on exp, so the web client cannot walk straight back in."""
     server = start_server()
-    token = mint_token(server.players["Carter"]["user_id"], ttl_s=2)
+    token = mint_token(server.players["Carter"]["user_id"], ttl_s=5)
 
     async def scenario() -> tuple[tuple[int, str], int, str]:
         async with ws_connect(server.url(token=token)) as ws:
@@ -352,9 +353,9 @@ def test_a_token_closed_at_exp_is_refused_at_once_by_the_handshake(
 def test_refreshed_token_keeps_the_socket_and_becomes_a_csrf_token(
     start_server: StartServer,
 ) -> None:
-    server = start_server("--token-warning-s", "1")
+    server = start_server("--token-warning-s", "2")
     user_id = server.players["Carter"]["user_id"]
-    old, new = mint_token(user_id, ttl_s=2), mint_token(user_id, ttl_s=600)
+    old, new = mint_token(user_id, ttl_s=6), mint_token(user_id, ttl_s=600)
 
     async def scenario() -> Frame:
         async with (

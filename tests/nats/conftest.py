@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import Launcher
+
 START_TIMEOUT_S = 10.0
 
 
@@ -163,3 +165,11 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         pytest.fail(MISSING)
     with running_broker(tmp_path) as server:
         yield server
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[Launcher]:
+    """The e2e launcher (tests/e2e/conftest.py), here for processes that share a broker."""
+    started = Launcher(tmp_path)
+    yield started
+    started.stop_all()

@@ -11,7 +11,7 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,6 @@ Frame = dict[str, Any]
 START = "earth_arkhamcity_campus_quad"
 LIVENESS_S = 15.0  # the contract's bound for showing a dead instance's players linkdead
 CLUSTER_FLAGS = ("--cluster-heartbeat-s", "1", "--cluster-dead-after-s", "5", "--ward-s", "0")
-
-
-@pytest.fixture
-def launcher(tmp_path: Path) -> Iterator[Launcher]:
-    """The e2e launcher (tests/e2e/conftest.py), here for processes that share a broker."""
-    started = Launcher(tmp_path)
-    yield started
-    started.stop_all()
 
 
 def instances(

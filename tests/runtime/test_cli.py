@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -16,9 +17,10 @@ import pytest
 
 from mythos_rt.__main__ import build_parser, env_var, main, settings_from
 from mythos_rt.core.passwords import verify_password
+from mythos_rt.runtime.store import PlayerRecord, open_backend
 from mythos_rt.runtime.store.sqlite import SqliteBackend
 from mythos_rt.runtime.tokens import verify_token
-from mythos_rt.settings import Settings, setting_fields
+from mythos_rt.settings import RANGES, Settings, range_of, setting_fields, setting_types
 from mythos_rt.world import load_world
 
 SECRET = "test-secret-" + "x" * 40  # PyJWT warns about HMAC keys under 32 bytes
@@ -488,3 +490,168 @@ def test_subprocess_adds_a_thousand_players(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == 1000
     assert [json.loads(line)["name"] for line in lines] == names
+
+
+@pytest.mark.parametrize(
+    "url", ["play.example.org", "ftp://play.example.org", "https://", "https://x.org/?a=1"]
+)
+def test_an_unusable_public_url_is_one_line_and_exit_2(
+    served: list[dict[str, Any]], data_dir: Path, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    environ = {"MYTHOS_RT_DATA_DIR": str(data_dir), "MYTHOSMUD_JWT_SECRET": SECRET}
+    assert main(["serve", "--public-url", url], environ=environ) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "PUBLIC_URL" in err and url in err
+    assert not [call for call in served if "settings" in call]
+
+
+def test_a_public_url_reaches_the_server(served: list[dict[str, Any]], data_dir: Path) -> None:
+    environ = {"MYTHOS_RT_DATA_DIR": str(data_dir), "MYTHOSMUD_JWT_SECRET": SECRET}
+    environ["MYTHOS_RT_PUBLIC_URL"] = "https://play.example.org/arkham"
+    assert main([], environ=environ) == 0
+    assert served[-1]["settings"].public_url == "https://play.example.org/arkham"
+
+# --- ranges (settings.RANGES) ---
+
+
+def test_every_range_names_a_numeric_setting_and_admits_its_default() -> None:
+    numeric = {f.name for f in setting_fields() if setting_types()[f.name] in (int, float)}
+    assert set(RANGES) <= numeric
+    for name in numeric:
+        allowed = range_of(name)
+        assert allowed is not None and allowed.admits(getattr(Settings(), name)), name
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("MYTHOS_RT_PORT", "65536"), ("MYTHOS_RT_GRACE_S", "nan"), ("MYTHOS_RT_REST_S", "-1")],
+)
+def test_a_value_out_of_range_exits_2_in_one_line_before_serving(
+    served: list[dict[str, Any]], run: RunCli, variable: str, value: str
+) -> None:
+    code, lines, err = run("serve", **{variable: value})
+    assert (code, lines, served) == (2, [], [])
+    assert len(err.splitlines()) == 1
+    assert variable in err and value in err
+
+
+def test_a_command_checks_only_the_settings_it_reads(run: RunCli) -> None:
+    code, _, _ = run("players", "add", "Carter", MYTHOS_RT_PORT="99999")
+    assert code == 0
+
+
+def test_a_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc_info:
+        main(["players", "passwd"], environ={})
+    assert exc_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert "players passwd" in err and "--help" in err
+
+
+# --- players delete | rename | admin | ban | unban ---
+
+
+def stored(data_dir: Path, name: str, database_url: str | None = None) -> PlayerRecord | None:
+    backend = open_backend(Settings(data_dir=data_dir, database_url=database_url))
+    try:
+        return backend.find_player_by_name(name)
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_moderation_commands_print_one_json_line_and_change_the_store(
+    run: RunCli, data_dir: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else None
+    env = {} if url is None else {"MYTHOS_RT_DATABASE_URL": url}
+    _, lines, _ = run("players", "add", "Carter", "Pickman", **env)
+    carter_id = records(lines)[0]["player_id"]
+
+    code, lines, err = run("players", "rename", "carter", "Randolph", **env)
+    assert code == 0 and "admin action: players rename Randolph; was Carter" in err
+    (renamed,) = records(lines)
+    assert (renamed["player_id"], renamed["name"], renamed["old_name"]) == (
+        carter_id,
+        "Randolph",
+        "Carter",
+    )
+
+    code, lines, _ = run("players", "admin", "Randolph", **env)
+    assert (code, records(lines)[0]["is_admin"]) == (0, True)
+    code, lines, _ = run("players", "admin", "Randolph", "--off", **env)
+    assert (code, records(lines)[0]["is_admin"]) == (0, False)
+
+    code, lines, _ = run("players", "ban", "Pickman", "--reason", "spam", "--until", "2h", **env)
+    (line,) = records(lines)
+    assert (code, line["banned"], line["ban_reason"]) == (0, True, "spam")
+    pickman = stored(data_dir, "Pickman", url)
+    assert pickman is not None and pickman.banned_at(time.time())
+    assert pickman.banned_until is not None
+    assert 7100 < pickman.banned_until - time.time() <= 7200
+    code, lines, _ = run("players", "unban", "Pickman", **env)
+    assert (code, records(lines)[0]["banned"]) == (0, False)
+    pickman = stored(data_dir, "Pickman", url)
+    assert pickman is not None and not pickman.banned
+
+    code, lines, _ = run("players", "delete", "Randolph", **env)
+    assert (code, records(lines)[0]["deleted"]) == (0, True)
+    assert [r["name"] for r in records(run("players", "list", **env)[1])] == ["Pickman"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["delete", "Nobody"],
+        ["rename", "Nobody", "Somebody"],
+        ["admin", "Nobody"],
+        ["ban", "Nobody"],
+        ["unban", "Nobody"],
+    ],
+)
+def test_moderating_an_unknown_player_is_one_line_and_exit_2(run: RunCli, argv: list[str]) -> None:
+    run("players", "add", "Carter")
+    code, lines, err = run("players", *argv)
+    assert (code, lines, err) == (2, [], "error: Player 'Nobody' not found\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["rename", "Carter", "pickman"], "Player name 'pickman' is taken"),
+        (["rename", "Carter", "9lives"], "Invalid player name '9lives'"),
+    ],
+)
+def test_refused_renames_change_nothing(run: RunCli, argv: list[str], message: str) -> None:
+    run("players", "add", "Carter", "Pickman")
+    before = run("players", "list")[1]
+    code, lines, err = run("players", *argv)
+    assert (code, lines) == (2, [])
+    assert message in err
+    assert run("players", "list")[1] == before
+
+
+@pytest.mark.parametrize(
+    ("until", "message"),
+    [("2001-01-01", "'2001-01-01' is in the past"), ("soon", "invalid time 'soon'")],
+)
+def test_a_ban_end_in_the_past_or_unreadable_is_a_usage_error(
+    run: RunCli, data_dir: Path, capsys: pytest.CaptureFixture[str], until: str, message: str
+) -> None:
+    run("players", "add", "Carter")
+    with pytest.raises(SystemExit) as exc_info:
+        run("players", "ban", "Carter", "--until", until)
+    assert exc_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and message in err
+    carter = stored(data_dir, "Carter")
+    assert carter is not None and not carter.banned
+
+
+def test_ban_until_takes_a_utc_date_time(run: RunCli, data_dir: Path) -> None:
+    run("players", "add", "Carter")
+    code, lines, _ = run("players", "ban", "Carter", "--until", "2999-12-24T18:00:00Z")
+    assert (code, records(lines)[0]["banned_until"]) == (0, "2999-12-24T18:00:00Z")
+    carter = stored(data_dir, "Carter")
+    assert carter is not None and carter.ban_reason is None

@@ -486,8 +486,9 @@ async def test_an_instance_that_went_away_holding_nobody_is_no_alarm(
         assert nodes["B"].app.metrics.value("cluster_instances_lost") == 1
 
 
+@pytest.mark.parametrize("answer_by", ["frame", "accept command"])
 async def test_a_follower_on_one_instance_follows_a_leader_on_another(
-    tmp_path: Path, autojump_clock: trio.abc.Clock
+    tmp_path: Path, autojump_clock: trio.abc.Clock, answer_by: str
 ) -> None:
     async with running_cluster(tmp_path, ward_s=0.0) as (_, nodes):
         leader = await nodes["A"].connect("Armitage")
@@ -496,8 +497,11 @@ async def test_a_follower_on_one_instance_follows_a_leader_on_another(
         await result(follower, "Follow request sent. Waiting for them to accept.")
         request = await leader.next_event("follow_request")
         assert request["data"]["requestor_name"] == "Wilmarth"
-        response = {"request_id": request["data"]["request_id"], "accept": True}
-        await leader.send({"type": "follow_response", "data": response})
+        if answer_by == "frame":
+            response = {"request_id": request["data"]["request_id"], "accept": True}
+            await leader.send({"type": "follow_response", "data": response})
+        else:  # the leader's instance holds a mirror of the request: `accept` finds it
+            await leader.command("accept")
         await result(leader, "You are now being followed by Wilmarth.")
         await result(follower, "You are now following Armitage.")
         state = await follower.next_event("follow_state")

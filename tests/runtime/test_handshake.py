@@ -441,7 +441,7 @@ async def test_refusal_without_origin_is_an_http_status_with_a_json_body(
         assert headers["content-type"] == "application/json"
         assert "retry-after" not in headers
         assert body == json.dumps(error_body(error_type, message), separators=(",", ":")).encode()
-        assert h.app.metrics.value(f"handshakes_refused_{status}") == 1
+        assert h.app.metrics.value("handshakes_refused", status=str(status)) == 1
         assert h.app.metrics.value("sockets_admitted") == 0
         assert h.app.hub.socket_count() == 0
         # Tokens are never logged, in any form.
@@ -459,7 +459,7 @@ async def test_refusal_with_origin_is_an_upgrade_closed_4000_plus_status(
         client = await open_ws(h, target, headers=[ORIGIN])
         assert await client.closed() == (4000 + status, message)
         assert client.received == []
-        assert h.app.metrics.value(f"handshakes_refused_{status}") == 1
+        assert h.app.metrics.value("handshakes_refused", status=str(status)) == 1
         assert h.app.metrics.value("sockets_admitted") == 0
 
 
@@ -506,7 +506,7 @@ async def test_unknown_path_is_404_before_the_upgrade_even_with_origin(
                 assert status == 404
                 assert response_headers["content-type"] == "application/json"
                 assert json.loads(body) == error_body("not_found", "Not found")
-        assert h.app.metrics.value("handshakes_refused_404") == 6
+        assert h.app.metrics.value("handshakes_refused", status="404") == 6
 
 
 async def test_origin_without_an_allow_list_connects(
@@ -735,3 +735,35 @@ async def test_a_zero_attempt_limit_still_answers_429(
 ) -> None:
     async with running(tmp_path, connect_rate_player=0) as h:
         assert await first_status(h, f"/v1/api/ws?token={h.token('Armitage')}") == 429
+
+
+@pytest.mark.parametrize(
+    ("how", "size"), [("query", 20_000), ("query", 60_000), ("subprotocol", 20_000)]
+)
+async def test_a_token_too_large_to_parse_is_refused_401_as_json(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, how: str, size: int
+) -> None:
+    """Issue 11.6: a head over the parser's 16 KiB got a bare 400 from trio-websocket."""
+    async with running(tmp_path) as h:
+        token = "x" * size
+        if how == "query":
+            answer = await h.raw_handshake(f"/v1/api/ws?token={token}")
+        else:
+            offer = [("Sec-WebSocket-Protocol", f"bearer, {token}")]
+            answer = await h.raw_handshake("/v1/api/ws", offer)
+        status, headers, body = answer
+        assert (status, headers["content-type"]) == (401, "application/json")
+        assert json.loads(body) == error_body(AUTH, "Token too large")
+        assert h.app.metrics.value("handshakes_refused", status="401") == 1
+        # The server is unharmed: the next player gets in.
+        client = await h.connect("Armitage")
+        assert client.received[-1]["event_type"] == "welcome"
+
+
+async def test_an_oversized_head_elsewhere_is_431(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path) as h:
+        status, _, body = await h.raw_handshake("/elsewhere", [("X-Filler", "y" * 20_000)])
+        assert status == 431
+        assert json.loads(body)["error"]["type"] == "headers_too_large"

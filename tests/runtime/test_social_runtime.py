@@ -408,3 +408,53 @@ async def test_a_mute_is_confirmed_only_once_written_even_on_a_slow_disk(
         await _speak_muted_then_marker(dyer, armitage)
         marker = await wilmarth.next_event("chat_message")
         assert marker["data"]["message"] == "Armitage says: marker"
+
+
+async def test_text_commands_answer_follow_requests_and_party_invites(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """`requests`, `accept [n]` and `decline [n]` over real sockets: the follow and party
+    outcomes are those of the response frames."""
+    async with running(tmp_path) as h:
+        armitage, wilmarth, dyer = await connect_all(h, "Armitage", "Wilmarth", "Dyer")
+        ids = {name: record.player_id for name, record in h.players.items()}
+        await armitage.command("accept")
+        await result(armitage, "You have no pending requests.")
+
+        await wilmarth.command("follow", "Armitage")
+        await armitage.next_event("follow_request")
+        await dyer.command("party", "invite", "Armitage")
+        await armitage.next_event("party_invite")
+        await armitage.command("requests")
+        listing = await until(
+            armitage,
+            lambda f: f.get("event_type") == "command_response"
+            and f["data"]["result"].startswith("Pending requests:"),
+        )
+        lines = listing["data"]["result"].splitlines()
+        assert lines[1].startswith("1. Wilmarth asks to follow you (")
+        assert lines[2].startswith("2. Dyer invites you to their party (")
+
+        await armitage.command("accept", "1")
+        await result(armitage, "You are now being followed by Wilmarth.")
+        await result(wilmarth, "You are now following Armitage.")
+        state = await wilmarth.next_event("follow_state")
+        assert state["data"] == {"following": {"target_name": "Armitage", "target_type": "player"}}
+        assert h.app.hub.social.following == {ids["Wilmarth"]: ids["Armitage"]}
+
+        await armitage.command("decline")  # the only one left: Dyer's invite
+        await result(armitage, "You declined the party invite.")
+        await result(dyer, "Armitage declined your party invite.")
+        assert ids["Armitage"] not in h.app.hub.social.party_of
+
+        await dyer.command("party", "invite", "Wilmarth")
+        await wilmarth.next_event("party_invite")
+        await wilmarth.command("accept", "2")
+        await result(
+            wilmarth, "There is no request 2: you have one request. Type 'requests' to list them."
+        )
+        await wilmarth.command("accept")
+        await result(wilmarth, "You have joined Dyer's party.")
+        joined = await party_update(dyer, "joined")
+        assert joined["data"]["members"] == ["Dyer", "Wilmarth"]
+        assert h.app.hub.social.requests == {}

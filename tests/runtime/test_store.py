@@ -12,11 +12,20 @@ from pathlib import Path
 import pytest
 import trio
 
-from mythos_rt.core.writes import DeleteGlobalMute, DeleteMute, SaveRoom, SetGlobalMute, SetMute
+from mythos_rt.core.writes import (
+    DeleteBan,
+    DeleteGlobalMute,
+    DeleteMute,
+    SaveRoom,
+    SetBan,
+    SetGlobalMute,
+    SetMute,
+)
 from mythos_rt.runtime.store import (
     Backend,
     DuplicateName,
     InvalidInvite,
+    MuteRecords,
     PermanentStoreError,
     PlayerRecord,
     Store,
@@ -252,7 +261,7 @@ def test_schema_version_is_stable_across_reopen(open_store: Opener) -> None:
     version = store.schema_version()
     store.add_players(["Carter"], room_id=ROOM)
     store.close()
-    assert version == 4
+    assert version == 5
     for _ in range(2):
         reopened = open_store()
         assert reopened.schema_version() == version
@@ -526,3 +535,103 @@ def test_a_store_that_lost_a_table_fails_every_write_transiently(store: Backend)
         store._execute(conn, "DROP TABLE global_mutes")
     with pytest.raises(TransientStoreError):
         store.apply([SetGlobalMute(pickman.player_id, carter.player_id, None)])
+
+
+# --- moderation (issue 10): delete, rename, admin, ban -----------------------------------------
+
+
+def test_delete_removes_the_password_and_every_mute_by_or_of_the_player(store: Backend) -> None:
+    carter, pickman, upton = store.add_players(["Carter", "Pickman", "Upton"], room_id=ROOM)
+    store.set_password(carter.player_id, "hash")
+    store.apply(
+        [
+            SetMute(carter.player_id, pickman.player_id, None),
+            SetMute(pickman.player_id, carter.player_id, None),
+            SetMute(pickman.player_id, upton.player_id, None),
+            SetGlobalMute(carter.player_id, upton.player_id, None),
+        ]
+    )
+    store.delete_player(carter.player_id)
+    assert store.password_hash_by_name("Carter") is None
+    assert store.load_mutes(pickman.player_id, time.time()).personal == {upton.player_id: None}
+    assert store.load_mutes(carter.player_id, time.time()) == MuteRecords(personal={})
+    assert count_rows(store, "credentials") == 0
+
+
+def test_rename_keeps_the_player_and_frees_the_old_name(store: Backend) -> None:
+    carter, _ = store.add_players(["Carter", "Pickman"], room_id=ROOM)
+    renamed = store.rename_player(carter.player_id, "Randolph")
+    assert (renamed.player_id, renamed.name) == (carter.player_id, "Randolph")
+    assert store.find_player_by_name("randolph") == renamed
+    assert store.find_player_by_name("Carter") is None
+    store.add_players(["Carter"], room_id=ROOM)  # the old name is free again
+    assert store.rename_player(carter.player_id, "RANDOLPH").name == "RANDOLPH"  # case only
+
+
+@pytest.mark.parametrize(("new_name", "problem"), [("pickman", DuplicateName), ("9x", StoreError)])
+def test_rename_refuses_a_taken_or_invalid_name(
+    store: Backend, new_name: str, problem: type[Exception]
+) -> None:
+    carter, _ = store.add_players(["Carter", "Pickman"], room_id=ROOM)
+    with pytest.raises(problem):
+        store.rename_player(carter.player_id, new_name)
+    assert store.find_player_by_name("Carter") == carter
+
+
+def test_moderating_an_unknown_or_deleted_player_is_refused(store: Backend) -> None:
+    (carter,) = store.add_players(["Carter"], room_id=ROOM)
+    store.delete_player(carter.player_id)
+    for player_id in (carter.player_id, str(uuid.uuid4())):
+        with pytest.raises(StoreError, match="not found"):
+            store.rename_player(player_id, "Randolph")
+        with pytest.raises(StoreError, match="not found"):
+            store.set_admin(player_id, True)
+
+
+def test_set_admin_both_ways(store: Backend) -> None:
+    (carter,) = store.add_players(["Carter"], room_id=ROOM)
+    assert store.set_admin(carter.player_id, True).is_admin
+    assert not store.set_admin(carter.player_id, False).is_admin
+
+
+def test_a_ban_travels_with_every_read_of_the_player_until_lifted(store: Backend) -> None:
+    (carter,) = store.add_players(["Carter"], room_id=ROOM)
+    store.set_password(carter.player_id, "hash")
+    until = time.time() + 600
+    store.apply([SetBan(carter.player_id, until, "spam")])
+    found = store.password_hash_by_name("carter")
+    for record in (store.get_player(carter.player_id), store.first_active_player(carter.user_id)):
+        assert record is not None
+        assert (record.banned, record.banned_until, record.ban_reason) == (True, until, "spam")
+        assert record.banned_at(time.time()) and not record.banned_at(until)
+    assert found is not None and found[0].banned
+    store.apply([DeleteBan(carter.player_id)])
+    lifted = store.get_player(carter.player_id)
+    assert lifted is not None and not lifted.banned and lifted.ban_reason is None
+
+
+def test_a_version_4_sqlite_store_gains_the_ban_columns_and_keeps_its_players(
+    db_path: Path,
+) -> None:
+    from mythos_rt.runtime.store.sqlite import _MIGRATIONS
+
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for statements in _MIGRATIONS[:4]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 4")
+    conn.execute("INSERT INTO users (id, created_at) VALUES ('u', 1)")
+    conn.execute(
+        "INSERT INTO players (id, user_id, name, name_key, room_id, created_at)"
+        " VALUES ('p', 'u', 'Carter', 'carter', ?, 1)",
+        (ROOM,),
+    )
+    conn.close()
+    store = SqliteBackend.open(db_path)
+    try:
+        assert store.schema_version() == 5
+        carter = store.find_player_by_name("Carter")
+        assert carter is not None and not carter.banned and carter.banned_until is None
+    finally:
+        store.close()

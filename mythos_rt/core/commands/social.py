@@ -3,6 +3,7 @@ follow/party responses (PROTOCOL.md sections 10 and 11)."""
 
 from __future__ import annotations
 
+import math
 import uuid
 
 from mythos_rt.core.chat import ChatLine
@@ -416,3 +417,81 @@ def party(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
     if sub == "kick":
         return _party_kick(ctx, args[1:])
     return _party_chat(ctx, args)
+
+
+# --- accept, decline, requests -----------------------------------------------------------
+# So that follow and party work from any text client: the pending follow requests and party
+# invites addressed to the player, by number, answered through the very functions the
+# follow_response / party_invite_response frames use.
+
+NO_REQUESTS = "You have no pending requests."
+
+
+def _answerable(ctx: CommandContext) -> list[Request]:
+    """Pending requests that can still be answered, oldest first: number 1 is the oldest."""
+    pending = ctx.social.pending_for(ctx.actor.player_id, ctx.now)
+    return [
+        request
+        for request in pending
+        if ctx.presences.get(request.from_id) is not None
+        and (request.kind == "follow" or request.party_id in ctx.social.parties)
+    ]
+
+
+def _describe_request(ctx: CommandContext, number: int, request: Request) -> str:
+    sender = ctx.presences.get(request.from_id)
+    name = sender.name if sender is not None else "Someone"
+    what = "asks to follow you" if request.kind == "follow" else "invites you to their party"
+    seconds_left = max(1, math.ceil(request.expires_at - ctx.now))
+    return f"{number}. {name} {what} ({seconds_left} s left)."
+
+
+@REGISTRY.command(
+    "requests", usage="requests", summary="List follow requests and party invites to answer."
+)
+def requests(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    pending = _answerable(ctx)
+    if not pending:
+        return [reply(ctx.actor.player_id, NO_REQUESTS)]
+    lines = [
+        "Pending requests:",
+        *(_describe_request(ctx, n, request) for n, request in enumerate(pending, 1)),
+        "Answer with 'accept <number>' or 'decline <number>'.",
+    ]
+    return [reply(ctx.actor.player_id, "\n".join(lines))]
+
+
+def _answer(ctx: CommandContext, args: tuple[str, ...], accept: bool) -> list[Effect]:
+    verb = "accept" if accept else "decline"
+    number = whole_number(args[0], 1, 10**9) if len(args) == 1 else None
+    if len(args) > 1 or (args and number is None):
+        return [reply(ctx.actor.player_id, f"Usage: {verb} [number]")]
+    pending = _answerable(ctx)
+    if not pending:
+        return [reply(ctx.actor.player_id, NO_REQUESTS)]
+    if number is not None and number > len(pending):
+        count = "one request" if len(pending) == 1 else f"{len(pending)} requests"
+        text = f"There is no request {number}: you have {count}. Type 'requests' to list them."
+        return [reply(ctx.actor.player_id, text)]
+    request = pending[-1] if number is None else pending[number - 1]  # default: the newest
+    if request.kind == "follow":
+        return respond_to_follow(ctx, request.request_id, accept)
+    return respond_to_party_invite(ctx, request.request_id, accept)
+
+
+@REGISTRY.command(
+    "accept",
+    usage="accept [number]",
+    summary="Accept a follow request or party invite (the newest, or number N of 'requests').",
+)
+def accept(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    return _answer(ctx, args, accept=True)
+
+
+@REGISTRY.command(
+    "decline",
+    usage="decline [number]",
+    summary="Decline a follow request or party invite (the newest, or number N of 'requests').",
+)
+def decline(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
+    return _answer(ctx, args, accept=False)

@@ -14,8 +14,11 @@ from typing import Any, Protocol
 import attrs
 
 from mythos_rt.core.writes import (
+    DeleteBan,
+    DeleteGlobalMute,
     DeleteMute,
     SaveRoom,
+    SetBan,
     SetGlobalMute,
     SetMute,
     Write,
@@ -44,14 +47,23 @@ class PlayerRecord:
     is_admin: bool
     deleted: bool
     created_at: float
+    banned: bool = False
+    banned_until: float | None = None  # wall-clock epoch seconds; None with banned = for good
+    ban_reason: str | None = None
 
-    def to_json_line(self) -> str:
-        """The CLI's output line: ``player_id``, ``user_id``, ``name``, ``room_id``, compact."""
+    def banned_at(self, wall_now: float) -> bool:
+        """Whether a ban is in force at ``wall_now`` (a ban past its end is over)."""
+        return self.banned and (self.banned_until is None or self.banned_until > wall_now)
+
+    def to_json_line(self, **extra: object) -> str:
+        """The CLI's output line: ``player_id``, ``user_id``, ``name``, ``room_id`` and what
+        the command changed (``extra``), compact."""
         fields = {
             "player_id": self.player_id,
             "user_id": self.user_id,
             "name": self.name,
             "room_id": self.room_id,
+            **extra,
         }
         return json.dumps(fields, separators=(",", ":"))
 
@@ -109,6 +121,8 @@ class Backend(Protocol):
     def first_active_player(self, user_id: str) -> PlayerRecord | None: ...
     def user_exists(self, user_id: str) -> bool: ...
     def delete_player(self, player_id: str) -> None: ...
+    def rename_player(self, player_id: str, new_name: str) -> PlayerRecord: ...
+    def set_admin(self, player_id: str, is_admin: bool) -> PlayerRecord: ...
     def load_mutes(self, player_id: str, now: float) -> MuteRecords: ...
     def apply(self, writes: Sequence[Write]) -> None: ...
     def set_password(self, player_id: str, password_hash: str) -> None: ...
@@ -168,7 +182,10 @@ def ensure_demo_players(store: Backend, start_room_id: str) -> list[PlayerRecord
 
 # --- SQL both backends speak (``?`` placeholders; PostgreSQL's backend swaps in ``%s``) -------
 
-PLAYER_COLUMNS = "id, user_id, name, room_id, level, is_admin, deleted, created_at"
+PLAYER_COLUMNS = (
+    "id, user_id, name, room_id, level, is_admin, deleted, created_at,"
+    " banned, banned_until, ban_reason"
+)
 INSERT_USER = "INSERT INTO users (id, created_at) VALUES (?, ?)"
 INSERT_PLAYER = (
     "INSERT INTO players (id, user_id, name, name_key, room_id, level, is_admin, deleted,"
@@ -190,6 +207,12 @@ LOGIN_QUERY = (
 INSERT_INVITE = "INSERT INTO invites (code, created_at) VALUES (?, ?)"
 UNUSED_INVITE = "SELECT 1 FROM invites WHERE code = ? AND used_at IS NULL"
 USE_INVITE = "UPDATE invites SET used_at = ?, used_by = ? WHERE code = ? AND used_at IS NULL"
+# What deleting a player removes besides marking the row (each takes the player id per "?").
+DELETE_PLAYER_DATA = (
+    "DELETE FROM credentials WHERE player_id = ?",
+    "DELETE FROM mutes WHERE muter_id = ? OR target_id = ?",
+    "DELETE FROM global_mutes WHERE target_id = ?",
+)
 WRITE_META = (
     "INSERT INTO store_meta (key, value) VALUES (?, ?)"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -233,11 +256,23 @@ def write_statement(write: Write, now: float) -> tuple[str, tuple[object, ...]]:
             " DO UPDATE SET expires_at = excluded.expires_at, muted_by = excluded.muted_by",
             (write.target_id, write.muted_by, write.expires_at, now),
         )
+    if isinstance(write, SetBan):
+        return (
+            "UPDATE players SET banned = ?, banned_until = ?, ban_reason = ? WHERE id = ?",
+            (True, write.until, write.reason, write.player_id),
+        )
+    if isinstance(write, DeleteBan):
+        return (
+            "UPDATE players SET banned = ?, banned_until = NULL, ban_reason = NULL WHERE id = ?",
+            (False, write.player_id),
+        )
+    assert isinstance(write, DeleteGlobalMute)
     return "DELETE FROM global_mutes WHERE target_id = ?", (write.target_id,)
 
 
 def record_from_row(row: Sequence[Any]) -> PlayerRecord:
-    player_id, user_id, name, room_id, level, is_admin, deleted, created_at = row
+    player_id, user_id, name, room_id, level, is_admin, deleted, created_at = row[:8]
+    banned, banned_until, ban_reason = row[8:]
     return PlayerRecord(
         player_id=str(player_id),
         user_id=str(user_id),
@@ -247,6 +282,9 @@ def record_from_row(row: Sequence[Any]) -> PlayerRecord:
         is_admin=bool(is_admin),
         deleted=bool(deleted),
         created_at=float(created_at),
+        banned=bool(banned),
+        banned_until=None if banned_until is None else float(banned_until),
+        ban_reason=None if ban_reason is None else str(ban_reason),
     )
 
 
@@ -361,11 +399,48 @@ class SqlBackend:
             return self._user_exists(conn, user_id)
 
     def delete_player(self, player_id: str) -> None:
-        """Soft delete: the row stays (and its name stays taken) but the player is inactive."""
+        """The player can no longer play: their password and every mute by or of them go; the
+        row stays, inactive, so its id keeps its history and its name stays taken (a deleted
+        demo admin must not come back at the next start)."""
         with self._transaction() as conn:
             query = "UPDATE players SET deleted = ? WHERE id = ?"
             if self._execute(conn, query, (True, player_id)).rowcount == 0:
                 raise StoreError(f"Player '{player_id}' not found")
+            for statement in DELETE_PLAYER_DATA:
+                self._execute(conn, statement, (player_id,) * statement.count("?"))
+
+    def rename_player(self, player_id: str, new_name: str) -> PlayerRecord:
+        """Give an active player a new name (the rules of ``add_players``; unique in any case).
+
+        A change of case only ("carter" to "Carter") is allowed: the name is the same player's.
+        """
+        check_names([new_name])
+        with self._transaction() as conn:
+            self._active_or_refuse(conn, player_id)
+            taken = "SELECT 1 FROM players WHERE name_key = ? AND id <> ?"
+            if self._execute(conn, taken, (new_name.lower(), player_id)).fetchone() is not None:
+                raise DuplicateName(new_name)
+            rename = "UPDATE players SET name = ?, name_key = ? WHERE id = ?"
+            self._execute(conn, rename, (new_name, new_name.lower(), player_id))
+        return self._changed(player_id)
+
+    def set_admin(self, player_id: str, is_admin: bool) -> PlayerRecord:
+        with self._transaction() as conn:
+            self._active_or_refuse(conn, player_id)
+            query = "UPDATE players SET is_admin = ? WHERE id = ?"
+            self._execute(conn, query, (is_admin, player_id))
+        return self._changed(player_id)
+
+    def _active_or_refuse(self, conn: Connection, player_id: str) -> None:
+        query = "SELECT 1 FROM players WHERE id = ? AND NOT deleted"
+        if self._execute(conn, query, (player_id,)).fetchone() is None:
+            raise StoreError(f"Player '{player_id}' not found")
+
+    def _changed(self, player_id: str) -> PlayerRecord:
+        record = self.get_player(player_id)
+        if record is None:  # players are never removed, only marked deleted
+            raise StoreError(f"Player '{player_id}' not found")
+        return record
 
     def load_mutes(self, player_id: str, now: float) -> MuteRecords:
         """The player's own mutes and their global mute, without the expired ones."""

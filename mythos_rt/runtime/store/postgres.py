@@ -102,6 +102,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        "ALTER TABLE players ADD COLUMN banned BOOLEAN NOT NULL DEFAULT FALSE",
+        "ALTER TABLE players ADD COLUMN banned_until DOUBLE PRECISION",
+        "ALTER TABLE players ADD COLUMN ban_reason TEXT",
+    ),
 )
 
 

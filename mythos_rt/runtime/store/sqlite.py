@@ -91,6 +91,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # Bans (issue 10): refused at every login and handshake while in force.  banned_until
+        # is wall-clock epoch seconds; NULL with banned = 1 means for good.
+        "ALTER TABLE players ADD COLUMN banned INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE players ADD COLUMN banned_until REAL",
+        "ALTER TABLE players ADD COLUMN ban_reason TEXT",
+    ),
 )
 
 
