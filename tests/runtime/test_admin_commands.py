@@ -238,7 +238,7 @@ async def test_a_ban_the_store_cannot_commit_is_not_pretended(
 async def test_every_admin_action_is_one_info_line_that_text_cannot_forge(
     tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mythos_rt.runtime.hub")
+    caplog.set_level(logging.INFO, logger="mythos_rt.admin")
     async with running(tmp_path) as h:
         armitage = await h.connect("Armitage")
         await h.connect("Wilmarth")
@@ -249,10 +249,10 @@ async def test_every_admin_action_is_one_info_line_that_text_cannot_forge(
         await result(armitage, "You have banned Dyer.")
         await armitage.command("unban", "Dyer")
         await result(armitage, "You have unbanned Dyer.")
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("admin action")]
+    lines = [r.getMessage() for r in caplog.records if r.name == "mythos_rt.admin"]
     assert lines == [
-        "admin action: wall by Armitage: 'doors close at dusk'",
-        "admin action: kick Wilmarth by Armitage: 'bad\\nINFO forged line'",
-        "admin action: ban Dyer by Armitage",
-        "admin action: unban Dyer by Armitage",
+        'admin_action actor=Armitage action=wall target=None detail="doors close at dusk"',
+        'admin_action actor=Armitage action=kick target=Wilmarth detail="bad\\nINFO forged line"',
+        'admin_action actor=Armitage action=ban target=Dyer detail=""',
+        'admin_action actor=Armitage action=unban target=Dyer detail=""',
     ]
