@@ -12,11 +12,14 @@ Subjects (the project's own; MythosMUD's chat subjects are in ``core/bus_message
 - ``mythos_rt.deliver``: an event for players another instance holds, with the ids it is for.
 - ``mythos_rt.retired``: a session was superseded or ended on purpose (PROTOCOL.md section 3):
   every instance refuses it for RETIRED_SESSION_S from when it hears of it.
+- ``mythos_rt.party``: a party the sender owns changed or was disbanded (the full record).
+- ``mythos_rt.party_command``: a party change asked on one instance, for the party's owner.
 """
 
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -24,13 +27,16 @@ import attrs
 import cattrs
 
 from mythos_rt.core.presence import Presence
+from mythos_rt.core.social import Party
 
 HEARTBEAT = "mythos_rt.heartbeat"
 HELLO = "mythos_rt.hello"
 PRESENCE = "mythos_rt.presence"
 DELIVER = "mythos_rt.deliver"
 RETIRED = "mythos_rt.retired"
-SUBJECTS = (HEARTBEAT, HELLO, PRESENCE, DELIVER, RETIRED)
+PARTY = "mythos_rt.party"
+PARTY_COMMAND = "mythos_rt.party_command"
+SUBJECTS = (HEARTBEAT, HELLO, PRESENCE, DELIVER, RETIRED, PARTY, PARTY_COMMAND)
 T = TypeVar("T")
 
 
@@ -91,9 +97,50 @@ class PresenceRecord:
 
 
 @attrs.frozen
+class PartyRecord:
+    """A party as its owner holds it."""
+
+    party_id: str
+    leader_id: str
+    members: tuple[str, ...]
+    version: int
+
+    @classmethod
+    def of(cls, party: Party) -> PartyRecord:
+        return cls(party.party_id, party.leader_id, tuple(party.members), party.version)
+
+    def replica(self, owner: str) -> Party:
+        return Party(self.party_id, self.leader_id, list(self.members), owner, self.version)
+
+
+@attrs.frozen
 class Heartbeat:
     instance_id: str
     presences: tuple[PresenceRecord, ...]
+    parties: tuple[PartyRecord, ...] = ()  # the parties the sender owns
+
+
+@attrs.frozen
+class PartyChange:
+    """A party the sender owns, as it is now (``disbanded``: it ended)."""
+
+    instance_id: str
+    party: PartyRecord
+    disbanded: bool = False
+    # False when the owner delivered nothing (it was shutting down): each instance then tells
+    # the members it holds that the party was disbanded.
+    members_told: bool = True
+
+
+@attrs.frozen
+class PartyCommand:
+    """A party change asked on another instance (``PartyAtOwner``), for ``to_instance``."""
+
+    to_instance: str
+    actor_id: str
+    args: tuple[str, ...] = ()
+    invite_id: str | None = None
+    accept: bool | None = None
 
 
 @attrs.frozen
@@ -138,7 +185,25 @@ def _strict_converter() -> cattrs.Converter:
     converter.register_structure_hook_func(
         lambda kind: kind == Mapping[str, Any], lambda value, _: _mapping(value)
     )
+    # A JSON array only: cattrs would otherwise take a string for a tuple of its characters.
+    converter.register_structure_hook_func(
+        _is_tuple,
+        lambda value, kind: tuple(
+            converter.structure(item, typing.get_args(kind)[0]) for item in _array(value)
+        ),
+    )
     return converter
+
+
+def _is_tuple(kind: Any) -> bool:
+    origin: Any = typing.get_origin(kind)
+    return origin is tuple
+
+
+def _array(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ClusterMessageError("expected an array")
+    return value
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -150,7 +215,10 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 _CONVERTER = _strict_converter()
 
 
-def encode(message: Heartbeat | PresenceChange | Delivery | RetiredSession) -> bytes:
+ClusterMessage = Heartbeat | PresenceChange | Delivery | RetiredSession | PartyChange | PartyCommand
+
+
+def encode(message: ClusterMessage) -> bytes:
     return json.dumps(_CONVERTER.unstructure(message), separators=(",", ":")).encode()
 
 
@@ -168,6 +236,17 @@ def decode_delivery(payload: bytes) -> Delivery:
 
 def decode_retired(payload: bytes) -> RetiredSession:
     return _decode(payload, RetiredSession)
+
+
+def decode_party_change(payload: bytes) -> PartyChange:
+    return _decode(payload, PartyChange)
+
+
+def decode_party_command(payload: bytes) -> PartyCommand:
+    command = _decode(payload, PartyCommand)
+    if (command.invite_id is None) != (command.accept is None):
+        raise ClusterMessageError("an invite answer needs both invite_id and accept")
+    return command
 
 
 def _no_constant(name: str) -> Any:

@@ -78,6 +78,19 @@ class AdminAction:
     detail: str | None = None
 
 
+@attrs.frozen
+class PartyAtOwner:
+    """A party change asked here for a party another instance owns (docs/NATS.md): that
+    instance runs the same rule with the actor's replica.  ``args`` are the ``party`` command's;
+    an invite answer carries ``invite_id`` and ``accept`` instead."""
+
+    owner: str
+    actor_id: str
+    args: tuple[str, ...] = ()
+    invite_id: str | None = None
+    accept: bool | None = None
+
+
 Effect = (
     Emit
     | Disconnect
@@ -87,6 +100,7 @@ Effect = (
     | ShutdownCountdown
     | RestCountdown
     | AdminAction
+    | PartyAtOwner
 )
 
 NOT_SAVED = "That could not be saved right now. Please try again."

@@ -43,6 +43,16 @@ class Party:
     party_id: str
     leader_id: str
     members: list[str]
+    # None: this instance owns the party (it holds the leader's presence) and runs every change
+    # to it.  Otherwise the owner's instance id, and this is a read-only replica (docs/NATS.md).
+    owner: str | None = None
+    # Raised by the owner at each change it publishes, and by a new owner taking the party
+    # over: a record with a version not above the one held is stale.
+    version: int = 0
+
+    @property
+    def remote(self) -> bool:
+        return self.owner is not None
 
 
 @attrs.define
@@ -53,6 +63,9 @@ class Social:
     party_of: dict[str, str] = attrs.field(factory=dict)  # player -> party id
     mutes: dict[str, dict[str, float | None]] = attrs.field(factory=dict)  # muter -> target -> exp
     global_mutes: dict[str, float | None] = attrs.field(factory=dict)  # target -> exp
+    # Parties this instance owns that changed (or were disbanded) since the runtime last looked:
+    # what other instances need to hear.  Kept as the objects, so a disbanded one is still known.
+    changed_parties: dict[str, Party] = attrs.field(factory=dict)
 
     # --- mutes -----------------------------------------------------------------------------
 
@@ -123,6 +136,31 @@ class Social:
         party_id = self.party_of.get(player_id)
         return None if party_id is None else self.parties.get(party_id)
 
+    def party_changed(self, party: Party) -> None:
+        if not party.remote:
+            self.changed_parties[party.party_id] = party
+
+    def add_party(self, party: Party) -> None:
+        self.parties[party.party_id] = party
+        for member in party.members:
+            self.party_of[member] = party.party_id
+        self.party_changed(party)
+
+    def join_party(self, party: Party, player_id: str) -> None:
+        party.members.append(player_id)
+        self.party_of[player_id] = party.party_id
+        self.party_changed(party)
+
+    def remove_party(self, party: Party) -> None:
+        for member in party.members:
+            if self.party_of.get(member) == party.party_id:
+                del self.party_of[member]
+        self.parties.pop(party.party_id, None)
+        self.party_changed(party)
+
+    def led_by(self, player_id: str) -> list[Party]:
+        return [party for party in self.parties.values() if party.leader_id == player_id]
+
     def live_request(self, request_id: str, kind: str, to_id: str, now: float) -> Request | None:
         request = self.requests.get(request_id)
         if request is None or request.kind != kind or request.to_id != to_id:
@@ -172,24 +210,27 @@ def _name(presences: Presences, player_id: str) -> str:
 def leave_party(
     social: Social, presences: Presences, player_id: str, change: str = "left"
 ) -> list[Effect]:
-    """Take a player out of their party; a leader leaving disbands it."""
+    """Take a player out of their party; a leader leaving disbands it.  Nothing for a party
+    owned by another instance: its owner takes them out (the hub asks it, or it sees the
+    presence end)."""
     party = social.party_for(player_id)
-    if party is None:
+    if party is None or party.remote:
         return []
     if party.leader_id == player_id:
         return disband(social, presences, party)
     everyone = tuple(party.members)
     party.members.remove(player_id)
     del social.party_of[player_id]
+    social.party_changed(party)
     return [Emit("party_update", party_update(party, presences, change), everyone)]
 
 
 def disband(social: Social, presences: Presences, party: Party) -> list[Effect]:
+    """The party ends; every member hears it.  Also for a replica whose leader's presence
+    ended everywhere (the hub then delivers only to the members it holds)."""
     everyone = tuple(party.members)
     update = party_update(party, presences, "disbanded")
-    for member in everyone:
-        social.party_of.pop(member, None)
-    del social.parties[party.party_id]
+    social.remove_party(party)
     notices = [reply(m, "The party has been disbanded.") for m in everyone if m != party.leader_id]
     return [Emit("party_update", update, everyone), *notices]
 
@@ -223,15 +264,22 @@ def stop_following(social: Social, presences: Presences, leader_id: str) -> list
     return effects
 
 
-def end_presence(social: Social, presences: Presences, player_id: str) -> list[Effect]:
-    """Everything social a presence holds ends with it.  Call before removing the presence."""
+def end_presence(
+    social: Social, presences: Presences, player_id: str, handed_over: bool = False
+) -> list[Effect]:
+    """Everything social a presence holds ends with it.  Call before removing the presence.
+
+    ``handed_over``: the presence lives on at another instance, so the player stays in their
+    party (whose owner, if it was this instance, the hub has already handed over too) and
+    whoever follows them here goes on following (the player's replica walks for them now)."""
     effects = cancel_requests(social, player_id)
     name = _name(presences, player_id)
     leader = social.following.pop(player_id, None)
     if leader is not None:
         effects.append(reply(leader, f"{name} is no longer following you."))
-    effects += stop_following(social, presences, player_id)
-    effects += leave_party(social, presences, player_id)
+    if not handed_over:
+        effects += stop_following(social, presences, player_id)
+        effects += leave_party(social, presences, player_id)
     social.drop_mutes(player_id)
     return effects
 

@@ -19,7 +19,13 @@ from collections.abc import Callable
 import trio
 
 from mythos_rt.core import bus_messages, cluster
-from mythos_rt.core.cluster import ClusterMessageError, Delivery, PresenceChange, PresenceRecord
+from mythos_rt.core.cluster import (
+    ClusterMessageError,
+    Delivery,
+    PartyRecord,
+    PresenceChange,
+    PresenceRecord,
+)
 from mythos_rt.core.effects import Emit
 from mythos_rt.core.presence import Presence
 from mythos_rt.core.world import World
@@ -83,6 +89,13 @@ class Cluster:
         retired = cluster.RetiredSession(self.instance_id, player_id, session_id)
         self._bus.publish(cluster.RETIRED, cluster.encode(retired))
 
+    def party_changed(self, record: PartyRecord, disbanded: bool, members_told: bool) -> None:
+        change = cluster.PartyChange(self.instance_id, record, disbanded, members_told)
+        self._bus.publish(cluster.PARTY, cluster.encode(change))
+
+    def run_at_owner(self, command: cluster.PartyCommand) -> None:
+        self._bus.publish(cluster.PARTY_COMMAND, cluster.encode(command))
+
     # --- tasks ---------------------------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -104,7 +117,11 @@ class Cluster:
     async def _beat(self) -> None:
         while True:
             self._hub.sync_presences()
-            heartbeat = cluster.Heartbeat(self.instance_id, tuple(self._hub.local_records()))
+            heartbeat = cluster.Heartbeat(
+                self.instance_id,
+                tuple(self._hub.local_records()),
+                tuple(self._hub.local_parties()),
+            )
             self._bus.publish(cluster.HEARTBEAT, cluster.encode(heartbeat))
             with trio.move_on_after(self._heartbeat_s):
                 await self._beat_now.wait()
@@ -170,6 +187,12 @@ class Cluster:
         elif subject == cluster.RETIRED:
             retired = cluster.decode_retired(payload)
             self._hub.retire_from_peer(retired.player_id, retired.session_id)
+        elif subject == cluster.PARTY:
+            self._hub.party_from_peer(cluster.decode_party_change(payload))
+        elif subject == cluster.PARTY_COMMAND:
+            command = cluster.decode_party_command(payload)
+            if command.to_instance == self.instance_id:
+                self._hub.party_command_from_peer(command)
         else:
             raise ClusterMessageError(f"unknown subject {subject}")
 
@@ -181,6 +204,7 @@ class Cluster:
         for presence in list(self._hub.presences):
             if presence.instance_id == heartbeat.instance_id and presence.player_id not in listed:
                 self._hub.drop_replica(presence.player_id, heartbeat.instance_id)
+        self._hub.parties_snapshot(heartbeat.instance_id, heartbeat.parties)
 
     def _presence(self, change: PresenceChange) -> None:
         if change.up is not None:
@@ -193,8 +217,14 @@ class Cluster:
         payload = chat.payload
         if payload.channel == "party" and message.origin is not None:
             return  # party lines between instances travel as deliveries (their ids are known)
+        # The payload's party_id is optional; the subject always names the party.
+        party_id = chat.subject.scope_id if chat.subject.kind == "party" else None
         self._hub.deliver_chat_from_peer(
-            incoming_chat_data(payload), payload.room_id, payload.subzone, payload.target_id
+            incoming_chat_data(payload),
+            payload.room_id,
+            payload.subzone,
+            payload.target_id,
+            party_id,
         )
 
     def _room_event(self, message: BusMessage) -> None:

@@ -24,10 +24,18 @@ import trio
 
 from mythos_rt.core import handshake
 from mythos_rt.core.chat import CHANNELS, ChatLimiter, audience_here
-from mythos_rt.core.cluster import ClusterMessageError, Delivery, PresenceRecord
+from mythos_rt.core.cluster import (
+    ClusterMessageError,
+    Delivery,
+    PartyChange,
+    PartyCommand,
+    PartyRecord,
+    PresenceRecord,
+)
 from mythos_rt.core.commands import CommandContext, dispatch
 from mythos_rt.core.commands.movement import move
 from mythos_rt.core.commands.session import logout_effects, rest_tick, stand_up
+from mythos_rt.core.commands.social import party as party_command
 from mythos_rt.core.commands.social import respond_to_follow, respond_to_party_invite
 from mythos_rt.core.effects import (
     NOT_SAVED,
@@ -36,6 +44,7 @@ from mythos_rt.core.effects import (
     Effect,
     Emit,
     FindPlayer,
+    PartyAtOwner,
     Persist,
     RestCountdown,
     ShutdownCountdown,
@@ -49,10 +58,13 @@ from mythos_rt.core.replay import ReplayBuffer
 from mythos_rt.core.sessions import RetiredSessions
 from mythos_rt.core.social import (
     KnownPlayer,
+    Party,
     Request,
     Social,
     cancel_requests,
+    disband,
     follow_state,
+    leave_party,
     stop_following,
 )
 from mythos_rt.core.social import end_presence as end_social_presence
@@ -96,6 +108,8 @@ LOGOUT = "mythos_rt.logout"
 # instance to close the player's sockets ({code, reason}).
 KICK = "mythos_rt.kick"
 SWEEP_INTERVAL_S = 10.0
+# A party change that reached an instance no longer owning that party (or no longer the actor's).
+PARTY_MOVED = "The party is changing hands. Please try again."
 
 
 # Name look-ups waiting for the store (commands naming a player this instance has not met).
@@ -120,6 +134,8 @@ class Peers(Protocol):
     def forward_chat(self, event: Emit, sender: Presence) -> None: ...
     def presences_changed(self, records: list[PresenceRecord], gone: list[str]) -> None: ...
     def session_retired(self, player_id: str, session_id: str) -> None: ...
+    def party_changed(self, record: PartyRecord, disbanded: bool, members_told: bool) -> None: ...
+    def run_at_owner(self, command: PartyCommand) -> None: ...
 
 
 # Chat channels other instances resolve by scope from MythosMUD's own chat subjects; the
@@ -342,6 +358,7 @@ class Hub:
             replaced, presence = presence, None
             if self._is_new_session(replaced, socket.session_id):  # superseded: retired here too
                 self._retired.retire(record.player_id, replaced.session_id, now)
+            self._take_over_parties(record.player_id)
         # Decided before the presence is restored: a resume needs the presence to still exist.
         replay = self._replay_for(record.player_id, resume_from) if presence else None
         if presence is not None and self._is_new_session(presence, socket.session_id):
@@ -474,16 +491,22 @@ class Hub:
         self.presences.changed.add(player_id)
         deadline = trio.current_time() + self.config.grace_s
         self._timers.schedule(
-            ("grace", player_id), deadline, lambda _now: self._end_presence(player_id)
+            ("grace", player_id), deadline, lambda _now: self._grace_ended(player_id)
         )
         others = self.presences.ids_in_room(presence.room_id, excluding=player_id)
         self._emit_occupants(presence.room_id, others)
 
-    def _end_presence(self, player_id: str) -> None:
+    def _grace_ended(self, player_id: str) -> None:
+        # Only for a presence still held here: one that moved to another instance is no longer
+        # this instance's to end (its hand-over cancels this timer; this guards the rule).
+        if self._held_here(player_id):
+            self._end_presence(player_id)
+
+    def _end_presence(self, player_id: str, handed_over: bool = False) -> None:
         if self.presences.get(player_id) is None:
             return
         # Social teardown first, while the player's name and party are still known.
-        self._apply(end_social_presence(self.social, self.presences, player_id))
+        self._apply(end_social_presence(self.social, self.presences, player_id, handed_over))
         presence = self.presences.remove(player_id)
         if presence is None:
             return
@@ -645,6 +668,8 @@ class Hub:
                 self._rest(effect)
             elif isinstance(effect, AdminAction):
                 log_admin_action(effect.admin, effect.action, effect.target, effect.detail or "")
+            elif isinstance(effect, PartyAtOwner):
+                self._ask_owner(effect)
 
     def _persist(self, effect: Persist) -> None:
         """Section 10: the change takes effect, and is confirmed, only once it is committed."""
@@ -791,7 +816,9 @@ class Hub:
         return presence is not None and presence.remote
 
     def sync_presences(self) -> None:
-        """Tell other instances about presences this instance changed since the last call."""
+        """Tell other instances about parties and presences this instance changed since the
+        last call (parties first: a disbanded party is gone before its leader's presence)."""
+        self._sync_parties()
         if self.peers is None or not self.presences.changed:
             return
         changed, self.presences.changed = self.presences.changed, set()
@@ -804,6 +831,10 @@ class Hub:
             elif not presence.remote:
                 records.append(PresenceRecord.of(presence, now))
         self.peers.presences_changed(records, gone)
+
+    def local_parties(self) -> list[PartyRecord]:
+        """Every party this instance owns, for a heartbeat."""
+        return [PartyRecord.of(p) for p in self.social.parties.values() if not p.remote]
 
     def local_records(self) -> list[PresenceRecord]:
         """Every presence this instance holds, for a heartbeat (liveness and snapshot)."""
@@ -829,10 +860,134 @@ class Hub:
         event = Emit(delivery.event_type, delivery.data, (), delivery.room_id, delivery.player_id)
         if delivery.event_type == "follow_request":
             self._mirror_follow_request(delivery.data, to)
+        elif delivery.event_type == "party_invite":
+            self._mirror_party_invite(delivery.data, to)
         elif delivery.event_type == "follow_state":
             self._follow_state_from_peer(delivery.data, to)
         if to:
             self._deliver(event, to)
+
+    # --- parties across instances -----------------------------------------------------------
+    # A party is owned by the instance holding its leader's presence: it alone runs changes to
+    # the party and publishes the whole record after each; every other instance keeps a
+    # read-only replica (listing and party chat run there).  A change asked elsewhere travels
+    # to the owner (PartyAtOwner), which runs the same rule with the actor's replica.
+
+    def _sync_parties(self) -> None:
+        changed, self.social.changed_parties = self.social.changed_parties, {}
+        if self.peers is None:
+            return
+        for party_id, party in changed.items():
+            if party.remote:
+                continue  # handed over since it changed: the new owner publishes
+            party.version += 1
+            disbanded = self.social.parties.get(party_id) is not party
+            told = not self._quiet  # at shutdown nothing is delivered: the others tell theirs
+            self.peers.party_changed(PartyRecord.of(party), disbanded, told)
+
+    def _take_over_parties(self, leader_id: str) -> None:
+        """The leader's presence moved here: the parties they lead are this instance's now."""
+        for party in self.social.led_by(leader_id):
+            if party.remote:
+                party.owner = None
+                self.social.party_changed(party)  # published with a higher version
+
+    def _ask_owner(self, effect: PartyAtOwner) -> None:
+        party = self.social.party_for(effect.actor_id)
+        leader_id = party.leader_id if party is not None else ""
+        if self.peers is None or self._timers.pending(("peer-grace", leader_id)):
+            # The leader's instance is lost (their grace runs here): nobody would answer.
+            text = "The party leader cannot be reached right now. Please try again shortly."
+            self._emit(reply(effect.actor_id, text))
+            return
+        command = PartyCommand(
+            effect.owner, effect.actor_id, effect.args, effect.invite_id, effect.accept
+        )
+        self.peers.run_at_owner(command)
+
+    def party_command_from_peer(self, command: PartyCommand) -> None:
+        """A party change asked on another instance: the same rule, run here (the owner)."""
+        actor = self.presences.get(command.actor_id)
+        if actor is None:
+            return  # they left meanwhile; their party teardown runs with the presence's end
+        ctx = self._context_for(actor)
+        sub = command.args[0].lower() if command.args else None
+        if command.invite_id is not None and command.accept is not None:
+            effects = respond_to_party_invite(ctx, command.invite_id, command.accept)
+        elif sub == "invite" and self.social.party_for(actor.player_id) is None:
+            # Sent as a member, no longer one (kicked meanwhile): run here, it would make a
+            # party led by a player this instance does not hold.
+            effects = [reply(actor.player_id, PARTY_MOVED)]
+        elif sub in ("invite", "leave", "kick"):
+            effects = party_command(ctx, command.args)
+        else:
+            raise ClusterMessageError("a party command is invite, leave, kick or an answer")
+        if any(isinstance(effect, PartyAtOwner) for effect in effects):
+            # Ownership moved on while the command travelled: never passed on a second time.
+            effects = [reply(actor.player_id, PARTY_MOVED)]
+        self._apply(effects)
+
+    def party_from_peer(self, change: PartyChange) -> None:
+        """A party another instance owns changed: the replica here follows it."""
+        record = change.party
+        held = self.social.parties.get(record.party_id)
+        if held is not None and record.version <= held.version:
+            return  # stale: sent before a newer change (or take-over) this instance has seen
+        if held is not None and change.disbanded and not change.members_told:
+            self._disband_here(held)  # the owner was shutting down: it told only its own
+            return
+        if held is not None:
+            self.social.remove_party(held)  # quietly: the owner tells every member
+            self.social.changed_parties.pop(record.party_id, None)  # (a take-over, if ours)
+        if not change.disbanded:
+            self.social.add_party(record.replica(change.instance_id))
+
+    def parties_snapshot(self, instance_id: str, records: Iterable[PartyRecord]) -> None:
+        """A heartbeat lists every party its sender owns: repair what this instance missed."""
+        listed = set()
+        for record in records:
+            listed.add(record.party_id)
+            self.party_from_peer(PartyChange(instance_id, record))
+        for party in list(self.social.parties.values()):
+            if party.owner != instance_id or party.party_id in listed:
+                continue
+            leader = self.presences.get(party.leader_id)
+            if leader is not None and leader.instance_id not in (instance_id, None):
+                continue  # the leader moved on: their new instance publishes the party
+            self._disband_here(party)  # its end was missed (an outage): tell ours now
+
+    def _party_member_gone(self, player_id: str) -> None:
+        """A replica's presence ended (its instance said so, or its grace ran out here)."""
+        party = self.social.party_for(player_id)
+        if party is None:
+            return
+        if not party.remote:
+            self._apply(leave_party(self.social, self.presences, player_id))
+        elif party.leader_id == player_id:
+            # The leader's presence ended everywhere, and with the owner gone nobody else will
+            # say so: each instance tells the members it holds.
+            self._disband_here(party)
+
+    def _disband_here(self, party: Party) -> None:
+        """End a replica; only the members this instance holds hear of it."""
+        for effect in disband(self.social, self.presences, party):
+            if isinstance(effect, Emit):
+                to = tuple(pid for pid in effect.to if self._held_here(pid))
+                if to:
+                    self._deliver(effect, to)
+        self.social.changed_parties.pop(party.party_id, None)
+
+    def _mirror_party_invite(self, data: Mapping[str, object], to: list[str]) -> None:
+        """The invitee is here: keep the invite, so their answer finds the party's owner."""
+        invite_id, inviter = data.get("invite_id"), data.get("inviter_id")
+        if not isinstance(invite_id, str) or not isinstance(inviter, str):
+            return
+        party_id = self.social.party_of.get(inviter)
+        expires_at = trio.current_time() + self.config.request_ttl_s
+        for invitee in to:
+            self.social.requests[invite_id] = Request(
+                invite_id, "party", inviter, invitee, expires_at, party_id
+            )
 
     # --- following across instances -------------------------------------------------------
     # The follower's instance owns the relation (it moves the follower); the leader's instance
@@ -890,15 +1045,19 @@ class Hub:
         room_id: str | None,
         subzone: str | None,
         target_id: str | None,
+        party_id: str | None = None,
     ) -> None:
         """A chat line from another instance or an outside publisher (an NPC service):
         resolved by its scope against the players this instance holds."""
         channel = str(data.get("channel"))
         sender_id = data.get("sender_id")
         sender = sender_id if isinstance(sender_id, str) else None
-        scope = audience_here(
-            self.presences, self.world, channel, (room_id, subzone, target_id), sender
-        )
+        if channel == "party":
+            scope = self._party_members_here(party_id, sender)
+        else:
+            scope = audience_here(
+                self.presences, self.world, channel, (room_id, subzone, target_id), sender
+            )
         to = self._unmuted(scope, sender)
         if channel == "whisper" and sender is not None:
             for player_id in to:
@@ -911,6 +1070,13 @@ class Hub:
         to = self._local_ids_in(room_id)
         if to:
             self._deliver(Emit(event_type, data, (), room_id=room_id), to)
+
+    def _party_members_here(self, party_id: str | None, sender_id: str | None) -> list[str]:
+        """A party line from outside: the members this instance holds (every instance keeps
+        every party, owned or replica)."""
+        party = self.social.parties.get(party_id or "")
+        members = party.members if party is not None else []
+        return [m for m in members if m != sender_id and self._held_here(m)]
 
     def _unmuted(self, to: Iterable[str], sender_id: str | None) -> list[str]:
         if sender_id is None:
@@ -936,7 +1102,7 @@ class Hub:
         if current is not None and not current.remote:
             handed_over_from = current.room_id
             # The player connected there: this copy retires.
-            self._hand_over(record.player_id, record.session_id)
+            self._hand_over(record.player_id, record.session_id, instance_id)
             current = None
         self._timers.cancel(("peer-grace", record.player_id))
         now = trio.current_time()
@@ -1005,6 +1171,7 @@ class Hub:
         if presence is None or presence.instance_id != instance_id:
             return
         self._apply(stop_following(self.social, self.presences, player_id))
+        self._party_member_gone(player_id)
         self.presences.remove(player_id)
         self.presences.changed.discard(player_id)
         for kind in ("peer-grace", "ward"):
@@ -1036,15 +1203,30 @@ class Hub:
     def _local_ids_in(self, room_id: str) -> tuple[str, ...]:
         return tuple(p.player_id for p in self.presences.in_room(room_id) if not p.remote)
 
-    def _hand_over(self, player_id: str, live_session: str | None) -> None:
+    def _hand_over(self, player_id: str, live_session: str | None, instance_id: str) -> None:
         """The player's new session lives on another instance: close ours 4000 and forget the
-        presence without telling the room (the player has not left the world)."""
+        presence without telling the room (the player has not left the world, nor their party;
+        a party they lead now belongs to their new instance, which took it over)."""
         self._supersede(player_id, live_session)
+        self._hand_over_following(player_id)
+        for party in self.social.led_by(player_id):
+            if not party.remote:
+                party.owner = instance_id
+                self.social.changed_parties.pop(party.party_id, None)
         quiet, self._quiet = self._quiet, True
         try:
-            self._end_presence(player_id)
+            self._end_presence(player_id, handed_over=True)
         finally:
             self._quiet = quiet
+
+    def _hand_over_following(self, follower_id: str) -> None:
+        """Whom the player follows is kept by the instance holding them: it moves with them.
+        The same ``follow_state`` a leader's instance sends records it there (and tells the
+        new socket, whose burst could not know)."""
+        leader = self.presences.get(self.social.following.get(follower_id, ""))
+        if leader is not None and self.peers is not None:
+            data = follow_state(leader.name)
+            self.peers.forward(Delivery("follow_state", data, (follower_id,)))
 
     def _emit_occupants(self, room_id: str, to: tuple[str, ...]) -> None:
         if self._quiet:
@@ -1138,6 +1320,8 @@ class Hub:
         """A second from now, the next notice; at zero the goodbye (the reply said the start)."""
 
         def tick(at: float) -> None:
+            if not self._held_here(player_id):
+                return  # the player moved to another instance: their rest ended with the move
             self._apply(rest_tick(player_id, remaining - 1))
             if remaining > 1:
                 self._rest_in_a_second(player_id, remaining - 1, at)
@@ -1160,6 +1344,7 @@ class Hub:
                 # Alone, nobody reads what changed (sync_presences empties it with peers only):
                 # without this every player id ever seen would stay for the process's life.
                 self.presences.changed.clear()
+                self.social.changed_parties.clear()
             self._schedule_sweep(now)
 
         self._timers.schedule("sweep", now + SWEEP_INTERVAL_S, sweep)

@@ -299,3 +299,47 @@ def test_a_follower_on_b_follows_a_leader_on_a(
             assert await carter.chat() == "Pickman says: right behind you"
 
     asyncio.run(scenario())
+
+
+async def answer_party_invite(player: Player) -> None:
+    assert player.ws is not None
+    invite = await next_event(player.ws, "party_invite")
+    answer = {"invite_id": invite["data"]["invite_id"], "accept": True}
+    frame = {"type": "party_invite_response", "data": answer, "csrfToken": player.token}
+    await player.ws.send(json.dumps(frame))
+
+
+def test_a_party_across_instances_survives_its_leaders_instance_being_killed(
+    launcher: Launcher, nats_server: NatsServer, postgres_url: str
+) -> None:
+    # The grace is long enough for the reconnect under load; past it is the mock-clock tests'.
+    a, b = instances(launcher, nats_server, postgres_url, 2, "--grace-s", "120")
+
+    async def scenario() -> None:
+        async with Player(b, "Pickman") as pickman:
+            carter = Player(a, "Carter")
+            await carter.__aenter__()
+            await settled(pickman, carter)
+            await carter.command("party", "invite", "Pickman")
+            await answer_party_invite(pickman)
+            await pickman.reply("You have joined Carter's party.")
+            await carter.reply("Pickman has joined your party.")
+            await pickman.command("party", "from", "B")
+            assert await carter.chat() == "Pickman (party): from B"
+            assert await pickman.chat() == "Pickman (party): from B"
+            await carter.command("party", "from", "A")
+            assert await pickman.chat() == "Carter (party): from A"
+
+            a.proc.send_signal(signal.SIGKILL)
+            await pickman.occupants(["Carter (linkdead)", "Pickman"], timeout_s=LIVENESS_S + 5)
+            async with Player(b, "Carter") as back:
+                await back.command("party")
+                await back.reply("Party (leader: Carter): Carter, Pickman")
+                await pickman.command("party", "still", "here")
+                assert await back.chat() == "Pickman (party): still here"
+                await back.command("party", "kick", "Pickman")  # B runs the party now
+                await pickman.reply("You have been kicked from the party.")
+                await pickman.command("party")
+                await pickman.reply("You are not in a party.")
+
+    asyncio.run(scenario())

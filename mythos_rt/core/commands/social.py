@@ -8,7 +8,7 @@ import uuid
 
 from mythos_rt.core.chat import ChatLine
 from mythos_rt.core.commands.channels import send_line
-from mythos_rt.core.effects import Effect, Emit, FindPlayer, Persist, reply
+from mythos_rt.core.effects import Effect, Emit, FindPlayer, PartyAtOwner, Persist, reply
 from mythos_rt.core.presence import Presence
 from mythos_rt.core.registry import REGISTRY, CommandContext, whole_number
 from mythos_rt.core.social import (
@@ -291,8 +291,7 @@ def _party_invite(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
     effects: list[Effect] = []
     if party is None:
         party = Party(ctx.new_id(), actor.player_id, [actor.player_id])
-        social.parties[party.party_id] = party
-        social.party_of[actor.player_id] = party.party_id
+        social.add_party(party)
         effects.append(
             Emit("party_update", party_update(party, ctx.presences, "created"), (actor.player_id,))
         )
@@ -318,6 +317,9 @@ def respond_to_party_invite(ctx: CommandContext, invite_id: str, accept: bool) -
     if invite is None or party is None:
         return [reply(actor.player_id, "Invalid or expired party invite.")]
     del social.requests[invite_id]
+    if party.owner is not None:
+        # A mirror of an invite made on the party's instance: the answer is that instance's.
+        return [PartyAtOwner(party.owner, actor.player_id, invite_id=invite_id, accept=accept)]
     if not accept:
         return [
             reply(actor.player_id, "You declined the party invite."),
@@ -326,8 +328,7 @@ def respond_to_party_invite(ctx: CommandContext, invite_id: str, accept: bool) -
     if social.party_for(actor.player_id) is not None:
         return [reply(actor.player_id, "You are already in a party.")]
     others = tuple(party.members)
-    party.members.append(actor.player_id)
-    social.party_of[actor.player_id] = party.party_id
+    social.join_party(party, actor.player_id)
     leader = ctx.presences.get(party.leader_id)
     leader_name = leader.name if leader is not None else "the leader"
     return [
@@ -389,11 +390,24 @@ def _party_chat(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
 
 
 PARTY_USAGE = "Usage: party [list | invite <name> | leave | kick <name> | <message>]"
+# What changes a party: run by the instance owning it.  Listing and chat only read the party,
+# so they run wherever the actor is, on the replica.
+_CHANGES = frozenset({"invite", "leave", "kick"})
+
+
+def _owner_elsewhere(ctx: CommandContext, sub: str) -> str | None:
+    party = ctx.social.party_for(ctx.actor.player_id)
+    if sub not in _CHANGES or party is None:
+        return None  # an invite by someone in no party creates the party here
+    return party.owner
 
 
 @REGISTRY.command("party", usage="party [list|invite|leave|kick|<message>]", summary="Parties.")
 def party(ctx: CommandContext, args: tuple[str, ...]) -> list[Effect]:
     sub = args[0].lower() if args else "list"
+    owner = _owner_elsewhere(ctx, sub)
+    if owner is not None:
+        return [PartyAtOwner(owner, ctx.actor.player_id, args)]
     if sub == "list" and len(args) <= 1:
         return _party_list(ctx)
     if sub == "invite":
