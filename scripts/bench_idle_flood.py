@@ -134,6 +134,7 @@ async def scenario(data_dir: Path, token: str, n: int, logins: int, spread: bool
     port, ops_port = free_port(), free_port()
     flags = ["--handshake-timeout-s", str(HANDSHAKE_TIMEOUT_S), "--connect-rate-ip", "1000000"]
     flags += ["--max-connections", str(n + 1000), "--ops-port", str(ops_port)]
+    flags += ["--max-handshakes-per-ip", str(PER_IP)]  # the default (bench_server lifts it)
     cmd = [*mythos_command(data_dir, port), *flags]
     async with running_server(cmd, port, banner=BANNER, env=server_env()) as server:
         before = open_fds(server.pid)

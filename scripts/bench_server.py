@@ -71,6 +71,8 @@ UNLIMITED = "1000000"
 MYTHOS_FLAGS = (
     *("--ops-port", "0", "--game-tick-s", "0", "--ward-s", "0"),
     *("--connect-rate-ip", UNLIMITED, "--connect-rate-player", UNLIMITED),
+    # Every client comes from 127.0.0.1 and the join storm connects them all at once.
+    *("--max-handshakes-per-ip", UNLIMITED),
     *("--frame-rate-limit", UNLIMITED, "--command-rate-limit", UNLIMITED),
     *("--chat-limit-say", UNLIMITED),
 )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -85,6 +86,16 @@ class Tally:
     visits: int = 0
     resets: int = 0
     failures: int = 0
+    why: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+async def keep_alive(ws: ClientConnection, token: str) -> None:
+    """A ping frame every 60 s, as the web client does: a listener that only reads would be
+    closed 4001 after IDLE_TIMEOUT_S (300 s)."""
+    with contextlib.suppress(Exception):
+        while True:
+            await asyncio.sleep(60)  # a keep-alive period, by design
+            await ws.send(json.dumps({"type": "ping", "csrfToken": token}))
 
 
 def url(port: int, token: str) -> str:
@@ -139,8 +150,9 @@ async def churn(port: int, name: str, token: str, tally: Tally, stop_at: float) 
     while time.monotonic() < stop_at:
         try:
             await visit(port, name, token, tally, rng)
-        except Exception:  # a refused or broken visit is counted; the soak goes on
+        except Exception as exc:  # a refused or broken visit is counted; the soak goes on
             tally.failures += 1
+            tally.why[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
         await asyncio.sleep(rng.uniform(0, 0.5))  # pacing between visits, by design
 
 
@@ -165,17 +177,16 @@ def metrics(ops_port: int) -> dict[str, float]:
     return values
 
 
-def gauge(values: dict[str, float], *names: str) -> str:
-    for name in names:
-        if name in values:
-            return f"{values[name]:.0f}"
-    return "-"
+def gauge(values: dict[str, float], name: str) -> str:
+    """A gauge's value, summed over its labels (``presences{state="active"}``, ...)."""
+    found = [v for key, v in values.items() if key == name or key.startswith(name + "{")]
+    return f"{sum(found):.0f}" if found else "-"
 
 
 def snapshot(label: str, pid: int, ops_port: int) -> tuple[str, float]:
     values = metrics(ops_port)
-    presences = gauge(values, "mythos_rt_players_online", "mythos_rt_presences")
-    tasks = gauge(values, "mythos_rt_trio_tasks", "mythos_rt_tasks")
+    presences = gauge(values, "mythos_rt_presences")
+    tasks = gauge(values, "mythos_rt_trio_tasks")
     line = (
         f"{label:24} RSS {rss_mb(pid):7.1f} MiB   fds {fds(pid):5}   tasks {tasks:>6}"
         f"   presences {presences:>5}"
@@ -216,6 +227,9 @@ async def soak(args: argparse.Namespace, data_dir: Path) -> int:
     port, ops_port = free_port(), free_port()
     flags = ["--grace-s", str(GRACE_S), "--ops-port", str(ops_port)]
     flags += ["--max-sockets-per-player", "20", "--retired-session-s", "1"]
+    # Every client comes from 127.0.0.1, as from behind one NAT: 150 churners handshake at
+    # once, more than MAX_HANDSHAKES_PER_IP's default of 32 allows one address.
+    flags += ["--max-handshakes-per-ip", "1000"]
     cmd = [*mythos_command(data_dir, port), *flags]
     async with running_server(cmd, port, banner=BANNER, env=server_env()) as server:
         listeners = []
@@ -223,6 +237,10 @@ async def soak(args: argparse.Namespace, data_dir: Path) -> int:
             ws = await connect(url(port, tokens[name]), ping_interval=None, max_queue=None)
             listeners.append(Listener(ws))
         readers = [asyncio.create_task(listener.listen()) for listener in listeners]
+        readers += [
+            asyncio.create_task(keep_alive(listener.ws, tokens[name]))
+            for listener, name in zip(listeners, listener_names, strict=True)
+        ]
         tally = Tally()
         print(f"load average at start: {os.getloadavg()}", flush=True)
         started = time.monotonic()
@@ -254,6 +272,8 @@ async def soak(args: argparse.Namespace, data_dir: Path) -> int:
         f"duplicates {verdict.duplicates}   gaps {verdict.gaps}   out of order"
         f" {verdict.reordered}   ghosts {ghosts}"
     )
+    for why, count in tally.why.most_common(5):
+        print(f"  failed visits: {count:,} x {why}")
     print(f"load average at end: {os.getloadavg()}")
     bad = verdict.duplicates or verdict.gaps or verdict.reordered or ghosts
     return 1 if bad else 0
