@@ -9,8 +9,11 @@ from collections.abc import Iterator
 
 import attrs
 
+from mythos_rt.core.rollback import note_undo, record_field
 
-@attrs.define
+
+# Field assignments are journaled while a rule runs, so a rule that raises is undone.
+@attrs.define(on_setattr=record_field)
 class Presence:
     """One player's presence in the world, from first socket until teardown."""
 
@@ -97,10 +100,23 @@ class Presences:
 
     def move(self, player_id: str, room_id: str) -> None:
         presence = self._by_id[player_id]
+        old_room = presence.room_id
+        left_behind = dict(self._rooms.get(old_room, {}))  # arrival order, for an undo
         self.changed.add(player_id)
         self._leave_room(presence)
         presence.room_id = room_id
         self._rooms.setdefault(room_id, {})[player_id] = None
+        note_undo(lambda: self._unmove(player_id, room_id, old_room, left_behind))
+
+    def _unmove(
+        self, player_id: str, new_room: str, old_room: str, old_members: dict[str, None]
+    ) -> None:
+        """Undo a move in the room index (the field is restored by its own journal)."""
+        members = self._rooms.get(new_room, {})
+        members.pop(player_id, None)
+        if not members:
+            self._rooms.pop(new_room, None)
+        self._rooms[old_room] = old_members
 
     def in_room(self, room_id: str) -> list[Presence]:
         return [self._by_id[pid] for pid in self._rooms.get(room_id, {})]

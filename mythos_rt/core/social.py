@@ -55,6 +55,18 @@ class Party:
         return self.owner is not None
 
 
+@attrs.frozen
+class SocialSnapshot:
+    """Social's relations as they were before a rule ran (core/rollback.py)."""
+
+    following: dict[str, str]
+    requests: dict[str, Request]
+    parties: dict[str, Party]
+    party_of: dict[str, str]
+    changed_parties: dict[str, Party]
+    party_fields: list[tuple[Party, str, list[str], str | None, int]]
+
+
 @attrs.define
 class Social:
     following: dict[str, str] = attrs.field(factory=dict)  # follower -> followed
@@ -66,6 +78,37 @@ class Social:
     # Parties this instance owns that changed (or were disbanded) since the runtime last looked:
     # what other instances need to hear.  Kept as the objects, so a disbanded one is still known.
     changed_parties: dict[str, Party] = attrs.field(factory=dict)
+
+    # --- all or nothing (core/rollback.py) ---------------------------------------------------
+
+    def snapshot(self) -> SocialSnapshot:
+        """What a rule may change: the relation dicts (copied) and each party's fields.
+        Mute data is changed only by the hub (a committed write, a presence starting or
+        ending), never by a rule, so it is left out: the snapshot costs O(relations), not
+        O(players)."""
+        # Parties are mutable (unhashable): distinct by identity.
+        parties = {id(p): p for p in (*self.parties.values(), *self.changed_parties.values())}
+        return SocialSnapshot(
+            following=dict(self.following),
+            requests=dict(self.requests),
+            parties=dict(self.parties),
+            party_of=dict(self.party_of),
+            changed_parties=dict(self.changed_parties),
+            party_fields=[
+                (party, party.leader_id, list(party.members), party.owner, party.version)
+                for party in parties.values()
+            ],
+        )
+
+    def restore(self, snapshot: SocialSnapshot) -> None:
+        self.following = snapshot.following
+        self.requests = snapshot.requests
+        self.parties = snapshot.parties
+        self.party_of = snapshot.party_of
+        self.changed_parties = snapshot.changed_parties
+        for party, leader_id, members, owner, version in snapshot.party_fields:
+            party.leader_id, party.members = leader_id, members
+            party.owner, party.version = owner, version
 
     # --- mutes -----------------------------------------------------------------------------
 

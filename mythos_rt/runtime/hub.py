@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Protocol
 
 import attrs
@@ -55,6 +56,7 @@ from mythos_rt.core.presence import Presence, Presences
 from mythos_rt.core.protocol import FollowResponse, PartyInviteResponse, encode_event
 from mythos_rt.core.ratelimit import KeyedSlidingWindow
 from mythos_rt.core.replay import ReplayBuffer
+from mythos_rt.core.rollback import all_or_nothing
 from mythos_rt.core.sessions import RetiredSessions
 from mythos_rt.core.social import (
     KnownPlayer,
@@ -110,6 +112,8 @@ KICK = "mythos_rt.kick"
 SWEEP_INTERVAL_S = 10.0
 # A party change that reached an instance no longer owning that party (or no longer the actor's).
 PARTY_MOVED = "The party is changing hands. Please try again."
+# A rule that raised: its changes were undone (core/rollback.py), the fault logged.
+RULE_FAILED = "Something went wrong with that command; nothing was changed. Please try again."
 
 
 # Name look-ups waiting for the store (commands naming a player this instance has not met).
@@ -563,10 +567,22 @@ class Hub:
         self._apply(logout_effects(player_id))
         return True
 
+    def _rule(self, ctx: CommandContext, run: Callable[[], list[Effect]]) -> list[Effect]:
+        """Run a rule all or nothing: if it raises, the live state is as it was before (see
+        core/rollback.py), the player is told, the fault is logged, and nobody else notices."""
+        try:
+            with all_or_nothing(self.social):
+                return run()
+        except Exception:
+            self.metrics.inc("rule_errors")
+            log.exception("a rule failed for player %s; its changes were undone", ctx.actor.name)
+            return [reply(ctx.actor.player_id, RULE_FAILED)]
+
     def _run_command(
         self, ctx: CommandContext, socket: SocketHandle, command: str, args: tuple[str, ...]
     ) -> None:
-        effects = dispatch(ctx, command, args, self.config.max_command_chars)
+        max_chars = self.config.max_command_chars
+        effects = self._rule(ctx, lambda: dispatch(ctx, command, args, max_chars))
         lookup = next((e for e in effects if isinstance(e, FindPlayer)), None)
         if lookup is None:
             self._apply(effects)
@@ -634,9 +650,17 @@ class Hub:
         if ctx is None:
             return
         if isinstance(message, FollowResponse):
-            self._apply(respond_to_follow(ctx, message.request_id, message.accept))
+            follow = message
+            self._apply(
+                self._rule(ctx, lambda: respond_to_follow(ctx, follow.request_id, follow.accept))
+            )
         else:
-            self._apply(respond_to_party_invite(ctx, message.invite_id, message.accept))
+            invite = message
+            self._apply(
+                self._rule(
+                    ctx, lambda: respond_to_party_invite(ctx, invite.invite_id, invite.accept)
+                )
+            )
         self._forget_remote_followers()
 
     def send_to_socket(
@@ -913,13 +937,14 @@ class Hub:
         ctx = self._context_for(actor)
         sub = command.args[0].lower() if command.args else None
         if command.invite_id is not None and command.accept is not None:
-            effects = respond_to_party_invite(ctx, command.invite_id, command.accept)
+            invite_id, accept = command.invite_id, command.accept
+            effects = self._rule(ctx, lambda: respond_to_party_invite(ctx, invite_id, accept))
         elif sub == "invite" and self.social.party_for(actor.player_id) is None:
             # Sent as a member, no longer one (kicked meanwhile): run here, it would make a
             # party led by a player this instance does not hold.
             effects = [reply(actor.player_id, PARTY_MOVED)]
         elif sub in ("invite", "leave", "kick"):
-            effects = party_command(ctx, command.args)
+            effects = self._rule(ctx, lambda: party_command(ctx, command.args))
         else:
             raise ClusterMessageError("a party command is invite, leave, kick or an answer")
         if any(isinstance(effect, PartyAtOwner) for effect in effects):
@@ -1037,7 +1062,8 @@ class Hub:
             if follower.room_id == old_room:
                 text = f"You follow {leader.name} {direction}."
                 ctx = self._context_for(follower)
-                self._apply(move(ctx, direction, text, frozenset({leader.player_id})))
+                leader_only = frozenset({leader.player_id})
+                self._apply(self._rule(ctx, partial(move, ctx, direction, text, leader_only)))
 
     def deliver_chat_from_peer(
         self,

@@ -129,6 +129,11 @@ CATALOGUE: tuple[MetricDef, ...] = (
     _counter("http_api_responses", "HTTP API (/v1) responses, by status.", "status"),
     # --- the game ---
     _counter("chat_messages", "Chat lines this instance delivered, by channel.", "channel"),
+    _counter(
+        "rule_errors",
+        "Commands whose rule raised: their changes were undone, the player told, the fault"
+        " logged.",
+    ),
     _histogram(
         "command_seconds",
         "Time the hub took to handle one command: rules, routing, encoding and queueing the"

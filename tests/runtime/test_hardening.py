@@ -11,12 +11,14 @@ import os
 import socket
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 from wsproto.events import TextMessage
 
+from mythos_rt.core.commands import movement
 from mythos_rt.runtime import hub as hub_module
 from mythos_rt.runtime.gate import handle_stream
 from tests.runtime.harness import running
@@ -221,3 +223,51 @@ async def test_a_fault_in_admission_closes_1011_and_the_presence_gets_its_grace(
         await watcher.until_pong()  # the others never noticed anything but the comings and goings
         again = await h.connect("Armitage")
         assert again.received[-1]["event_type"] == "welcome"
+
+
+# --- 3. a rule is applied all at once or not at all ----------------------------------------
+
+
+async def test_a_rule_that_raises_halfway_changes_nothing_and_the_socket_stays(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The move rule raised after moving its player: the player stood in the new room while
+    the command failed (and the socket was closed 1011)."""
+    async with running(tmp_path) as h:
+        hub = h.app.hub
+        armitage = await h.connect("Armitage")
+        watcher = await h.connect("Wilmarth")
+        await watcher.command("follow", "Armitage")
+        request = await armitage.next_event("follow_request")
+        response = {"request_id": request["data"]["request_id"], "accept": True}
+        await armitage.send({"type": "follow_response", "data": response})
+        await watcher.until_pong()
+        a_id, w_id = h.players["Armitage"].player_id, h.players["Wilmarth"].player_id
+        start = hub.presences.get(a_id).room_id  # type: ignore[union-attr]
+        exit_word = next(iter(hub.world.rooms[start].exits))
+        before = (hub.presences.ids_in_room(start), dict(hub.social.following))
+        calls = 0
+        real = movement.room_state_payload
+
+        def fails_on_the_follower(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # the leader has moved; now the follower's move breaks
+                raise RuntimeError("injected fault in the middle of a rule")
+            return real(*args)
+
+        monkeypatch.setattr(movement, "room_state_payload", fails_on_the_follower)
+        await armitage.command(exit_word)
+        told = await armitage.next_event("command_response")
+        while "You are now being followed" in told["data"]["result"]:  # from the follow above
+            told = await armitage.next_event("command_response")
+        assert "nothing was changed" in told["data"]["result"]
+        assert hub.presences.get(a_id).room_id == start  # type: ignore[union-attr]
+        assert hub.presences.get(w_id).room_id == start  # type: ignore[union-attr]
+        assert (hub.presences.ids_in_room(start), dict(hub.social.following)) == before
+        assert h.app.metrics.value("rule_errors") == 1
+        monkeypatch.setattr(movement, "room_state_payload", real)
+        # The same socket goes on playing: the move now works, follower and all.
+        await armitage.command(exit_word)
+        await armitage.next_event("room_state")
+        assert hub.presences.get(w_id).room_id != start  # type: ignore[union-attr]
