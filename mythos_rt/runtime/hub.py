@@ -227,6 +227,9 @@ class Hub:
         self._replay: dict[str, ReplayBuffer] = {}
         self.social = Social()
         self._quiet = False  # set by close_all: the server is shutting down
+        # Rooms whose occupant list is due, and for whom (see _emit_occupants).
+        self._occupants_due: dict[str, set[str]] = {}
+        self._occupants_wakeup = trio.Event()
         # Set when an admin's shutdown countdown reaches zero; the server then drains.
         self.shutdown_requested = trio.Event()
         self._directory: dict[str, KnownPlayer] = {}
@@ -255,6 +258,7 @@ class Hub:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._timers.serve)
             nursery.start_soon(self._serve_lookups)
+            nursery.start_soon(self._serve_occupants)
             task_status.started()
 
     def socket_count(self) -> int:
@@ -1255,10 +1259,39 @@ class Hub:
             self.peers.forward(Delivery("follow_state", data, (follower_id,)))
 
     def _emit_occupants(self, room_id: str, to: tuple[str, ...]) -> None:
-        if self._quiet:
-            return  # the list would be built only to be dropped by _emit: O(room) for nothing
-        data = occupants_payload(room_id, self.presences, trio.current_time())
-        self._emit(Emit("room_occupants", data, to, room_id=room_id))
+        """A room's occupant list is due for ``to``: sent once per room per scheduling round.
+
+        Arrivals, departures, linkdead and ward changes each make a room's list stale; a
+        storm of them (a restart putting everyone back, a proxy dropping its connections)
+        would otherwise send the whole list to the whole room per change: O(room²) frames.
+        Marked here, built and sent by :meth:`flush_occupants` once the current round of
+        tasks has run, from the presences as they are then: everyone converges on the same
+        final list with one frame each.
+        """
+        if self._quiet or not to:
+            return  # shutting down: the list would be built only to be dropped
+        due = self._occupants_due.get(room_id)
+        if due is None:
+            self._occupants_due[room_id] = set(to)
+            self._occupants_wakeup.set()
+        else:
+            due.update(to)
+
+    async def _serve_occupants(self) -> None:
+        while True:
+            await self._occupants_wakeup.wait()
+            self._occupants_wakeup = trio.Event()
+            self.flush_occupants()
+
+    def flush_occupants(self) -> None:
+        """Send every due occupant list to those of its recipients still in that room."""
+        due, self._occupants_due = self._occupants_due, {}
+        now = trio.current_time()
+        for room_id, wanted in due.items():
+            here = tuple(pid for pid in self.presences.ids_in_room(room_id) if pid in wanted)
+            if here and not self._quiet:
+                data = occupants_payload(room_id, self.presences, now)
+                self._emit(Emit("room_occupants", data, here, room_id=room_id))
 
     def _encode(
         self,

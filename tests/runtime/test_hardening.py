@@ -271,3 +271,36 @@ async def test_a_rule_that_raises_halfway_changes_nothing_and_the_socket_stays(
         await armitage.command(exit_word)
         await armitage.next_event("room_state")
         assert hub.presences.get(w_id).room_id != start  # type: ignore[union-attr]
+
+
+# --- 4 (and issue 12). a storm of arrivals or departures: one occupant list per room -------
+
+
+async def test_a_storm_of_arrivals_and_departures_sends_each_member_one_final_list(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Every arrival and departure used to send the whole list to the whole room: O(room²)
+    frames for a restart or a proxy dropping its connections (480,000 for 1,000 arrivals)."""
+    names = ["Watcher", *(f"P{i:02d}" for i in range(40))]
+    async with running(tmp_path, names, grace_s=0.0) as h:
+        hub = h.app.hub
+        watcher = await h.connect("Watcher")
+        sockets = []
+        for name in names[1:]:  # one scheduling round: the hub is synchronous
+            record = h.players[name]
+            socket = hub.new_socket(record.player_id, None)
+            assert hub.admit(record, socket) is None
+            sockets.append(socket)
+        frames = await watcher.until_pong()
+        lists = [f["data"]["occupants"] for f in frames if f["event_type"] == "room_occupants"]
+        entered = [f for f in frames if f["event_type"] == "player_entered_game"]
+        assert len(entered) == 40
+        assert len(lists) == 1  # not 40
+        assert sorted(lists[-1]) == sorted(names)
+
+        for socket in sockets:  # they all drop at once (grace 0: they leave)
+            hub.detach(socket)
+        frames = await watcher.until_pong()
+        lists = [f["data"]["occupants"] for f in frames if f["event_type"] == "room_occupants"]
+        assert len([f for f in frames if f["event_type"] == "player_left_game"]) == 40
+        assert lists == [["Watcher"]]
