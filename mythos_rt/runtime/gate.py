@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 import attrs
 import trio
-from trio_websocket import Endpoint, WebSocketConnection, WebSocketRequest
+from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from mythos_rt.core import handshake
 from mythos_rt.core.handshake import Refusal
@@ -28,7 +28,7 @@ from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, Store
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
-from mythos_rt.runtime.wsio import peer_of, wrap_server_stream
+from mythos_rt.runtime.wsio import address_of, peer_address, wrap_server_stream
 from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ async def take_slot(gate: Gate, stream: trio.abc.Stream, busy: bytes) -> Slot | 
     MAX_HANDSHAKES_PER_IP, or ``busy`` written and the stream closed (None).  A flood of silent
     connections then costs one accept and one close each, not a file descriptor and two tasks
     for the handshake timeout."""
-    ip = _tcp_peer_ip(stream)
+    ip = peer_address(stream)
     refused = gate.slots.open(ip)
     if refused is None:
         return Slot(gate.slots, ip)
@@ -188,11 +188,6 @@ _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 0\r\n"
     b"Connection: close\r\n\r\n"
 )
-
-
-def _tcp_peer_ip(stream: trio.abc.Stream) -> str:
-    peer = peer_of(stream)
-    return str(peer.address) if isinstance(peer, Endpoint) else peer
 
 
 async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery, slot: Slot) -> None:
@@ -383,8 +378,7 @@ def _headers(request: WebSocketRequest) -> Mapping[str, str]:
 def _client_ip(
     request: WebSocketRequest, headers: Mapping[str, str], trusted_proxies: tuple[str, ...]
 ) -> str:
-    remote = request.remote
-    peer = remote if isinstance(remote, str) else str(remote.address)
+    peer = address_of(request.remote)
     return handshake.client_ip(peer, headers.get("x-forwarded-for"), trusted_proxies)
 
 

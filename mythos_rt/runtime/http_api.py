@@ -52,7 +52,7 @@ from mythos_rt.runtime.tokens import (
     issue_token,
     verify_with_settings,
 )
-from mythos_rt.runtime.wsio import ReplayStream, peer_of
+from mythos_rt.runtime.wsio import ReplayStream, peer_address
 from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,13 @@ class LoginRefused:
     retry_after_s: float | None
 
 
+@attrs.frozen
+class LoginBanned:
+    """The right password of a banned player: refused, whichever door they came to."""
+
+    banned_until: float | None  # None: for good
+
+
 @attrs.define(eq=False)
 class HttpApi:
     """The routes of section 18; shares the gate's store, hub and settings."""
@@ -229,10 +236,10 @@ class HttpApi:
             return api.STORE_UNAVAILABLE
 
     def _client_ip(self, stream: trio.abc.Stream, headers: Mapping[str, str]) -> str:
-        peer = peer_of(stream)
-        address = peer if isinstance(peer, str) else str(peer.address)
         forwarded = headers.get("x-forwarded-for")
-        return handshake.client_ip(address, forwarded, self.settings.trusted_proxies)
+        return handshake.client_ip(
+            peer_address(stream), forwarded, self.settings.trusted_proxies
+        )
 
     # --- routes ---------------------------------------------------------------------------------
 
@@ -246,15 +253,13 @@ class HttpApi:
                 return api.INVALID_CREDENTIALS
             log.info("HTTP login refused: too many failed attempts (client %s)", call.ip)
             return api.too_many_logins(checked.retry_after_s)
-        # Only after the password: nobody learns of a ban without knowing the password.
-        if checked.banned_at(time.time()):
-            log.info("HTTP login refused: %s is banned (client %s)", checked.name, call.ip)
+        if isinstance(checked, LoginBanned):
             return api.banned(checked.banned_until)
         return await self._signed_in(checked.user_id)
 
     async def check_password(
         self, username: str, password: str, ip: str
-    ) -> PlayerRecord | LoginRefused:
+    ) -> PlayerRecord | LoginRefused | LoginBanned:
         """The player this name and password log in as, or why not.  The one credential check
         of the server: the HTTP login and the telnet prompt both call it, and failures count
         against the same throttle (per name and per client address) whichever door they use."""
@@ -269,7 +274,12 @@ class HttpApi:
         if found is None or not matches:
             self.throttle.failed(username, ip, trio.current_time())
             return LoginRefused(None)
-        return found[0]
+        player = found[0]
+        # Only after the password: nobody learns of a ban without knowing the password.
+        if player.banned_at(time.time()):
+            log.info("login refused: %s is banned (client %s)", player.name, ip)
+            return LoginBanned(player.banned_until)
+        return player
 
     async def _register(self, call: ApiCall) -> ApiResponse:
         if not self.settings.registration_open:

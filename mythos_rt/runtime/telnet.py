@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from contextlib import suppress
 
 import attrs
@@ -48,10 +47,10 @@ from mythos_rt.runtime.gate import (
     load_mutes,
     take_slot,
 )
-from mythos_rt.runtime.http_api import LoginRefused
+from mythos_rt.runtime.http_api import LoginBanned, LoginRefused
 from mythos_rt.runtime.hub import SocketHandle
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, StoreError
-from mythos_rt.runtime.wsio import peer_of
+from mythos_rt.runtime.wsio import peer_address
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ class TelnetSession:
 
     async def run(self) -> None:
         gate = self._gate
-        ip = _peer_ip(self._stream)
+        ip = peer_address(self._stream)
         if gate.draining:
             await self._farewell("The server is shutting down. Please come back later.")
             return
@@ -166,8 +165,7 @@ class TelnetSession:
                     wait_s = math.ceil(checked.retry_after_s)
                     await self._farewell(f"Too many failed logins. Try again in {wait_s} seconds.")
                     return None
-                if isinstance(checked, PlayerRecord) and checked.banned_at(time.time()):
-                    log.info("telnet login refused: %s is banned (client %s)", checked.name, ip)
+                if isinstance(checked, LoginBanned):
                     await self._farewell(handshake.banned_text(checked.banned_until) + ".")
                     return None
                 if isinstance(checked, PlayerRecord):
@@ -425,6 +423,3 @@ class TelnetSession:
             await self._write(tn.text_lines([text]))
 
 
-def _peer_ip(stream: trio.abc.Stream) -> str:
-    peer = peer_of(stream)
-    return peer if isinstance(peer, str) else str(peer.address)

@@ -77,6 +77,16 @@ def peer_of(stream: trio.abc.Stream) -> Endpoint | str:
     return repr(inner)
 
 
+def address_of(peer: Endpoint | str) -> str:
+    """The IP address of a peer from :func:`peer_of` (or ``remote``), as text."""
+    return peer if isinstance(peer, str) else str(peer.address)
+
+
+def peer_address(stream: trio.abc.Stream) -> str:
+    """The IP address of a TCP stream's peer, as text (``repr`` for other streams)."""
+    return address_of(peer_of(stream))
+
+
 class _ServerConnection(WebSocketConnection):
     """Three corrections to trio-websocket: two to what its reader task sends on its own, and
     the peer address seen through a :class:`ReplayStream`.

@@ -18,6 +18,7 @@ import trio
 import trio.testing
 
 from mythos_rt.core.passwords import hash_password
+from mythos_rt.core.writes import SetBan
 from mythos_rt.runtime.server import drain
 from mythos_rt.runtime.telnet import MAX_COMMANDS_PER_MINUTE, handle_telnet
 from tests.runtime.harness import Harness, running
@@ -228,6 +229,18 @@ async def test_wrong_passwords_are_refused_and_throttled_like_http_logins(
         await second.line("Wilmarth")
         await second.line(PASSWORD)  # right, but too late: the name is throttled
         assert "Too many failed logins" in await second.closed()
+        assert h.app.hub.presences.get(h.players["Wilmarth"].player_id) is None
+
+
+async def test_a_banned_player_with_the_right_password_is_refused_at_the_prompt(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running(tmp_path, **TELNET) as h:
+        give_password(h, "Wilmarth")
+        h.store.apply([SetBan(h.players["Wilmarth"].player_id, until=None)])
+        client = open_telnet(h)
+        await answer_prompts(client, "Wilmarth", PASSWORD)
+        assert "Player is banned." in await client.closed()
         assert h.app.hub.presences.get(h.players["Wilmarth"].player_id) is None
 
 
