@@ -39,7 +39,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -53,8 +52,10 @@ from bench_server import (
     connect_and_wait,
     create_players,
     free_port,
+    metric_values,
     mint_tokens,
     mythos_command,
+    open_fds,
     running_server,
     server_env,
 )
@@ -63,10 +64,6 @@ HANDSHAKE_TIMEOUT_S = 60.0  # long enough to hold all N at once (the default is 
 BATCH = 1000
 ACCEPT_METRICS = ("mythos_rt_connections_opened", "mythos_rt_connections_refused")
 PER_IP = 32
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def spread_addresses() -> Iterator[str]:
@@ -107,14 +104,8 @@ async def timed_logins(port: int, token: str, count: int) -> list[float]:
 
 def accepted_so_far(ops_port: int) -> int:
     """Connections the server has taken off its listen queue: opened plus refused at accept."""
-    with urllib.request.urlopen(f"http://{HOST}:{ops_port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    total = 0
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name.startswith(ACCEPT_METRICS):
-            total += int(float(value))
-    return total
+    values = metric_values(ops_port)
+    return int(sum(v for name, v in values.items() if name.startswith(ACCEPT_METRICS)))
 
 
 def taken(ops_port: int, count: int) -> bool:

@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -202,6 +203,26 @@ def free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def open_fds(pid: int) -> int:
+    """File descriptors a process holds (from /proc/<pid>/fd)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def metric_values(ops_port: int) -> dict[str, float]:
+    """Every sample of a mythos_rt server's /metrics, keyed by its name and labels as printed
+    (``mythos_rt_presences{state="active"}``)."""
+    url = f"http://{HOST}:{ops_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                values[name] = float(value)
+    return values
 
 
 def cpu_seconds(pid: int) -> float:

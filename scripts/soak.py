@@ -36,7 +36,6 @@ import struct
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +49,10 @@ from bench_server import (
     BenchError,
     create_players,
     free_port,
+    metric_values,
     mint_tokens,
     mythos_command,
+    open_fds,
     running_server,
     server_env,
 )
@@ -161,22 +162,6 @@ def rss_mb(pid: int) -> float:
         return int(statm.read().split()[1]) * PAGE_SIZE / 2**20
 
 
-def fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def metrics(ops_port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://{HOST}:{ops_port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            with contextlib.suppress(ValueError):
-                values[name] = float(value)
-    return values
-
-
 def gauge(values: dict[str, float], name: str) -> str:
     """A gauge's value, summed over its labels (``presences{state="active"}``, ...)."""
     found = [v for key, v in values.items() if key == name or key.startswith(name + "{")]
@@ -184,11 +169,11 @@ def gauge(values: dict[str, float], name: str) -> str:
 
 
 def snapshot(label: str, pid: int, ops_port: int) -> tuple[str, float]:
-    values = metrics(ops_port)
+    values = metric_values(ops_port)
     presences = gauge(values, "mythos_rt_presences")
     tasks = gauge(values, "mythos_rt_trio_tasks")
     line = (
-        f"{label:24} RSS {rss_mb(pid):7.1f} MiB   fds {fds(pid):5}   tasks {tasks:>6}"
+        f"{label:24} RSS {rss_mb(pid):7.1f} MiB   fds {open_fds(pid):5}   tasks {tasks:>6}"
         f"   presences {presences:>5}"
     )
     return line, float(presences) if presences != "-" else -1.0
