@@ -586,7 +586,7 @@ class Hub:
         self, ctx: CommandContext, socket: SocketHandle, command: str, args: tuple[str, ...]
     ) -> None:
         max_chars = self.config.max_command_chars
-        effects = self._rule(ctx, lambda: dispatch(ctx, command, args, max_chars))
+        effects = self._rule(ctx, partial(dispatch, ctx, command, args, max_chars))
         lookup = next((e for e in effects if isinstance(e, FindPlayer)), None)
         if lookup is None:
             self._apply(effects)
@@ -654,17 +654,10 @@ class Hub:
         if ctx is None:
             return
         if isinstance(message, FollowResponse):
-            follow = message
-            self._apply(
-                self._rule(ctx, lambda: respond_to_follow(ctx, follow.request_id, follow.accept))
-            )
+            rule = partial(respond_to_follow, ctx, message.request_id, message.accept)
         else:
-            invite = message
-            self._apply(
-                self._rule(
-                    ctx, lambda: respond_to_party_invite(ctx, invite.invite_id, invite.accept)
-                )
-            )
+            rule = partial(respond_to_party_invite, ctx, message.invite_id, message.accept)
+        self._apply(self._rule(ctx, rule))
         self._forget_remote_followers()
 
     def send_to_socket(
@@ -941,14 +934,14 @@ class Hub:
         ctx = self._context_for(actor)
         sub = command.args[0].lower() if command.args else None
         if command.invite_id is not None and command.accept is not None:
-            invite_id, accept = command.invite_id, command.accept
-            effects = self._rule(ctx, lambda: respond_to_party_invite(ctx, invite_id, accept))
+            rule = partial(respond_to_party_invite, ctx, command.invite_id, command.accept)
+            effects = self._rule(ctx, rule)
         elif sub == "invite" and self.social.party_for(actor.player_id) is None:
             # Sent as a member, no longer one (kicked meanwhile): run here, it would make a
             # party led by a player this instance does not hold.
             effects = [reply(actor.player_id, PARTY_MOVED)]
         elif sub in ("invite", "leave", "kick"):
-            effects = self._rule(ctx, lambda: party_command(ctx, command.args))
+            effects = self._rule(ctx, partial(party_command, ctx, command.args))
         else:
             raise ClusterMessageError("a party command is invite, leave, kick or an answer")
         if any(isinstance(effect, PartyAtOwner) for effect in effects):
