@@ -11,29 +11,36 @@ import collections
 
 
 class ReplayBuffer:
+    """Two parallel rings, numbers and frames, rather than one of (number, frame) pairs: an
+    append is then no allocation at all (the int and the bytes are shared with every other
+    recipient of the event), so the hub's per-recipient work creates nothing for the cyclic
+    garbage collector to track and later walk (docs/PERFORMANCE.md)."""
+
     def __init__(self, max_events: int, max_bytes: int, start: int) -> None:
         self._max_events = max_events
         self._max_bytes = max_bytes
-        self._entries: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._numbers: collections.deque[int] = collections.deque()
+        self._frames: collections.deque[bytes] = collections.deque()
         self._bytes = 0
         self.start = start  # the last number issued before the presence began
         self.floor = start
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._numbers)
 
     def append(self, sequence: int, frame: bytes) -> None:
-        self._entries.append((sequence, frame))
+        self._numbers.append(sequence)
+        self._frames.append(frame)
         self._bytes += len(frame)
-        while self._entries and (
-            len(self._entries) > self._max_events or self._bytes > self._max_bytes
-        ):
-            dropped, old = self._entries.popleft()
-            self._bytes -= len(old)
-            self.floor = dropped
+        while len(self._numbers) > self._max_events or self._bytes > self._max_bytes:
+            self.floor = self._numbers.popleft()
+            self._bytes -= len(self._frames.popleft())
 
     def since(self, sequence: int) -> list[bytes] | None:
         """Every frame after ``sequence``, or None when some of them are no longer held."""
         if sequence <= self.start or sequence < self.floor:
             return None
-        return [frame for number, frame in self._entries if number > sequence]
+        return [
+            frame for number, frame in zip(self._numbers, self._frames, strict=True)
+            if number > sequence
+        ]

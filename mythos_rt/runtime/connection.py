@@ -27,7 +27,12 @@ from mythos_rt.runtime.hub import Hub, SocketHandle
 from mythos_rt.runtime.logs import REPORT_LINES, REPORT_WINDOW_S, LineBudget, log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
-from mythos_rt.runtime.wsio import send_close_and_hang_up, text_frame, write_frames
+from mythos_rt.runtime.wsio import (
+    _ServerConnection,
+    send_close_and_hang_up,
+    text_frame,
+    write_frames,
+)
 from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,6 +114,8 @@ class Connection:
         self._report_lines = LineBudget(REPORT_LINES, REPORT_WINDOW_S)
 
     async def run(self) -> None:
+        if isinstance(self._ws, _ServerConnection):
+            self._ws.attach_outbox(self._socket.outbox)
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
@@ -163,6 +170,8 @@ class Connection:
         """Say goodbye properly when the connection ended without a close handshake."""
         if self._ws.closed is not None or self._dropped or self._torn:
             return
+        if self._socket.outbox.mid_frame:
+            return  # the broadcaster's last write stopped inside a frame: hang up, say nothing
         code, reason = INTERNAL_ERROR if self._crashed else (1001, "Server shutting down")
         if self._socket.outbox.closing is not None and not self._crashed:
             return  # a requested close that timed out: the peer is not reading, just drop it

@@ -7,7 +7,8 @@ with non-blocking puts, so a slow socket can never stall a room.
 
 Flow of one event: rules return an :class:`~mythos_rt.core.effects.Emit` → the hub stamps the
 next sequence number, encodes the envelope and the WebSocket frame once → the same bytes go into
-every recipient socket's outbox → each socket's sender writes its outbox in one batch.
+every recipient socket's outbox → once per scheduling round the broadcaster writes each
+outbox straight into its socket; what the kernel does not take, that socket's sender writes.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ from mythos_rt.core.views import (
 )
 from mythos_rt.core.world import World
 from mythos_rt.core.writes import DeleteGlobalMute, SaveRoom, SetGlobalMute, Write
+from mythos_rt.runtime.broadcast import Broadcaster
 from mythos_rt.runtime.logs import log_admin_action, log_event
 from mythos_rt.runtime.metrics import CounterChild, Metrics
 from mythos_rt.runtime.persistence import StoreWriter
@@ -205,6 +207,9 @@ class Hub:
         self.world = world
         self.metrics = Metrics() if metrics is None else metrics
         self._command_seconds = self.metrics.histogram("command_seconds")
+        self._broadcaster = Broadcaster(
+            self.metrics.counter("bytes_sent"), self.metrics.histogram("fanout_lag_seconds")
+        )
         self._chat_lines: dict[str, CounterChild] = {}  # by channel, bound on first use
         self.config = config
         self.presences = Presences()
@@ -259,6 +264,7 @@ class Hub:
             nursery.start_soon(self._timers.serve)
             nursery.start_soon(self._serve_lookups)
             nursery.start_soon(self._serve_occupants)
+            nursery.start_soon(self._broadcaster.serve)
             task_status.started()
 
     def socket_count(self) -> int:
@@ -281,7 +287,7 @@ class Hub:
         return counts
 
     def new_socket(self, player_id: str, session_id: str | None) -> SocketHandle:
-        outbox = Outbox(self.config.outbox_max_bytes)
+        outbox = Outbox(self.config.outbox_max_bytes, self._broadcaster)
         return SocketHandle(next(self._socket_ids), player_id, session_id, outbox)
 
     def close_all(self, code: int, reason: str) -> None:

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import socket
 import struct
+from typing import Protocol
 
 import attrs
 import trio
 from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import CloseConnection, Event, Ping, Pong
 
 from mythos_rt.core.handshake import MAX_CLOSE_REASON_BYTES, truncate_utf8
@@ -98,6 +100,14 @@ class _ServerConnection(WebSocketConnection):
       those frames are not owed and are skipped.
     """
 
+    _outbox: Outbox | None = None  # the socket's outbox, once admitted (see _send)
+
+    def attach_outbox(self, outbox: Outbox) -> None:
+        """Frames of ``outbox`` may be written straight to this socket (:class:`SocketWriter`);
+        control frames then wait for any frame written only in part."""
+        self._outbox = outbox
+        outbox.attach(socket_writer(self))
+
     @property
     def remote(self) -> Endpoint | str:
         return peer_of(self._stream)
@@ -114,6 +124,8 @@ class _ServerConnection(WebSocketConnection):
         await super()._handle_close_connection_event(event)
 
     async def _send(self, event: Event) -> None:
+        if self._outbox is not None:
+            await self._outbox.wait_whole()  # never inside a frame the flusher half wrote
         state = self._wsproto.state
         if isinstance(event, Ping | Pong) and state is not ConnectionState.OPEN:
             return
@@ -177,15 +189,81 @@ class CloseRequest:
     reason: str
 
 
+class DirectWriter(Protocol):
+    """Writes into a socket without waiting (:class:`SocketWriter`)."""
+
+    def write_nowait(self, data: bytes) -> int | None: ...
+
+
+class Flusher(Protocol):
+    """Flushes outboxes once per scheduling round (runtime/broadcast.py)."""
+
+    def schedule(self, outbox: Outbox) -> None: ...
+
+
+class SocketWriter:
+    """Writes straight into a WebSocket's TCP socket, without a task switch, when nobody else is
+    writing to it: the kernel's send buffer takes a frame at once unless the peer is behind.
+
+    Returns the bytes written (0: the buffer is full), or None when this socket cannot be
+    written to directly right now (a control frame is being written, the close handshake has
+    begun, the socket is gone): the connection's sender then takes over.
+    """
+
+    __slots__ = ("_frames", "_lock", "_sock")
+
+    def __init__(self, frames: Connection, lock: trio.StrictFIFOLock, sock: socket.socket) -> None:
+        self._frames = frames  # wsproto's state after the handshake: OPEN until a close
+        self._lock = lock
+        self._sock = sock
+
+    def write_nowait(self, data: bytes) -> int | None:
+        if self._frames.state is not ConnectionState.OPEN or self._lock.locked():
+            return None
+        try:
+            return self._sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError:  # reset, or closed under us (a closed socket never writes elsewhere)
+            return None
+
+
+def socket_writer(ws: WebSocketConnection) -> SocketWriter | None:
+    """A direct writer for a WebSocket over plain TCP; None for other streams (tests' memory
+    streams), which keep to the sender."""
+    stream = ws._stream
+    if isinstance(stream, ReplayStream):
+        stream = stream.inner
+    if not isinstance(stream, trio.SocketStream):
+        return None
+    # trio's socket wraps a stdlib socket (non-blocking): its send is the one non-waiting write.
+    sock = getattr(stream.socket, "_sock", None)
+    frames = ws._wsproto.connection
+    if frames is None or not isinstance(sock, socket.socket):
+        return None
+    return SocketWriter(frames, ws._stream_lock, sock)
+
+
 class Outbox:
     """Frames waiting for one socket, bounded in bytes.
 
-    The hub only ever calls the non-blocking side (:meth:`put`, :meth:`close`); the connection's
-    sender is the only reader.  Overflow policy: the socket is closed 1013 and what was still
-    queued is dropped (the client may resume from its last sequence number).
+    The hub only ever calls the non-blocking side (:meth:`put`, :meth:`close`).  Two parties write
+    what is queued, never both at once:
+
+    - the broadcaster (:meth:`flush`, once per scheduling round), straight into the socket through
+      a :class:`DirectWriter`, when the connection attached one and its sender is idle;
+    - the connection's sender (:meth:`next_batch`), when the socket has no direct writer, when
+      the kernel buffer was full (the sender waits for it), and for closes.
+
+    A direct write the kernel takes only in part leaves the rest of a frame at the head of the
+    queue (:attr:`mid_frame`); until the sender has taken it, nothing else may be written (control
+    frames wait in :meth:`wait_whole`), and a close frame is never sent after it.
+
+    Overflow policy: the socket is closed 1013 and what was still queued is dropped (the client
+    may resume from its last sequence number).
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, flusher: Flusher | None = None) -> None:
         self._max_bytes = max_bytes
         self._frames: collections.deque[bytes] = collections.deque()
         self._bytes = 0
@@ -194,6 +272,12 @@ class Outbox:
         self._nudged = False
         self._wakeup = trio.Event()
         self._closing = trio.Event()
+        self._flusher = flusher
+        self._writer: DirectWriter | None = None
+        self._scheduled = False  # waiting in the flusher's list for this round
+        self._sender_turn = False  # the sender writes (or was woken to): the flusher keeps off
+        self._mid_frame = False  # the head of the queue is the rest of a partly written frame
+        self._whole: trio.Event | None = None  # set when that rest has gone to the sender
 
     @property
     def closing(self) -> CloseRequest | None:
@@ -202,6 +286,20 @@ class Outbox:
     @property
     def queued_bytes(self) -> int:
         return self._bytes
+
+    @property
+    def queued_at(self) -> float:
+        """The trio time the oldest frame still queued was put."""
+        return self._queued_at
+
+    @property
+    def mid_frame(self) -> bool:
+        return self._mid_frame
+
+    def attach(self, writer: DirectWriter | None) -> None:
+        """Let the flusher write straight to the socket (the connection calls this once)."""
+        if self._flusher is not None:
+            self._writer = writer
 
     def put(self, frame: bytes, now: float | None = None) -> bool:
         """Queue a frame; False when the socket is closing or has just overflowed.
@@ -218,7 +316,7 @@ class Outbox:
             self._queued_at = trio.current_time() if now is None else now
         self._frames.append(frame)
         self._bytes += len(frame)
-        self._wakeup.set()
+        self._ready()
         return True
 
     def preload(self, frames: list[bytes]) -> None:
@@ -227,11 +325,46 @@ class Outbox:
         A replay after a 1013 is by definition larger than the outbox, so counting it would close
         the resumed socket at once; it is bounded by REPLAY_MAX_BYTES instead.
         """
-        if frames and not self._frames:
+        if not frames:
+            return
+        if not self._frames:
             self._queued_at = trio.current_time()
         self._frames.extend(frames)
-        if frames:
+        self._ready()
+
+    def _ready(self) -> None:
+        if self._writer is None or self._sender_turn:
             self._wakeup.set()
+        elif not self._scheduled:
+            self._scheduled = True
+            assert self._flusher is not None  # a writer is only attached with a flusher
+            self._flusher.schedule(self)
+
+    def flush(self) -> int:
+        """The flusher's turn: write what is queued straight to the socket, or hand it to the
+        sender.  Returns the bytes written (0: none, the sender has it or nothing was due)."""
+        self._scheduled = False
+        if not self._frames or self._sender_turn or self._writer is None:
+            return 0
+        frames = self._frames
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        written = self._writer.write_nowait(data)
+        if not written:
+            self._hand_to_sender()
+            return 0
+        frames.clear()
+        if written < len(data):
+            frames.append(data[written:])
+            self._bytes = len(data) - written
+            self._mid_frame = True
+            self._hand_to_sender()
+        else:
+            self._bytes = 0
+        return written
+
+    def _hand_to_sender(self) -> None:
+        self._sender_turn = True
+        self._wakeup.set()
 
     def close(self, code: int, reason: str, *, discard: bool = False) -> None:
         """Ask the sender to close after the queued frames (or instead of them)."""
@@ -240,25 +373,38 @@ class Outbox:
         self._close = CloseRequest(code, reason)
         self._closing.set()
         if discard:
+            # The rest of a partly written frame is not droppable: the peer is inside it.
+            rest = self._frames[0] if self._mid_frame else b""
             self._frames.clear()
-            self._bytes = 0
-        self._wakeup.set()
+            if rest:
+                self._frames.append(rest)
+            self._bytes = len(rest)
+        self._hand_to_sender()
 
     def nudge(self) -> None:
         """Wake the sender with nothing queued: a telnet socket's sender also writes what the
         protocol itself owes the client (option replies), which never passes through the hub."""
         self._nudged = True
-        self._wakeup.set()
+        self._hand_to_sender()
 
     async def wait_closing(self) -> None:
         await self._closing.wait()
+
+    async def wait_whole(self) -> None:
+        """Until no frame is left partly written by the flusher (before any other write)."""
+        while self._mid_frame:
+            if self._whole is None:
+                self._whole = trio.Event()
+            await self._whole.wait()
 
     async def next_batch(self) -> tuple[bytes, CloseRequest | None, float]:
         """Wait for work; return everything queued as one write, the close request if any, and
         the trio time its oldest frame was queued."""
         while not self._frames and self._close is None and not self._nudged:
+            self._sender_turn = False
             await self._wakeup.wait()
             self._wakeup = trio.Event()
+        self._sender_turn = True
         self._nudged = False
         # One more scheduling round before draining: frames the hub queues for this socket in
         # that round (the next say of a busy room) leave in the same write.
@@ -266,4 +412,11 @@ class Outbox:
         data = b"".join(self._frames)
         self._frames.clear()
         self._bytes = 0
+        # The rest of a partly written frame now travels with this write, ahead of everything
+        # else; the sender takes the stream lock before it next yields, so no control frame can
+        # come between.
+        self._mid_frame = False
+        if self._whole is not None:
+            self._whole.set()
+            self._whole = None
         return data, self._close, self._queued_at

@@ -1,0 +1,54 @@
+"""The broadcaster: one task in the root nursery that writes every socket's frames of a
+scheduling round straight into its TCP socket.
+
+A frame the hub queues for a socket whose sender is idle does not wake that sender.  The outbox
+asks the broadcaster instead (:meth:`Broadcaster.schedule`); once per scheduling round the
+broadcaster writes each such outbox's frames with one non-blocking send (the kernel's buffer
+takes them at once unless the peer is behind).  Delivering a line to 1,000 listeners is then one
+task switch and 1,000 sends, not 1,000 task switches.  What the kernel does not take is handed
+to that socket's sender, which waits for the socket like before: the slow-client policy, the
+ordering and the whole-frame guarantees are the outbox's (:class:`mythos_rt.runtime.wsio.Outbox`).
+"""
+
+from __future__ import annotations
+
+import trio
+
+from mythos_rt.runtime.metrics import CounterChild, HistogramChild
+from mythos_rt.runtime.wsio import Outbox
+
+
+class Broadcaster:
+    def __init__(self, bytes_sent: CounterChild, fanout_lag: HistogramChild) -> None:
+        self._due: list[Outbox] = []
+        self._wakeup = trio.Event()
+        self._bytes_sent = bytes_sent
+        self._fanout_lag = fanout_lag
+
+    def schedule(self, outbox: Outbox) -> None:
+        """Flush ``outbox`` in the next round (the outbox asks once per round)."""
+        if not self._due:
+            self._wakeup.set()
+        self._due.append(outbox)
+
+    async def serve(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything due.  One lag observation per round, for its oldest frame (an
+        observation per socket would cost more than the write)."""
+        due, self._due = self._due, []
+        oldest: float | None = None
+        written = 0
+        for outbox in due:
+            queued_at = outbox.queued_at
+            sent = outbox.flush()
+            if sent:
+                written += sent
+                oldest = queued_at if oldest is None else min(oldest, queued_at)
+        if oldest is not None:
+            self._fanout_lag.observe(trio.current_time() - oldest)
+            self._bytes_sent.inc(written)

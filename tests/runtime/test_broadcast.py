@@ -1,0 +1,224 @@
+"""The broadcaster writes straight into TCP sockets (runtime/broadcast.py); real loopback TCP
+with small kernel buffers, because only the kernel decides how much of a frame it takes.
+
+What must hold however the kernel splits the writes: every frame arrives whole and in order,
+a control frame (the pong to a client's ping) never lands inside a data frame, and a reader
+that stalls is still closed 1013 "Client too slow" after the frames it already has.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    Request,
+    TextMessage,
+)
+
+from mythos_rt.runtime.gate import handle_stream
+from mythos_rt.runtime.wsio import Outbox
+from tests.runtime.harness import Harness, running
+from tests.runtime.test_hardening import tcp_pair
+
+LIMITS = {"chat_limit_say": 1000, "command_rate_limit": 1000, "frame_rate_limit": 1000}
+LINE = "x" * 490  # about 700 bytes a frame: a 4 KiB buffer fills in the middle of one
+
+
+class WireReader:
+    """A WebSocket client over a real TCP stream that reads only when told to, and keeps every
+    event in order (wsproto raises on a frame with another frame's bytes inside it)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.events: list[Event] = []
+        self._text = ""
+        self.texts: list[dict[str, Any]] = []
+
+    async def handshake(self, target: str) -> None:
+        await self.stream.send_all(self.ws.send(Request(host="localhost", target=target)))
+        while not any(isinstance(event, AcceptConnection) for event in self.events):
+            await self._read_once()
+
+    async def send_ping(self, payload: bytes) -> None:
+        await self.stream.send_all(self.ws.send(Ping(payload)))
+
+    async def _read_once(self) -> bool:
+        data = await self.stream.receive_some(65536)
+        self.ws.receive_data(bytes(data) if data else None)
+        for event in self.ws.events():
+            self.events.append(event)
+            if isinstance(event, TextMessage):
+                self._text += event.data
+                if event.message_finished:
+                    self.texts.append(json.loads(self._text))
+                    self._text = ""
+        return bool(data)
+
+    async def read_until(self, done: Any) -> None:
+        with trio.fail_after(30):  # real clock: generous for a loaded machine
+            while not done(self):
+                if not await self._read_once():
+                    return
+
+    def said(self) -> list[str]:
+        return [
+            str(frame["data"]["message"])
+            for frame in self.texts
+            if frame["event_type"] == "chat_message"
+        ]
+
+
+async def open_reader(h: Harness, nursery: trio.Nursery, name: str) -> WireReader:
+    client_stream, server_stream = await tcp_pair(4096)
+    nursery.start_soon(handle_stream, h.app.gate, server_stream)
+    reader = WireReader(client_stream)
+    await reader.handshake(f"/v1/api/ws?token={h.token(name)}")
+    await reader.read_until(lambda r: any(f["event_type"] == "welcome" for f in r.texts))
+    return reader
+
+
+def queued_for(h: Harness, name: str) -> int:
+    player_id = h.players[name].player_id
+    return sum(s.outbox.queued_bytes for s in h.app.hub._sockets.get(player_id, {}).values())
+
+
+async def test_frames_written_straight_to_a_full_socket_arrive_whole_and_in_order(
+    tmp_path: Path,
+) -> None:
+    lines = 120  # about 85 KiB for a reader that reads nothing until the end
+    async with running(tmp_path, ping_interval_s=1000.0, **LIMITS) as h:
+        speaker = await h.connect("Wilmarth")
+        async with trio.open_nursery() as connections:
+            reader = await open_reader(h, connections, "Armitage")
+            for index in range(lines // 2):
+                await speaker.command("say", f"{index:03d} {LINE}")
+            await speaker.until_pong()
+            assert queued_for(h, "Armitage") > 0, "the kernel buffer never filled"
+            # A ping while a frame may be half on the wire: its pong must wait for that frame.
+            await reader.send_ping(b"between frames?")
+            for index in range(lines // 2, lines):
+                await speaker.command("say", f"{index:03d} {LINE}")
+            await speaker.until_pong()
+            await reader.read_until(lambda r: len(r.said()) == lines)
+            connections.cancel_scope.cancel()
+        await reader.stream.aclose()
+    expected = [f"Wilmarth says: {index:03d} {LINE}" for index in range(lines)]
+    assert reader.said() == expected
+    pongs = [event for event in reader.events if isinstance(event, Pong)]
+    assert [pong.payload for pong in pongs] == [b"between frames?"]
+
+
+async def test_a_reader_that_stalls_on_real_tcp_is_closed_1013_after_whole_frames(
+    tmp_path: Path,
+) -> None:
+    lines = 60
+    async with running(tmp_path, ping_interval_s=1000.0, outbox_max_bytes=8192, **LIMITS) as h:
+        speaker = await h.connect("Wilmarth")
+        async with trio.open_nursery() as connections:
+            reader = await open_reader(h, connections, "Armitage")
+            for index in range(lines):
+                await speaker.command("say", f"{index:03d} {LINE}")
+            heard = await speaker.until_pong()
+            await reader.read_until(
+                lambda r: any(isinstance(event, CloseConnection) for event in r.events)
+            )
+            connections.cancel_scope.cancel()
+        await reader.stream.aclose()
+    closes = [event for event in reader.events if isinstance(event, CloseConnection)]
+    assert [(close.code, close.reason) for close in closes] == [(1013, "Client too slow")]
+    said = reader.said()
+    assert 0 < len(said) < lines
+    # What did arrive is the start of the conversation, whole and in order.
+    assert said == [f"Wilmarth says: {index:03d} {LINE}" for index in range(len(said))]
+    # The speaker was answered every line; the stalled reader held nobody up.
+    answers = [frame for frame in heard if frame["event_type"] == "command_response"]
+    assert len(answers) == lines
+
+
+# --- the outbox's half of the contract, with a kernel that takes a set number of bytes ---------
+
+
+class TakesSome:
+    """A socket whose kernel buffer has room for ``room`` more bytes."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.wire = bytearray()
+
+    def write_nowait(self, data: bytes) -> int | None:
+        taken = data[: self.room]
+        self.room -= len(taken)
+        self.wire += taken
+        return len(taken)
+
+
+class Rounds:
+    """A flusher that flushes only when the test says so."""
+
+    def __init__(self) -> None:
+        self.due: list[Outbox] = []
+
+    def schedule(self, outbox: Outbox) -> None:
+        self.due.append(outbox)
+
+    def flush(self) -> int:
+        due, self.due = self.due, []
+        return sum(outbox.flush() for outbox in due)
+
+
+def outbox_on(room: int, max_bytes: int = 1 << 20) -> tuple[Outbox, Rounds, TakesSome]:
+    rounds, kernel = Rounds(), TakesSome(room)
+    outbox = Outbox(max_bytes, rounds)
+    outbox.attach(kernel)
+    return outbox, rounds, kernel
+
+
+async def test_frames_of_one_round_go_out_in_one_write_without_the_sender() -> None:
+    outbox, rounds, kernel = outbox_on(room=1000)
+    outbox.put(b"one")
+    outbox.put(b"two")
+    assert rounds.flush() == 6
+    assert kernel.wire == b"onetwo" and outbox.queued_bytes == 0 and not outbox.mid_frame
+
+
+async def test_the_rest_of_a_partly_written_frame_leaves_first_and_holds_other_writes() -> None:
+    outbox, rounds, kernel = outbox_on(room=4)
+    outbox.put(b"first-frame")
+    assert rounds.flush() == 4
+    assert outbox.mid_frame
+    outbox.put(b"second")  # the sender's turn now: the flusher keeps off
+    assert rounds.flush() == 0
+    control_sent = trio.Event()
+
+    async def control_frame() -> None:
+        await outbox.wait_whole()
+        control_sent.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(control_frame)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not control_sent.is_set()  # a pong now would land inside "first-frame"
+        data, close, _ = await outbox.next_batch()
+        assert (kernel.wire + data, close) == (b"first-frame" + b"second", None)
+    assert control_sent.is_set()
+
+
+async def test_an_overflow_keeps_the_rest_of_a_partly_written_frame() -> None:
+    outbox, rounds, kernel = outbox_on(room=4, max_bytes=16)
+    outbox.put(b"first-frame")
+    rounds.flush()
+    assert not outbox.put(b"x" * 16)  # over the bound: 1013, the queue dropped...
+    data, close, _ = await outbox.next_batch()
+    assert kernel.wire + data == b"first-frame"  # ...but not the frame the peer is inside
+    assert close is not None and (close.code, close.reason) == (1013, "Client too slow")
