@@ -2,11 +2,12 @@
 
 serve
 └─ open_app: root nursery
-   ├─ hub.serve            timers: grace, ward, game tick   (started before anything connects)
+   ├─ hub.serve            timers (grace, ward, game tick), occupant lists, the broadcaster
    ├─ store_writer.serve   the only writer: batches, one transaction each, in worker threads
    ├─ serve_ops            health, readiness, metrics, web client
    ├─ serve_connections    the WebSocket/HTTP API listener; connections run in ``conns``
-   └─ serve_connections    with TELNET_PORT: the telnet listener, connections in ``conns`` too
+   ├─ serve_connections    with TELNET_PORT: the telnet listener, connections in ``conns`` too
+   └─ freeze_after_admissions  (the CLI's server) the heap frozen after admissions (gc_policy)
 on SIGTERM/SIGINT: drain (503 to newcomers, close every socket 1001, wait, teardown, flush)
 """
 
@@ -24,6 +25,7 @@ import attrs
 import trio
 
 from mythos_rt.core.world import World, WorldError
+from mythos_rt.runtime import gc_policy
 from mythos_rt.runtime.bus import Bus, BusConnectError, LocalBus, open_bus
 from mythos_rt.runtime.cluster import Cluster
 from mythos_rt.runtime.gate import Gate, handle_stream
@@ -203,13 +205,18 @@ async def serve(
     backend: Backend,
     secret: str,
     *,
+    manage_gc: bool = False,
     task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """Serve until a signal or an admin's shutdown.  ``manage_gc``: freeze the heap after
+    start-up and admissions (gc_policy); the CLI's server does, tests in one process do not."""
     stop = StopRequest()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(absorb_signals, signals, stop)
-            await _serve_until_stopped(settings, world, backend, secret, stop, task_status)
+            await _serve_until_stopped(
+                settings, world, backend, secret, stop, task_status, manage_gc
+            )
             nursery.cancel_scope.cancel()
 
 
@@ -220,6 +227,7 @@ async def _serve_until_stopped(
     secret: str,
     stop: StopRequest,
     task_status: trio.TaskStatus[App],
+    manage_gc: bool,
 ) -> None:
     metrics = Metrics()
     async with (
@@ -249,6 +257,9 @@ async def _serve_until_stopped(
                 listener_scopes[1],
             )
         print_banner(settings, app.ws_port, ops_port, app.telnet_port)
+        if manage_gc:
+            gc_policy.freeze_start_up()
+            conns.start_soon(gc_policy.freeze_after_admissions, partial(admissions, metrics))
         task_status.started(app)
         reason = await wait_for_stop(app.hub, stop)
         log.info("%s: draining (at most %.0f s)", reason, settings.drain_timeout_s)
@@ -338,6 +349,11 @@ def prepare_store(settings: Settings, world: World) -> tuple[Backend, list[Playe
         raise StoreError(message) from exc
 
 
+def admissions(metrics: Metrics) -> float:
+    """Sockets admitted so far, through either door."""
+    return metrics.value("sockets_admitted") + metrics.value("telnet_sockets_admitted")
+
+
 def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
     """Load the world and the store, then serve until a signal; returns the exit code."""
     try:
@@ -358,7 +374,7 @@ def run_server(settings: Settings, *, secret: str, secret_created: bool) -> int:
     for record in created:
         print(f"created demo player {record.name}{' (admin)' if record.is_admin else ''}")
     try:
-        trio.run(serve, settings, world, backend, secret)
+        trio.run(partial(serve, settings, world, backend, secret, manage_gc=True))
     except (BusConnectError, ListenError, BaseExceptionGroup) as exc:
         refusal = _start_refusal(exc)
         if refusal is None:
