@@ -141,10 +141,10 @@ CATALOGUE: tuple[MetricDef, ...] = (
     ),
     _histogram(
         "fanout_lag_seconds",
-        "Time from the hub queueing a frame for a socket to that socket's sender handing it to"
-        " the socket write; one observation per write (a batch), measured for its oldest frame."
-        " The hub queues every recipient's copy of an event at once, so the slowest recipient of"
-        " an event shows in the upper buckets.",
+        "Time from the hub queueing a frame for a socket to its write into the socket: one"
+        " observation per broadcaster round (for the oldest frame it wrote in that round) and"
+        " one per write by a socket's own sender (a socket whose kernel buffer was full), each"
+        " for its oldest frame.",
     ),
     _gauge("sockets", "WebSocket sockets currently admitted."),
     _gauge("connections_open", "TCP connections currently open on the game port."),
