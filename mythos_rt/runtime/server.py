@@ -259,7 +259,8 @@ async def _serve_until_stopped(
         print_banner(settings, app.ws_port, ops_port, app.telnet_port)
         if manage_gc:
             gc_policy.freeze_start_up()
-            conns.start_soon(gc_policy.freeze_after_admissions, partial(admissions, metrics))
+            admitted, online = partial(admissions, metrics), app.hub.socket_count
+            conns.start_soon(gc_policy.freeze_after_admissions, admitted, online)
         task_status.started(app)
         reason = await wait_for_stop(app.hub, stop)
         log.info("%s: draining (at most %.0f s)", reason, settings.drain_timeout_s)

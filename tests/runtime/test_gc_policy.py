@@ -31,11 +31,11 @@ class Cycle:
 async def test_admissions_are_frozen_within_a_second_and_garbage_is_not(
     thawed: None, autojump_clock: trio.abc.Clock
 ) -> None:
-    admitted = 0
+    admitted = online = 0
     gc_policy.freeze_start_up()
     at_start = gc.get_freeze_count()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(gc_policy.freeze_after_admissions, lambda: admitted)
+        nursery.start_soon(gc_policy.freeze_after_admissions, lambda: admitted, lambda: online)
         await trio.sleep(5)
         assert gc.get_freeze_count() <= at_start  # nobody came: nothing frozen
         kept = [Cycle() for _ in range(1000)]  # what a new connection holds
@@ -51,27 +51,27 @@ async def test_admissions_are_frozen_within_a_second_and_garbage_is_not(
     del kept
 
 
-async def test_the_frozen_heap_is_reviewed_when_it_doubles(
+async def test_cycles_left_by_ended_connections_are_collected_at_the_review(
     thawed: None, autojump_clock: trio.abc.Clock
 ) -> None:
-    admitted = 0
+    admitted, online = 0, 1500
     gc_policy.freeze_start_up()
-    at_start = gc.get_freeze_count()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(gc_policy.freeze_after_admissions, lambda: admitted)
+        nursery.start_soon(gc_policy.freeze_after_admissions, lambda: admitted, lambda: online)
         await trio.testing.wait_all_tasks_blocked()
-        # Cycles that end while frozen: a freeze alone would keep them forever.
-        ended = [Cycle() for _ in range(at_start + 1000)]
+        # A connection's objects in a cycle that ends while frozen: a freeze alone would keep
+        # them forever.
+        ended = [Cycle() for _ in range(100)]
         one_of_them = weakref.ref(ended[0])
-        admitted += 1
-        await trio.sleep(1.5)  # frozen with the rest (the heap has not doubled yet)...
-        assert gc.get_freeze_count() >= at_start + len(ended)
-        del ended
-        big = [Cycle() for _ in range(2 * at_start)]  # ...now it has
-        admitted += 1
+        admitted += 1000
         await trio.sleep(1.5)
-        # Reviewed: the ended cycles were collected, the live ones frozen again.
-        assert one_of_them() is None
-        assert gc.get_freeze_count() >= len(big)
+        assert gc.is_tracked(ended[0]) and gc.get_freeze_count() >= len(ended)
+        del ended
+        admitted += 499  # 1,499 admitted, 1,500 online: not yet
+        await trio.sleep(1.5)
+        gc.collect()
+        assert one_of_them() is not None  # frozen: out of the collector's sight
+        admitted += 1  # as many admitted since the last review as are online
+        await trio.sleep(1.5)
+        assert one_of_them() is None  # reviewed: collected
         nursery.cancel_scope.cancel()
-    del big
