@@ -1,5 +1,6 @@
 """The broadcaster writes straight into TCP sockets (runtime/broadcast.py); real loopback TCP
-with small kernel buffers, because only the kernel decides how much of a frame it takes.
+with small kernel buffers, because only the kernel decides how much of a frame it takes (and,
+below, the outbox and the broadcaster with a stand-in kernel that takes a set number of bytes).
 
 What must hold however the kernel splits the writes: every frame arrives whole and in order,
 a control frame (the pong to a client's ping) never lands inside a data frame, and a reader
@@ -25,7 +26,9 @@ from wsproto.events import (
     TextMessage,
 )
 
+from mythos_rt.runtime.broadcast import MIN_INTERVAL_S, Broadcaster
 from mythos_rt.runtime.gate import handle_stream
+from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.wsio import Outbox
 from tests.runtime.harness import Harness, running
 from tests.runtime.test_hardening import tcp_pair
@@ -155,11 +158,13 @@ class TakesSome:
     def __init__(self, room: int) -> None:
         self.room = room
         self.wire = bytearray()
+        self.writes: list[tuple[float, bytes]] = []  # (trio time, bytes) of every send
 
     def write_nowait(self, data: bytes) -> int | None:
         taken = data[: self.room]
         self.room -= len(taken)
         self.wire += taken
+        self.writes.append((trio.current_time(), taken))
         return len(taken)
 
 
@@ -222,3 +227,27 @@ async def test_an_overflow_keeps_the_rest_of_a_partly_written_frame() -> None:
     data, close, _ = await outbox.next_batch()
     assert kernel.wire + data == b"first-frame"  # ...but not the frame the peer is inside
     assert close is not None and (close.code, close.reason) == (1013, "Client too slow")
+
+
+async def test_a_line_after_a_quiet_spell_goes_at_once_and_a_busy_rooms_lines_share_a_send(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    metrics = Metrics()
+    lag = metrics.histogram("fanout_lag_seconds")
+    broadcaster = Broadcaster(metrics.counter("bytes_sent"), lag)
+    kernel = TakesSome(room=1 << 20)
+    outbox = Outbox(1 << 20, broadcaster)
+    outbox.attach(kernel)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(broadcaster.serve)
+        await trio.sleep(1)
+        said_at = trio.current_time()
+        outbox.put(b"first")
+        await trio.testing.wait_all_tasks_blocked()
+        outbox.put(b"second")  # right behind it: waits for the interval...
+        await trio.sleep(MIN_INTERVAL_S / 2)
+        outbox.put(b"third")  # ...and this one joins it
+        await trio.sleep(MIN_INTERVAL_S)
+        nursery.cancel_scope.cancel()
+    assert kernel.writes == [(said_at, b"first"), (said_at + MIN_INTERVAL_S, b"secondthird")]
+    assert metrics.value("bytes_sent") == len(b"firstsecondthird")
