@@ -90,6 +90,8 @@ from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
 
+_NO_REPLAY: Mapping[str, ReplayBuffer] = {}  # ephemeral events are not kept for a resume
+
 SUPERSEDED = (4000, "New game session established")
 # Where players are and who is in a room: every instance derives these for its own players from
 # its replicas (upsert_replica, drop_replica), so they are never forwarded; forwarding them too
@@ -787,13 +789,16 @@ class Hub:
         sequence, frame = self._encode(event.event_type, event.data, event.room_id, event.player_id)
         if event.event_type == "chat_message":
             self._count_chat_line(str(event.data.get("channel")))
-        replayable = event.event_type not in EPHEMERAL_EVENTS
+        replay = self._replay if event.event_type not in EPHEMERAL_EVENTS else _NO_REPLAY
+        sockets_of = self._sockets
         now = trio.current_time()  # once per event: it stamps every recipient's batch
+        # The hot loop of fan-out: per recipient two dict look-ups, a replay append, a put.
         for player_id in to:
-            if replayable and (buffer := self._replay.get(player_id)) is not None:
+            if (buffer := replay.get(player_id)) is not None:
                 buffer.append(sequence, frame)
-            for socket in self._sockets.get(player_id, {}).values():
-                socket.outbox.put(frame, now)
+            if sockets := sockets_of.get(player_id):
+                for socket in sockets.values():
+                    socket.outbox.put(frame, now)
 
     def _count_chat_line(self, channel: str) -> None:
         counter = self._chat_lines.get(channel)

@@ -309,13 +309,17 @@ class Outbox:
         """
         if self._close is not None:
             return False
-        if self._bytes + len(frame) > self._max_bytes:
+        size = self._bytes + len(frame)
+        if size > self._max_bytes:
             self.close(1013, "Client too slow", discard=True)
             return False
-        if not self._frames:
+        frames = self._frames
+        if not frames:
             self._queued_at = trio.current_time() if now is None else now
-        self._frames.append(frame)
-        self._bytes += len(frame)
+        frames.append(frame)
+        self._bytes = size
+        if self._scheduled:  # the common case in a busy room: already due this round
+            return True
         self._ready()
         return True
 
