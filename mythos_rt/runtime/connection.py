@@ -2,9 +2,16 @@
 
     receive loop   frames in → rate limit → validation → hub (or a per-socket reply)
     sender         the only writer of data frames: drains the outbox in one write; performs closes
-    pinger         WebSocket ping every PING_INTERVAL_S; no pong within PING_TIMEOUT_S → drop
-    token watch    token_expiring before ``exp``; close 4401 at ``exp`` unless refreshed
-    close watchdog a requested close that cannot finish (peer not reading) is cut off, bounded
+    timer          asleep until the earliest of its deadlines, one task for three duties:
+                   - ping every PING_INTERVAL_S (sent by a short-lived task, so a write stuck
+                     behind a full buffer delays nothing else); no pong within PING_TIMEOUT_S
+                     → drop
+                   - token_expiring before ``exp``; close 4401 at ``exp`` unless refreshed
+                   - close watchdog: a requested close that cannot finish (peer not reading)
+                     is cut off 2 × CLOSE_TIMEOUT_S after it was requested
+
+The three duties used to be three tasks of their own; an idle socket now holds one task, one
+coroutine and one cancel scope for them (issue 12: memory per idle socket).
 
 Whoever ends the connection cancels the nursery; ``finally`` then tells the hub the socket is
 gone.  ``Hub.detach`` is synchronous, so no cancellation can skip it.
@@ -95,7 +102,14 @@ class Connection:
         self._csrf_tokens = {token}
         self._original_token = token
         self._token_deadline = self._trio_deadline(verified.expires_at)
-        self._token_changed = trio.Event()
+        self._token_warned = False  # token_expiring sent for the current deadline
+        self._token_expired = False  # close 4401 requested
+        # The timer's state: the ping in flight (its pong deadline), the next ping, and the
+        # watchdog's deadline once a close is requested; math.inf when there is none.
+        self._pong_due = math.inf
+        self._next_ping = trio.current_time() + settings.ping_interval_s
+        self._close_by = math.inf
+        self._nap = trio.CancelScope()  # the timer's sleep; cancelled to make it look again
         self._limits = FrameLimits(
             settings.max_frame_bytes, settings.max_depth, settings.max_string_chars
         )
@@ -114,9 +128,7 @@ class Connection:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._receive_loop)
                     nursery.start_soon(self._send_loop)
-                    nursery.start_soon(self._ping_loop)
-                    nursery.start_soon(self._watch_token)
-                    nursery.start_soon(self._close_watchdog)
+                    nursery.start_soon(self._keep_time, nursery)
         except* Exception:
             self._crashed = True
             self._metrics.inc("connection_errors")
@@ -254,26 +266,32 @@ class Connection:
         # The original token and the latest refreshed one are both valid CSRF tokens.
         self._csrf_tokens = {self._original_token, token}
         self._token_deadline = self._trio_deadline(verified.expires_at)
-        self._token_changed.set()
+        self._token_warned = False
+        self._nap.cancel()  # the new deadline may come before the timer's next wake-up
         expires = protocol.format_timestamp(verified.expires_at)
         self._hub.send_to_socket(self._socket, "token_refreshed", {"expires_at": expires})
 
-    async def _watch_token(self) -> None:
-        while True:
-            self._token_changed = trio.Event()
-            deadline = self._token_deadline
-            with trio.move_on_at(deadline - self._settings.token_warning_s):
-                await self._token_changed.wait()
-                continue
-            expires = self._wall_clock() + (deadline - trio.current_time())
+    def _check_token(self, now: float) -> None:
+        """token_expiring from TOKEN_WARNING_S before ``exp``; close 4401 at ``exp``."""
+        if self._token_expired:
+            return
+        deadline = self._token_deadline
+        if now >= deadline:
+            self._token_expired = True
+            self._socket.outbox.close(*TOKEN_EXPIRED)
+        elif now >= deadline - self._settings.token_warning_s and not self._token_warned:
+            self._token_warned = True
+            expires = self._wall_clock() + (deadline - now)
             self._hub.send_to_socket(
                 self._socket, "token_expiring", {"expires_at": protocol.format_timestamp(expires)}
             )
-            with trio.move_on_at(deadline):
-                await self._token_changed.wait()
-                continue
-            self._socket.outbox.close(*TOKEN_EXPIRED)
-            return
+
+    def _next_token_check(self) -> float:
+        if self._token_expired:
+            return math.inf
+        if self._token_warned:
+            return self._token_deadline
+        return self._token_deadline - self._settings.token_warning_s
 
     # --- sending, liveness, closing --------------------------------------------------------
 
@@ -303,25 +321,49 @@ class Connection:
             raise
         self._bytes_sent.inc(len(data))
 
-    async def _ping_loop(self) -> None:
-        s = self._settings
+    async def _keep_time(self, nursery: trio.Nursery) -> None:
+        """The timer: every duty whose deadline has come, then asleep until the next one (or
+        until a close is requested: the watchdog's clock starts then)."""
         while True:
-            await trio.sleep(s.ping_interval_s)
-            with trio.move_on_after(s.ping_timeout_s) as waiting:
-                try:
-                    await self._ws.ping()
-                except ConnectionClosed:
-                    self._peer_gone()
-                    return
-            if waiting.cancelled_caught:
-                self._metrics.inc("heartbeat_timeouts")
-                log.info("no pong from player %s: dropping the socket", self._socket.player_id)
-                self._dropped = True
-                self._end()
+            now = trio.current_time()
+            if now >= self._close_by:
+                self._end()  # a requested close that did not finish in time
                 return
+            if now >= self._pong_due:
+                self._heartbeat_lost()
+                return
+            self._check_token(now)
+            if self._pong_due == math.inf and now >= self._next_ping:
+                self._pong_due = now + self._settings.ping_timeout_s
+                nursery.start_soon(self._ping)
+            wake_at = min(self._close_by, self._pong_due, self._next_token_check())
+            if self._pong_due == math.inf:
+                wake_at = min(wake_at, self._next_ping)
+            await self._sleep_until(wake_at)
 
-    async def _close_watchdog(self) -> None:
-        """A requested close must finish within CLOSE_TIMEOUT_S (twice: flush, then handshake)."""
-        await self._socket.outbox.wait_closing()
-        await trio.sleep(2 * self._settings.close_timeout_s)
+    async def _sleep_until(self, wake_at: float) -> None:
+        """Until ``wake_at``, a token refresh (it cancels ``_nap``) or a close request."""
+        self._nap = trio.CancelScope(deadline=wake_at)
+        with self._nap:
+            if self._close_by == math.inf:
+                await self._socket.outbox.wait_closing()
+                self._close_by = trio.current_time() + 2 * self._settings.close_timeout_s
+            else:
+                await trio.sleep_forever()
+
+    async def _ping(self) -> None:
+        """One ping and its pong, in a short-lived task: a ping written behind a full send
+        buffer must not hold up the token's deadlines or the close watchdog."""
+        try:
+            await self._ws.ping()
+        except ConnectionClosed:
+            self._peer_gone()
+            return
+        self._pong_due = math.inf
+        self._next_ping = trio.current_time() + self._settings.ping_interval_s
+
+    def _heartbeat_lost(self) -> None:
+        self._metrics.inc("heartbeat_timeouts")
+        log.info("no pong from player %s: dropping the socket", self._socket.player_id)
+        self._dropped = True
         self._end()

@@ -28,7 +28,7 @@ from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import MuteRecords, PlayerRecord, Store
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
-from mythos_rt.runtime.wsio import address_of, peer_address, wrap_server_stream
+from mythos_rt.runtime.wsio import address_of, forget_handshake, peer_address, wrap_server_stream
 from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -199,14 +199,9 @@ async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery, slo
     with trio.move_on_after(timeout_s) as handshake_scope:
         gate.handshakes.add(handshake_scope)
         try:
-            head = await read_head(stream)
-            if head.oversized:
-                await answer_oversized_head(stream, head, s.close_timeout_s, gate.metrics)
-                return
-            if head.for_http_api:
-                await gate.http_api.serve(stream, head)
-                return
-            request = await wrap_server_stream(nursery, head.replay(stream), s.transport_max_bytes)
+            request = await _upgrade(gate, stream, nursery)
+            if request is None:
+                return  # an HTTP API request or an oversized head: answered
             admission = await _authenticate(gate, request)
         finally:
             gate.handshakes.discard(handshake_scope)
@@ -224,6 +219,24 @@ async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery, slo
     await _admit(gate, request, admission)
 
 
+async def _upgrade(
+    gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery
+) -> WebSocketRequest | None:
+    """The request's head read and, for a WebSocket upgrade, handed to trio-websocket as if
+    nobody had looked; None once an HTTP API request or an oversized head is answered.  In a
+    function of its own so that the head (bytes and parser) is freed when the upgrade starts,
+    not held by the caller's frame for the socket's life."""
+    s = gate.settings
+    head = await read_head(stream)
+    if head.oversized:
+        await answer_oversized_head(stream, head, s.close_timeout_s, gate.metrics)
+        return None
+    if head.for_http_api:
+        await gate.http_api.serve(stream, head)
+        return None
+    return await wrap_server_stream(nursery, head.replay(stream), s.transport_max_bytes)
+
+
 async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) -> None:
     hub = gate.hub
     refusal = hub.precheck(admission.record.player_id, admission.session_id)
@@ -231,6 +244,7 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         await _refuse(gate, request, refusal)
         return
     ws = await request.accept(subprotocol=admission.subprotocol)
+    forget_handshake(ws)
     fresh = await _as_of_now(gate, admission)
     if fresh is None:
         await _close_accepted(gate, ws, admission, *INTERNAL_ERROR)
