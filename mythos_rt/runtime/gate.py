@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import attrs
@@ -26,7 +26,7 @@ from mythos_rt.runtime.hub import Hub
 from mythos_rt.runtime.logs import REFUSAL_LINES, REFUSAL_WINDOW_S, LineBudget, log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
-from mythos_rt.runtime.store import MuteRecords, PlayerRecord, Store
+from mythos_rt.runtime.store import Backend, MuteRecords, PlayerRecord, Store
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
 from mythos_rt.runtime.wsio import address_of, forget_handshake, peer_address, wrap_server_stream
 from mythos_rt.settings import Settings
@@ -422,9 +422,10 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
     if session_id is not None and len(session_id) > s.max_session_id_chars:
         return handshake.BAD_SESSION_ID
     version = gate.hub.version()  # before the reads: see _as_of_now
-    resolved = await _resolve_player(gate, verified.user_id, endpoint.query.get("character_id"))
-    if isinstance(resolved, Refusal):
-        return resolved
+    found = await _resolve_player(gate, verified.user_id, endpoint.query.get("character_id"))
+    if isinstance(found, Refusal):
+        return found
+    resolved, mutes = found
     if resolved.banned_at(time.time()):
         return handshake.banned(resolved.banned_until)
     if endpoint.path_player_id is not None and endpoint.path_player_id != resolved.player_id:
@@ -439,8 +440,6 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
             gate.player_attempts.retry_after(resolved.player_id, now)
         )
     resume_from = _int_or_none(endpoint.query.get("resume_from"))
-    # Loaded for every socket (one indexed query); the hub installs them when a presence starts.
-    mutes = await load_mutes(gate, resolved.player_id)
     return Admission(
         resolved,
         choice.token,
@@ -471,8 +470,9 @@ def _int_or_none(raw: str | None) -> int | None:
 
 async def _resolve_player(
     gate: Gate, user_id: str, character_id: str | None
-) -> PlayerRecord | Refusal:
-    """Section 2 player resolution: the named character, else the user's oldest active player.
+) -> tuple[PlayerRecord, MuteRecords] | Refusal:
+    """Section 2 player resolution: the named character, else the user's oldest active player;
+    with the player's mutes, which the hub installs when a presence starts.
 
     Read after pending writes: a player who just moved and quit comes back in the new room.
     """
@@ -480,11 +480,22 @@ async def _resolve_player(
     if character_id:
         wanted = handshake.parse_character_id(character_id)
         if wanted is not None:
-            record = await read(store.get_player, str(wanted))
-            if record is None or record.deleted:
+            record, mutes = await read(_with_mutes, store, store.get_player, str(wanted))
+            if record is None or mutes is None or record.deleted:
                 return handshake.CHARACTER_NOT_FOUND
             if record.user_id != user_id:
                 return handshake.CHARACTER_FORBIDDEN
-            return record
-    first = await read(store.first_active_player, user_id)
-    return first if first is not None else handshake.NO_PLAYER
+            return record, mutes
+    first, mutes = await read(_with_mutes, store, store.first_active_player, user_id)
+    return handshake.NO_PLAYER if first is None or mutes is None else (first, mutes)
+
+
+def _with_mutes(
+    store: Backend, find: Callable[[str], PlayerRecord | None], key: str
+) -> tuple[PlayerRecord | None, MuteRecords | None]:
+    """A player and their mutes in one worker-thread call: a handshake's store reads cost one
+    trip to a worker thread instead of two (issue 12: handshakes/s)."""
+    record = find(key)
+    if record is None:
+        return None, None
+    return record, store.load_mutes(record.player_id, time.time())
