@@ -2,7 +2,8 @@
 
     receive loop   frames in → rate limit → validation → hub (or a per-socket reply)
     sender         the only writer of data frames: drains the outbox in one write; performs closes
-    timer          asleep until the earliest of its deadlines, one task for three duties:
+    timer          asleep until the earliest of its deadlines, one task for four duties:
+                   - no data frame for IDLE_TIMEOUT_S → close 4001
                    - ping every PING_INTERVAL_S (sent by a short-lived task, so a write stuck
                      behind a full buffer delays nothing else); no pong within PING_TIMEOUT_S
                      → drop
@@ -10,8 +11,9 @@
                    - close watchdog: a requested close that cannot finish (peer not reading)
                      is cut off 2 × CLOSE_TIMEOUT_S after it was requested
 
-The three duties used to be three tasks of their own; an idle socket now holds one task, one
-coroutine and one cancel scope for them (issue 12: memory per idle socket).
+Three of the duties used to be tasks of their own, and the receive loop entered a cancel scope
+per frame for the idle limit; an idle socket now holds one task, one coroutine and one cancel
+scope for all four (issue 12: memory per idle socket).
 
 Whoever ends the connection cancels the nursery; ``finally`` then tells the hub the socket is
 gone.  ``Hub.detach`` is synchronous, so no cancellation can skip it.
@@ -109,6 +111,7 @@ class Connection:
         self._pong_due = math.inf
         self._next_ping = trio.current_time() + settings.ping_interval_s
         self._close_by = math.inf
+        self._last_frame_at = trio.current_time()  # idle: no data frame for IDLE_TIMEOUT_S
         self._nap = trio.CancelScope()  # the timer's sleep; cancelled to make it look again
         self._limits = FrameLimits(
             settings.max_frame_bytes, settings.max_depth, settings.max_string_chars
@@ -192,15 +195,12 @@ class Connection:
 
     async def _receive_loop(self) -> None:
         while True:
-            with trio.move_on_after(self._settings.idle_timeout_s) as idle:
-                try:
-                    raw = await self._ws.get_message()
-                except ConnectionClosed:
-                    self._peer_gone()
-                    return
-            if idle.cancelled_caught:
-                self._socket.outbox.close(*IDLE)
+            try:
+                raw = await self._ws.get_message()
+            except ConnectionClosed:
+                self._peer_gone()
                 return
+            self._last_frame_at = trio.current_time()  # the timer's idle deadline moves on
             self._frames_received.inc()
             self._on_frame(raw)
 
@@ -333,13 +333,22 @@ class Connection:
                 self._heartbeat_lost()
                 return
             self._check_token(now)
+            if now >= self._idle_deadline():
+                self._socket.outbox.close(*IDLE)  # no-op if a close was requested already
             if self._pong_due == math.inf and now >= self._next_ping:
                 self._pong_due = now + self._settings.ping_timeout_s
                 nursery.start_soon(self._ping)
-            wake_at = min(self._close_by, self._pong_due, self._next_token_check())
+            wake_at = min(
+                self._close_by, self._pong_due, self._next_token_check(), self._idle_deadline()
+            )
             if self._pong_due == math.inf:
                 wake_at = min(wake_at, self._next_ping)
             await self._sleep_until(wake_at)
+
+    def _idle_deadline(self) -> float:
+        if self._socket.outbox.closing is not None:
+            return math.inf  # closing already: being idle changes nothing
+        return self._last_frame_at + self._settings.idle_timeout_s
 
     async def _sleep_until(self, wake_at: float) -> None:
         """Until ``wake_at``, a token refresh (it cancels ``_nap``) or a close request."""
