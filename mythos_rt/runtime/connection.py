@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Callable
 
+import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
@@ -74,6 +75,22 @@ def token_refresh_error(reason: str) -> protocol.FrameError:
     )
 
 
+@attrs.define
+class TimerState:
+    """What the timer task goes by (math.inf: no such deadline).  In one slotted object: it
+    keeps Connection under CPython's 30 attributes for a compact, key-sharing instance dict
+    (past that, every connection's dict costs over 1 KB more)."""
+
+    token_deadline: float  # the token's ``exp`` in trio time
+    next_ping: float
+    last_frame_at: float  # idle: no data frame for IDLE_TIMEOUT_S
+    pong_due: float = math.inf  # the ping in flight must have its pong by then
+    close_by: float = math.inf  # the watchdog's deadline, once a close is requested
+    token_warned: bool = False  # token_expiring sent for the current deadline
+    token_expired: bool = False  # close 4401 requested
+    nap: trio.CancelScope = attrs.field(factory=trio.CancelScope)  # cancelled: look again
+
+
 class Connection:
     def __init__(
         self,
@@ -103,16 +120,12 @@ class Connection:
         self._user_id = verified.user_id
         self._csrf_tokens = {token}
         self._original_token = token
-        self._token_deadline = self._trio_deadline(verified.expires_at)
-        self._token_warned = False  # token_expiring sent for the current deadline
-        self._token_expired = False  # close 4401 requested
-        # The timer's state: the ping in flight (its pong deadline), the next ping, and the
-        # watchdog's deadline once a close is requested; math.inf when there is none.
-        self._pong_due = math.inf
-        self._next_ping = trio.current_time() + settings.ping_interval_s
-        self._close_by = math.inf
-        self._last_frame_at = trio.current_time()  # idle: no data frame for IDLE_TIMEOUT_S
-        self._nap = trio.CancelScope()  # the timer's sleep; cancelled to make it look again
+        now = trio.current_time()
+        self._timer = TimerState(
+            token_deadline=self._trio_deadline(verified.expires_at),
+            next_ping=now + settings.ping_interval_s,
+            last_frame_at=now,
+        )
         self._limits = FrameLimits(
             settings.max_frame_bytes, settings.max_depth, settings.max_string_chars
         )
@@ -200,7 +213,7 @@ class Connection:
             except ConnectionClosed:
                 self._peer_gone()
                 return
-            self._last_frame_at = trio.current_time()  # the timer's idle deadline moves on
+            self._timer.last_frame_at = trio.current_time()  # the timer's idle deadline moves on
             self._frames_received.inc()
             self._on_frame(raw)
 
@@ -265,33 +278,35 @@ class Connection:
             return
         # The original token and the latest refreshed one are both valid CSRF tokens.
         self._csrf_tokens = {self._original_token, token}
-        self._token_deadline = self._trio_deadline(verified.expires_at)
-        self._token_warned = False
-        self._nap.cancel()  # the new deadline may come before the timer's next wake-up
+        self._timer.token_deadline = self._trio_deadline(verified.expires_at)
+        self._timer.token_warned = False
+        self._timer.nap.cancel()  # the new deadline may come before the timer's next wake-up
         expires = protocol.format_timestamp(verified.expires_at)
         self._hub.send_to_socket(self._socket, "token_refreshed", {"expires_at": expires})
 
     def _check_token(self, now: float) -> None:
         """token_expiring from TOKEN_WARNING_S before ``exp``; close 4401 at ``exp``."""
-        if self._token_expired:
+        timer = self._timer
+        if timer.token_expired:
             return
-        deadline = self._token_deadline
+        deadline = timer.token_deadline
         if now >= deadline:
-            self._token_expired = True
+            timer.token_expired = True
             self._socket.outbox.close(*TOKEN_EXPIRED)
-        elif now >= deadline - self._settings.token_warning_s and not self._token_warned:
-            self._token_warned = True
+        elif now >= deadline - self._settings.token_warning_s and not timer.token_warned:
+            timer.token_warned = True
             expires = self._wall_clock() + (deadline - now)
             self._hub.send_to_socket(
                 self._socket, "token_expiring", {"expires_at": protocol.format_timestamp(expires)}
             )
 
     def _next_token_check(self) -> float:
-        if self._token_expired:
+        timer = self._timer
+        if timer.token_expired:
             return math.inf
-        if self._token_warned:
-            return self._token_deadline
-        return self._token_deadline - self._settings.token_warning_s
+        if timer.token_warned:
+            return timer.token_deadline
+        return timer.token_deadline - self._settings.token_warning_s
 
     # --- sending, liveness, closing --------------------------------------------------------
 
@@ -324,39 +339,47 @@ class Connection:
     async def _keep_time(self, nursery: trio.Nursery) -> None:
         """The timer: every duty whose deadline has come, then asleep until the next one (or
         until a close is requested: the watchdog's clock starts then)."""
+        timer = self._timer
         while True:
             now = trio.current_time()
-            if now >= self._close_by:
+            if now >= timer.close_by:
                 self._end()  # a requested close that did not finish in time
                 return
-            if now >= self._pong_due:
+            if now >= timer.pong_due:
                 self._heartbeat_lost()
                 return
             self._check_token(now)
             if now >= self._idle_deadline():
-                self._socket.outbox.close(*IDLE)  # no-op if a close was requested already
-            if self._pong_due == math.inf and now >= self._next_ping:
-                self._pong_due = now + self._settings.ping_timeout_s
+                self._socket.outbox.close(*IDLE)
+            if timer.pong_due == math.inf and now >= timer.next_ping:
+                timer.pong_due = now + self._settings.ping_timeout_s
                 nursery.start_soon(self._ping)
-            wake_at = min(
-                self._close_by, self._pong_due, self._next_token_check(), self._idle_deadline()
-            )
-            if self._pong_due == math.inf:
-                wake_at = min(wake_at, self._next_ping)
-            await self._sleep_until(wake_at)
+            await self._sleep_until(self._next_wake())
+
+    def _next_wake(self) -> float:
+        timer = self._timer
+        next_ping = timer.next_ping if timer.pong_due == math.inf else math.inf
+        return min(
+            timer.close_by,
+            timer.pong_due,
+            next_ping,
+            self._next_token_check(),
+            self._idle_deadline(),
+        )
 
     def _idle_deadline(self) -> float:
         if self._socket.outbox.closing is not None:
             return math.inf  # closing already: being idle changes nothing
-        return self._last_frame_at + self._settings.idle_timeout_s
+        return self._timer.last_frame_at + self._settings.idle_timeout_s
 
     async def _sleep_until(self, wake_at: float) -> None:
-        """Until ``wake_at``, a token refresh (it cancels ``_nap``) or a close request."""
-        self._nap = trio.CancelScope(deadline=wake_at)
-        with self._nap:
-            if self._close_by == math.inf:
+        """Until ``wake_at``, a token refresh (it cancels the nap) or a close request."""
+        timer = self._timer
+        timer.nap = trio.CancelScope(deadline=wake_at)
+        with timer.nap:
+            if timer.close_by == math.inf:
                 await self._socket.outbox.wait_closing()
-                self._close_by = trio.current_time() + 2 * self._settings.close_timeout_s
+                timer.close_by = trio.current_time() + 2 * self._settings.close_timeout_s
             else:
                 await trio.sleep_forever()
 
@@ -368,8 +391,8 @@ class Connection:
         except ConnectionClosed:
             self._peer_gone()
             return
-        self._pong_due = math.inf
-        self._next_ping = trio.current_time() + self._settings.ping_interval_s
+        self._timer.pong_due = math.inf
+        self._timer.next_ping = trio.current_time() + self._settings.ping_interval_s
 
     def _heartbeat_lost(self) -> None:
         self._metrics.inc("heartbeat_timeouts")

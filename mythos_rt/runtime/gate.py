@@ -216,7 +216,11 @@ async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery, slo
         log.warning(
             "deprecated endpoint /api/ws/{player_id} used by player %s", admission.record.player_id
         )
-    await _admit(gate, request, admission)
+    ws = await _accept(gate, request, admission)
+    # trio-websocket's request holds the upgrade's headers: not to be kept for the socket's life.
+    del request
+    if ws is not None:
+        await _admit(gate, ws, admission)
 
 
 async def _upgrade(
@@ -237,14 +241,22 @@ async def _upgrade(
     return await wrap_server_stream(nursery, head.replay(stream), s.transport_max_bytes)
 
 
-async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) -> None:
-    hub = gate.hub
-    refusal = hub.precheck(admission.record.player_id, admission.session_id)
+async def _accept(
+    gate: Gate, request: WebSocketRequest, admission: Admission
+) -> WebSocketConnection | None:
+    """The upgrade accepted, unless the hub refuses the player at once (None: refused)."""
+    refusal = gate.hub.precheck(admission.record.player_id, admission.session_id)
     if refusal is not None:
         await _refuse(gate, request, refusal)
-        return
+        return None
     ws = await request.accept(subprotocol=admission.subprotocol)
     forget_handshake(ws)
+    return ws
+
+
+async def _admit(gate: Gate, ws: WebSocketConnection, admission: Admission) -> None:
+    """An accepted socket joins the game (or is closed, if the world changed meanwhile)."""
+    hub = gate.hub
     fresh = await _as_of_now(gate, admission)
     if fresh is None:
         await _close_accepted(gate, ws, admission, *INTERNAL_ERROR)
@@ -254,8 +266,8 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         await _close_accepted(gate, ws, admission, *SHUTTING_DOWN)
         return
     if record.banned_at(time.time()):  # an admin's ban committed while this handshake waited
-        refusal = handshake.banned(record.banned_until)
-        await _close_accepted(gate, ws, admission, refusal.close_code, refusal.close_reason)
+        banned = handshake.banned(record.banned_until)
+        await _close_accepted(gate, ws, admission, banned.close_code, banned.close_reason)
         return
     socket = hub.new_socket(record.player_id, admission.session_id)
     try:
