@@ -193,6 +193,12 @@ class Settings:
         60.0, "follow requests and party invites expire after", "presence"
     )
     rest_s: int = _setting(10, "the rest command's countdown before disconnecting", "presence")
+    occupants_interval_s: float = _setting(
+        0.25,
+        "a room's occupant list goes out at most once per this interval (0 = once per"
+        " scheduling round); a storm of arrivals then costs O(N) lists, not O(N²)",
+        "presence",
+    )
     # --- several instances (section 16) ---
     cluster_heartbeat_s: float = _setting(
         2.0, "with NATS: seconds between this instance's heartbeats", "cluster"
@@ -316,6 +322,7 @@ RANGES: dict[str, Range] = {
     "replay_max_bytes": ZERO_OR_MORE,
     "request_ttl_s": POSITIVE,
     "rest_s": ZERO_OR_MORE,
+    "occupants_interval_s": ZERO_OR_MORE,
     "cluster_heartbeat_s": POSITIVE,
     "cluster_dead_after_s": POSITIVE,
     "drain_timeout_s": POSITIVE,

@@ -6,8 +6,9 @@ A window covers ``(now - window_s, now]``: an event exactly ``window_s`` old has
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Hashable
 
 import attrs
@@ -20,13 +21,18 @@ class SlidingWindow:
     soon as its oldest accepted event leaves the window.
     """
 
+    # Every socket holds a few of these (its frame guard, its player's connect and command
+    # windows): slots and a list rather than a dict and a deque (whose first block alone is
+    # over 500 bytes) keep an idle socket small (issue 12).
+    __slots__ = ("_events", "_limit", "_window_s")
+
     def __init__(self, limit: int, window_s: float) -> None:
         if limit < 0 or window_s <= 0:
             raise ValueError(f"bad limit {limit} / window {window_s}")
         self._limit = limit
         self._window_s = window_s
-        # Never longer than `limit`, because refused attempts are not appended.
-        self._events: deque[float] = deque()
+        # Never longer than `limit`, because refused attempts are not appended; in time order.
+        self._events: list[float] = []
 
     def allow(self, now: float) -> bool:
         """Record an event at ``now`` and return True, unless the window is full."""
@@ -47,8 +53,8 @@ class SlidingWindow:
 
     def _evict(self, now: float) -> None:
         horizon = now - self._window_s
-        while self._events and self._events[0] <= horizon:
-            self._events.popleft()
+        if self._events and self._events[0] <= horizon:
+            del self._events[: bisect.bisect_right(self._events, horizon)]
 
 
 class KeyedSlidingWindow:
@@ -138,6 +144,7 @@ class ConnectionSlots:
     def pending(self, ip: str) -> int:
         return self._pending.get(ip, 0)
 
+
 @attrs.frozen
 class FrameRefusal:
     """A frame over the per-connection limit: refused with the wait, or the last straw."""
@@ -150,6 +157,8 @@ class FrameGuard:
     """The per-connection frame limit and its abuse rule (section 8), for every kind of socket
     (a WebSocket frame, a telnet line): over the limit a frame is refused with the wait, and
     ``close_after`` refusals in a row close the connection."""
+
+    __slots__ = ("_close_after", "_refused_in_a_row", "_window")
 
     def __init__(self, limit: int, window_s: float, close_after: int) -> None:
         self._window = SlidingWindow(limit, window_s)

@@ -1,10 +1,20 @@
 """One admitted socket: a nursery of siblings that live and die together.
 
     receive loop   frames in → rate limit → validation → hub (or a per-socket reply)
-    sender         the only writer of data frames: drains the outbox in one write; performs closes
-    pinger         WebSocket ping every PING_INTERVAL_S; no pong within PING_TIMEOUT_S → drop
-    token watch    token_expiring before ``exp``; close 4401 at ``exp`` unless refreshed
-    close watchdog a requested close that cannot finish (peer not reading) is cut off, bounded
+    sender         writes what the broadcaster could not (a full kernel buffer: waits for the
+                   socket), draining the outbox in one write; performs closes
+    timer          asleep until the earliest of its deadlines, one task for four duties:
+                   - no data frame for IDLE_TIMEOUT_S → close 4001
+                   - ping every PING_INTERVAL_S (sent by a short-lived task, so a write stuck
+                     behind a full buffer delays nothing else); no pong within PING_TIMEOUT_S
+                     → drop
+                   - token_expiring before ``exp``; close 4401 at ``exp`` unless refreshed
+                   - close watchdog: a requested close that cannot finish (peer not reading)
+                     is cut off 2 × CLOSE_TIMEOUT_S after it was requested
+
+Three of the duties used to be tasks of their own, and the receive loop entered a cancel scope
+per frame for the idle limit; an idle socket now holds one task, one coroutine and one cancel
+scope for all four (issue 12: memory per idle socket).
 
 Whoever ends the connection cancels the nursery; ``finally`` then tells the hub the socket is
 gone.  ``Hub.detach`` is synchronous, so no cancellation can skip it.
@@ -17,6 +27,7 @@ import math
 import time
 from collections.abc import Callable
 
+import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
@@ -70,6 +81,22 @@ def token_refresh_error(reason: str) -> protocol.FrameError:
     )
 
 
+@attrs.define
+class TimerState:
+    """What the timer task goes by (math.inf: no such deadline).  In one slotted object: it
+    keeps Connection under CPython's 30 attributes for a compact, key-sharing instance dict
+    (past that, every connection's dict costs over 1 KB more)."""
+
+    token_deadline: float  # the token's ``exp`` in trio time
+    next_ping: float
+    last_frame_at: float  # idle: no data frame for IDLE_TIMEOUT_S
+    pong_due: float = math.inf  # the ping in flight must have its pong by then
+    close_by: float = math.inf  # the watchdog's deadline, once a close is requested
+    token_warned: bool = False  # token_expiring sent for the current deadline
+    token_expired: bool = False  # close 4401 requested
+    nap: trio.CancelScope = attrs.field(factory=trio.CancelScope)  # cancelled: look again
+
+
 class Connection:
     def __init__(
         self,
@@ -99,8 +126,12 @@ class Connection:
         self._user_id = verified.user_id
         self._csrf_tokens = {token}
         self._original_token = token
-        self._token_deadline = self._trio_deadline(verified.expires_at)
-        self._token_changed = trio.Event()
+        now = trio.current_time()
+        self._timer = TimerState(
+            token_deadline=self._trio_deadline(verified.expires_at),
+            next_ping=now + settings.ping_interval_s,
+            last_frame_at=now,
+        )
         self._limits = FrameLimits(
             settings.max_frame_bytes, settings.max_depth, settings.max_string_chars
         )
@@ -121,9 +152,7 @@ class Connection:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._receive_loop)
                     nursery.start_soon(self._send_loop)
-                    nursery.start_soon(self._ping_loop)
-                    nursery.start_soon(self._watch_token)
-                    nursery.start_soon(self._close_watchdog)
+                    nursery.start_soon(self._keep_time, nursery)
         except* Exception:
             self._crashed = True
             self._metrics.inc("connection_errors")
@@ -189,15 +218,12 @@ class Connection:
 
     async def _receive_loop(self) -> None:
         while True:
-            with trio.move_on_after(self._settings.idle_timeout_s) as idle:
-                try:
-                    raw = await self._ws.get_message()
-                except ConnectionClosed:
-                    self._peer_gone()
-                    return
-            if idle.cancelled_caught:
-                self._socket.outbox.close(*IDLE)
+            try:
+                raw = await self._ws.get_message()
+            except ConnectionClosed:
+                self._peer_gone()
                 return
+            self._timer.last_frame_at = trio.current_time()  # the timer's idle deadline moves on
             self._frames_received.inc()
             self._on_frame(raw)
 
@@ -262,27 +288,35 @@ class Connection:
             return
         # The original token and the latest refreshed one are both valid CSRF tokens.
         self._csrf_tokens = {self._original_token, token}
-        self._token_deadline = self._trio_deadline(verified.expires_at)
-        self._token_changed.set()
+        self._timer.token_deadline = self._trio_deadline(verified.expires_at)
+        self._timer.token_warned = False
+        self._timer.nap.cancel()  # the new deadline may come before the timer's next wake-up
         expires = protocol.format_timestamp(verified.expires_at)
         self._hub.send_to_socket(self._socket, "token_refreshed", {"expires_at": expires})
 
-    async def _watch_token(self) -> None:
-        while True:
-            self._token_changed = trio.Event()
-            deadline = self._token_deadline
-            with trio.move_on_at(deadline - self._settings.token_warning_s):
-                await self._token_changed.wait()
-                continue
-            expires = self._wall_clock() + (deadline - trio.current_time())
+    def _check_token(self, now: float) -> None:
+        """token_expiring from TOKEN_WARNING_S before ``exp``; close 4401 at ``exp``."""
+        timer = self._timer
+        if timer.token_expired:
+            return
+        deadline = timer.token_deadline
+        if now >= deadline:
+            timer.token_expired = True
+            self._socket.outbox.close(*TOKEN_EXPIRED)
+        elif now >= deadline - self._settings.token_warning_s and not timer.token_warned:
+            timer.token_warned = True
+            expires = self._wall_clock() + (deadline - now)
             self._hub.send_to_socket(
                 self._socket, "token_expiring", {"expires_at": protocol.format_timestamp(expires)}
             )
-            with trio.move_on_at(deadline):
-                await self._token_changed.wait()
-                continue
-            self._socket.outbox.close(*TOKEN_EXPIRED)
-            return
+
+    def _next_token_check(self) -> float:
+        timer = self._timer
+        if timer.token_expired:
+            return math.inf
+        if timer.token_warned:
+            return timer.token_deadline
+        return timer.token_deadline - self._settings.token_warning_s
 
     # --- sending, liveness, closing --------------------------------------------------------
 
@@ -312,25 +346,66 @@ class Connection:
             raise
         self._bytes_sent.inc(len(data))
 
-    async def _ping_loop(self) -> None:
-        s = self._settings
+    async def _keep_time(self, nursery: trio.Nursery) -> None:
+        """The timer: every duty whose deadline has come, then asleep until the next one (or
+        until a close is requested: the watchdog's clock starts then)."""
+        timer = self._timer
         while True:
-            await trio.sleep(s.ping_interval_s)
-            with trio.move_on_after(s.ping_timeout_s) as waiting:
-                try:
-                    await self._ws.ping()
-                except ConnectionClosed:
-                    self._peer_gone()
-                    return
-            if waiting.cancelled_caught:
-                self._metrics.inc("heartbeat_timeouts")
-                log.info("no pong from player %s: dropping the socket", self._socket.player_id)
-                self._dropped = True
-                self._end()
+            now = trio.current_time()
+            if now >= timer.close_by:
+                self._end()  # a requested close that did not finish in time
                 return
+            if now >= timer.pong_due:
+                self._heartbeat_lost()
+                return
+            self._check_token(now)
+            if now >= self._idle_deadline():
+                self._socket.outbox.close(*IDLE)
+            if timer.pong_due == math.inf and now >= timer.next_ping:
+                timer.pong_due = now + self._settings.ping_timeout_s
+                nursery.start_soon(self._ping)
+            await self._sleep_until(self._next_wake())
 
-    async def _close_watchdog(self) -> None:
-        """A requested close must finish within CLOSE_TIMEOUT_S (twice: flush, then handshake)."""
-        await self._socket.outbox.wait_closing()
-        await trio.sleep(2 * self._settings.close_timeout_s)
+    def _next_wake(self) -> float:
+        timer = self._timer
+        next_ping = timer.next_ping if timer.pong_due == math.inf else math.inf
+        return min(
+            timer.close_by,
+            timer.pong_due,
+            next_ping,
+            self._next_token_check(),
+            self._idle_deadline(),
+        )
+
+    def _idle_deadline(self) -> float:
+        if self._socket.outbox.closing is not None:
+            return math.inf  # closing already: being idle changes nothing
+        return self._timer.last_frame_at + self._settings.idle_timeout_s
+
+    async def _sleep_until(self, wake_at: float) -> None:
+        """Until ``wake_at``, a token refresh (it cancels the nap) or a close request."""
+        timer = self._timer
+        timer.nap = trio.CancelScope(deadline=wake_at)
+        with timer.nap:
+            if timer.close_by == math.inf:
+                await self._socket.outbox.wait_closing()
+                timer.close_by = trio.current_time() + 2 * self._settings.close_timeout_s
+            else:
+                await trio.sleep_forever()
+
+    async def _ping(self) -> None:
+        """One ping and its pong, in a short-lived task: a ping written behind a full send
+        buffer must not hold up the token's deadlines or the close watchdog."""
+        try:
+            await self._ws.ping()
+        except ConnectionClosed:
+            self._peer_gone()
+            return
+        self._timer.pong_due = math.inf
+        self._timer.next_ping = trio.current_time() + self._settings.ping_interval_s
+
+    def _heartbeat_lost(self) -> None:
+        self._metrics.inc("heartbeat_timeouts")
+        log.info("no pong from player %s: dropping the socket", self._socket.player_id)
+        self._dropped = True
         self._end()

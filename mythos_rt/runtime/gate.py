@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import attrs
@@ -26,9 +26,9 @@ from mythos_rt.runtime.hub import Hub
 from mythos_rt.runtime.logs import REFUSAL_LINES, REFUSAL_WINDOW_S, LineBudget, log_event
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
-from mythos_rt.runtime.store import MuteRecords, PlayerRecord, Store
+from mythos_rt.runtime.store import Backend, MuteRecords, PlayerRecord, Store
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
-from mythos_rt.runtime.wsio import address_of, peer_address, wrap_server_stream
+from mythos_rt.runtime.wsio import address_of, forget_handshake, peer_address, wrap_server_stream
 from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -199,14 +199,9 @@ async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery, slo
     with trio.move_on_after(timeout_s) as handshake_scope:
         gate.handshakes.add(handshake_scope)
         try:
-            head = await read_head(stream)
-            if head.oversized:
-                await answer_oversized_head(stream, head, s.close_timeout_s, gate.metrics)
-                return
-            if head.for_http_api:
-                await gate.http_api.serve(stream, head)
-                return
-            request = await wrap_server_stream(nursery, head.replay(stream), s.transport_max_bytes)
+            request = await _upgrade(gate, stream, nursery)
+            if request is None:
+                return  # an HTTP API request or an oversized head: answered
             admission = await _authenticate(gate, request)
         finally:
             gate.handshakes.discard(handshake_scope)
@@ -221,16 +216,47 @@ async def _serve(gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery, slo
         log.warning(
             "deprecated endpoint /api/ws/{player_id} used by player %s", admission.record.player_id
         )
-    await _admit(gate, request, admission)
+    ws = await _accept(gate, request, admission)
+    # trio-websocket's request holds the upgrade's headers: not to be kept for the socket's life.
+    del request
+    if ws is not None:
+        await _admit(gate, ws, admission)
 
 
-async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) -> None:
-    hub = gate.hub
-    refusal = hub.precheck(admission.record.player_id, admission.session_id)
+async def _upgrade(
+    gate: Gate, stream: trio.abc.Stream, nursery: trio.Nursery
+) -> WebSocketRequest | None:
+    """The request's head read and, for a WebSocket upgrade, handed to trio-websocket as if
+    nobody had looked; None once an HTTP API request or an oversized head is answered.  In a
+    function of its own so that the head (bytes and parser) is freed when the upgrade starts,
+    not held by the caller's frame for the socket's life."""
+    s = gate.settings
+    head = await read_head(stream)
+    if head.oversized:
+        await answer_oversized_head(stream, head, s.close_timeout_s, gate.metrics)
+        return None
+    if head.for_http_api:
+        await gate.http_api.serve(stream, head)
+        return None
+    return await wrap_server_stream(nursery, head.replay(stream), s.transport_max_bytes)
+
+
+async def _accept(
+    gate: Gate, request: WebSocketRequest, admission: Admission
+) -> WebSocketConnection | None:
+    """The upgrade accepted, unless the hub refuses the player at once (None: refused)."""
+    refusal = gate.hub.precheck(admission.record.player_id, admission.session_id)
     if refusal is not None:
         await _refuse(gate, request, refusal)
-        return
+        return None
     ws = await request.accept(subprotocol=admission.subprotocol)
+    forget_handshake(ws)
+    return ws
+
+
+async def _admit(gate: Gate, ws: WebSocketConnection, admission: Admission) -> None:
+    """An accepted socket joins the game (or is closed, if the world changed meanwhile)."""
+    hub = gate.hub
     fresh = await _as_of_now(gate, admission)
     if fresh is None:
         await _close_accepted(gate, ws, admission, *INTERNAL_ERROR)
@@ -240,8 +266,8 @@ async def _admit(gate: Gate, request: WebSocketRequest, admission: Admission) ->
         await _close_accepted(gate, ws, admission, *SHUTTING_DOWN)
         return
     if record.banned_at(time.time()):  # an admin's ban committed while this handshake waited
-        refusal = handshake.banned(record.banned_until)
-        await _close_accepted(gate, ws, admission, refusal.close_code, refusal.close_reason)
+        banned = handshake.banned(record.banned_until)
+        await _close_accepted(gate, ws, admission, banned.close_code, banned.close_reason)
         return
     socket = hub.new_socket(record.player_id, admission.session_id)
     try:
@@ -408,9 +434,10 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
     if session_id is not None and len(session_id) > s.max_session_id_chars:
         return handshake.BAD_SESSION_ID
     version = gate.hub.version()  # before the reads: see _as_of_now
-    resolved = await _resolve_player(gate, verified.user_id, endpoint.query.get("character_id"))
-    if isinstance(resolved, Refusal):
-        return resolved
+    found = await _resolve_player(gate, verified.user_id, endpoint.query.get("character_id"))
+    if isinstance(found, Refusal):
+        return found
+    resolved, mutes = found
     if resolved.banned_at(time.time()):
         return handshake.banned(resolved.banned_until)
     if endpoint.path_player_id is not None and endpoint.path_player_id != resolved.player_id:
@@ -425,8 +452,6 @@ async def _authenticate(gate: Gate, request: WebSocketRequest) -> Admission | Re
             gate.player_attempts.retry_after(resolved.player_id, now)
         )
     resume_from = _int_or_none(endpoint.query.get("resume_from"))
-    # Loaded for every socket (one indexed query); the hub installs them when a presence starts.
-    mutes = await load_mutes(gate, resolved.player_id)
     return Admission(
         resolved,
         choice.token,
@@ -457,8 +482,9 @@ def _int_or_none(raw: str | None) -> int | None:
 
 async def _resolve_player(
     gate: Gate, user_id: str, character_id: str | None
-) -> PlayerRecord | Refusal:
-    """Section 2 player resolution: the named character, else the user's oldest active player.
+) -> tuple[PlayerRecord, MuteRecords] | Refusal:
+    """Section 2 player resolution: the named character, else the user's oldest active player;
+    with the player's mutes, which the hub installs when a presence starts.
 
     Read after pending writes: a player who just moved and quit comes back in the new room.
     """
@@ -466,11 +492,22 @@ async def _resolve_player(
     if character_id:
         wanted = handshake.parse_character_id(character_id)
         if wanted is not None:
-            record = await read(store.get_player, str(wanted))
-            if record is None or record.deleted:
+            record, mutes = await read(_with_mutes, store, store.get_player, str(wanted))
+            if record is None or mutes is None or record.deleted:
                 return handshake.CHARACTER_NOT_FOUND
             if record.user_id != user_id:
                 return handshake.CHARACTER_FORBIDDEN
-            return record
-    first = await read(store.first_active_player, user_id)
-    return first if first is not None else handshake.NO_PLAYER
+            return record, mutes
+    first, mutes = await read(_with_mutes, store, store.first_active_player, user_id)
+    return handshake.NO_PLAYER if first is None or mutes is None else (first, mutes)
+
+
+def _with_mutes(
+    store: Backend, find: Callable[[str], PlayerRecord | None], key: str
+) -> tuple[PlayerRecord | None, MuteRecords | None]:
+    """A player and their mutes in one worker-thread call: a handshake's store reads cost one
+    trip to a worker thread instead of two (issue 12: handshakes/s)."""
+    record = find(key)
+    if record is None:
+        return None, None
+    return record, store.load_mutes(record.player_id, time.time())

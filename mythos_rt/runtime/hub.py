@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -151,6 +152,11 @@ class Peers(Protocol):
 SCOPED_CHAT = frozenset({"say", "local", "global", "emote", "pose", "whisper", "system", "admin"})
 
 
+def _occupants_key(room_id: str) -> tuple[str, str]:
+    """The timer of a room's held-back occupant list."""
+    return ("occupants", room_id)
+
+
 @attrs.frozen
 class HubConfig:
     """The hub's narrow view of the settings; the defaults live in Settings alone."""
@@ -176,6 +182,7 @@ class HubConfig:
     request_ttl_s: float
     retired_session_s: float
     rest_s: int
+    occupants_interval_s: float
 
     def chat_limits(self) -> dict[str, int]:
         return {channel: getattr(self, f"chat_limit_{channel}") for channel in CHANNELS}
@@ -236,6 +243,8 @@ class Hub:
         self._quiet = False  # set by close_all: the server is shutting down
         # Rooms whose occupant list is due, and for whom (see _emit_occupants).
         self._occupants_due: dict[str, set[str]] = {}
+        # When each room's last list went out (one entry per room of the world at most).
+        self._occupants_sent_at: dict[str, float] = {}
         self._occupants_wakeup = trio.Event()
         # Set when an admin's shutdown countdown reaches zero; the server then drains.
         self.shutdown_requested = trio.Event()
@@ -1263,23 +1272,33 @@ class Hub:
             self.peers.forward(Delivery("follow_state", data, (follower_id,)))
 
     def _emit_occupants(self, room_id: str, to: tuple[str, ...]) -> None:
-        """A room's occupant list is due for ``to``: sent once per room per scheduling round.
+        """A room's occupant list is due for ``to``: at most one per room per OCCUPANTS_INTERVAL_S.
 
         Arrivals, departures, linkdead and ward changes each make a room's list stale; a
         storm of them (a restart putting everyone back, a proxy dropping its connections)
-        would otherwise send the whole list to the whole room per change: O(room²) frames.
-        Marked here, built and sent by :meth:`flush_occupants` once the current round of
-        tasks has run, from the presences as they are then: everyone converges on the same
-        final list with one frame each.
+        would otherwise send the whole list to the whole room per change: O(room²) frames and
+        bytes.  Marked here, built and sent later from the presences as they are then, so
+        everyone converges on the same final list: once the current round of tasks has run if
+        the room had no list in the last interval, else when the interval is over.  A storm
+        spread over many rounds then costs one list per member per interval, not per arrival.
         """
         if self._quiet or not to:
             return  # shutting down: the list would be built only to be dropped
         due = self._occupants_due.get(room_id)
-        if due is None:
-            self._occupants_due[room_id] = set(to)
-            self._occupants_wakeup.set()
-        else:
+        if due is not None:
             due.update(to)
+            return
+        self._occupants_due[room_id] = set(to)
+        held_until = self._occupants_sent_at.get(room_id, -math.inf)
+        held_until += self.config.occupants_interval_s
+        if held_until <= trio.current_time():
+            self._occupants_wakeup.set()  # flush_occupants, at the end of this round
+        else:
+            self._timers.schedule(
+                _occupants_key(room_id),
+                held_until,
+                partial(self._send_occupants, room_id),
+            )
 
     async def _serve_occupants(self) -> None:
         while True:
@@ -1288,14 +1307,22 @@ class Hub:
             self.flush_occupants()
 
     def flush_occupants(self) -> None:
-        """Send every due occupant list to those of its recipients still in that room."""
-        due, self._occupants_due = self._occupants_due, {}
+        """Send every due occupant list that is not held back by its room's interval."""
         now = trio.current_time()
-        for room_id, wanted in due.items():
-            here = tuple(pid for pid in self.presences.ids_in_room(room_id) if pid in wanted)
-            if here and not self._quiet:
-                data = occupants_payload(room_id, self.presences, now)
-                self._emit(Emit("room_occupants", data, here, room_id=room_id))
+        ready = [r for r in self._occupants_due if not self._timers.pending(_occupants_key(r))]
+        for room_id in ready:
+            self._send_occupants(room_id, now)
+
+    def _send_occupants(self, room_id: str, now: float) -> None:
+        """The room's list as it is now, to those of its recipients still in the room."""
+        wanted = self._occupants_due.pop(room_id, None)
+        if wanted is None or self._quiet:
+            return
+        here = tuple(pid for pid in self.presences.ids_in_room(room_id) if pid in wanted)
+        if here:
+            self._occupants_sent_at[room_id] = now
+            data = occupants_payload(room_id, self.presences, now)
+            self._emit(Emit("room_occupants", data, here, room_id=room_id))
 
     def _encode(
         self,

@@ -106,6 +106,8 @@ class LineBudget:
     over budget are counted, and the next line that gets through says how many
     (``suppressed=N``).  ``now`` is passed in: the owner's trio clock."""
 
+    __slots__ = ("_lines", "_suppressed", "_used", "_window_s", "_window_start")  # one a socket
+
     def __init__(self, lines: int, window_s: float) -> None:
         self._lines = lines
         self._window_s = window_s

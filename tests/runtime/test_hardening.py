@@ -21,7 +21,7 @@ from wsproto.events import TextMessage
 from mythos_rt.core.commands import movement
 from mythos_rt.runtime import hub as hub_module
 from mythos_rt.runtime.gate import handle_stream
-from tests.runtime.harness import running
+from tests.runtime.harness import Client, running
 from tests.runtime.test_review_regressions import OP_CLOSE, OP_PING, OP_TEXT, RawClient, raw_player
 from tests.runtime.test_slow_clients import RawClient as SlowReader
 from tests.runtime.test_slow_clients import open_lockstep
@@ -300,7 +300,42 @@ async def test_a_storm_of_arrivals_and_departures_sends_each_member_one_final_li
 
         for socket in sockets:  # they all drop at once (grace 0: they leave)
             hub.detach(socket)
+        dropped = trio.current_time()
         frames = await watcher.until_pong()
-        lists = [f["data"]["occupants"] for f in frames if f["event_type"] == "room_occupants"]
         assert len([f for f in frames if f["event_type"] == "player_left_game"]) == 40
-        assert lists == [["Watcher"]]
+        # A list went out a moment ago: the next one waits for the room's interval to end.
+        assert not [f for f in frames if f["event_type"] == "room_occupants"]
+        final = await watcher.next_event("room_occupants")
+        assert final["data"]["occupants"] == ["Watcher"]
+        assert trio.current_time() - dropped <= h.app.settings.occupants_interval_s
+        frames = await watcher.until_pong()
+        assert not [f for f in frames if f["event_type"] == "room_occupants"]
+
+
+async def occupant_lists_until(client: Client, final: list[str]) -> int:
+    """How many occupant lists ``client`` reads until one names exactly ``final``."""
+    count = 1
+    while sorted((await client.next_event("room_occupants"))["data"]["occupants"]) != final:
+        count += 1
+    return count
+
+
+async def test_a_storm_spread_over_many_rounds_sends_one_list_per_member_per_interval(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Arrivals in separate scheduling rounds (handshakes finish one by one) each made a list
+    for the whole room: O(room²) frames and bytes for 1,000 players reconnecting into one
+    room.  Now each member gets one list per OCCUPANTS_INTERVAL_S, and the same final one."""
+    names = sorted(f"P{i:02d}" for i in range(20))
+    async with running(tmp_path, names, occupants_interval_s=0.1) as h:
+        start = trio.current_time()
+        clients = []
+        for name in names:  # one arrival every 10 ms: 0.2 s of arrivals, 20 rounds
+            clients.append(await h.connect(name))
+            await trio.sleep_until(start + 0.01 * len(clients))
+        counts = [await occupant_lists_until(client, names) for client in clients[:-1]]
+        # Without the interval the first player alone would get 19 lists.
+        assert max(counts) <= 0.2 / 0.1 + 2
+        for client in clients:  # and nothing after the final list
+            frames = await client.until_pong()
+            assert not [f for f in frames if f["event_type"] == "room_occupants"]

@@ -32,7 +32,8 @@ def hold_after_mute_load(
 
     async def held(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         value = await original(fn, *args, **kwargs)
-        if getattr(fn, "__name__", "") == "load_mutes":
+        # The gate reads the player and their mutes in one call; the telnet login, apart.
+        if getattr(fn, "__name__", "") in {"load_mutes", "_with_mutes"}:
             loaded.set()
             await release.wait()
         return value

@@ -719,7 +719,7 @@ async def test_a_fault_at_every_checkpoint_of_a_connection_keeps_the_hub_consist
     Run ``n`` (n = 1, 2, ...) starts a fresh server with four bystanders, then serves A's
     connection through ``handle_stream``.  A trio Instrument counts the task steps taken by
     that handler task and every task below it (trio-websocket's reader, the connection's
-    receive loop, sender, pinger, token watch and close watchdog); right after the n-th step it
+    receive loop, sender and timer); right after the n-th step it
     either cancels the handler from outside or breaks the transport under it (every later send
     and receive fails as after a reset).  Each step ends at a checkpoint, so run n strikes at
     the n-th checkpoint of the connection's life: in the handshake, during admission, while A
