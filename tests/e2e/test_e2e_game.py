@@ -37,8 +37,14 @@ QUAD = "earth_arkhamcity_campus_quad"  # start room: zone arkham, subzone miskat
 LIBRARY = "earth_arkhamcity_campus_library_hall"  # north of the quad, same subzone
 FRENCH_HILL = "earth_arkhamcity_frenchhill_west_street"  # west of the quad, subzone french_hill
 RESTRICTED = "earth_arkhamcity_campus_library_restricted"  # up from the library
-# No ward (its end refreshes room_occupants) and room for the many steps of a scenario.
-CALM = ("--ward-s", "0", "--command-rate-limit", "1000", "--frame-rate-limit", "1000")
+# No ward (its end refreshes room_occupants), room for the many steps of a scenario, and every
+# occupant list in the round of its change: these scenarios read each command's frames up to a
+# pong, and a list paced by OCCUPANTS_INTERVAL_S could arrive after it, in the next step's frames
+# (the pacing has its own tests, on the mock clock, in tests/runtime/test_game.py).
+CALM = (
+    *("--ward-s", "0", "--command-rate-limit", "1000", "--frame-rate-limit", "1000"),
+    *("--occupants-interval-s", "0"),
+)
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 CHAT_KEYS = {
     "sender_id",
