@@ -10,6 +10,8 @@ that stalls is still closed 1013 "Client too slow" after the frames it already h
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +84,15 @@ class WireReader:
         ]
 
 
-async def open_reader(h: Harness, nursery: trio.Nursery, name: str) -> WireReader:
+@asynccontextmanager
+async def open_reader(h: Harness, nursery: trio.Nursery, name: str) -> AsyncIterator[WireReader]:
     client_stream, server_stream = await tcp_pair(4096)
-    nursery.start_soon(handle_stream, h.app.gate, server_stream)
-    reader = WireReader(client_stream)
-    await reader.handshake(f"/v1/api/ws?token={h.token(name)}")
-    await reader.read_until(lambda r: any(f["event_type"] == "welcome" for f in r.texts))
-    return reader
+    async with client_stream:
+        nursery.start_soon(handle_stream, h.app.gate, server_stream)
+        reader = WireReader(client_stream)
+        await reader.handshake(f"/v1/api/ws?token={h.token(name)}")
+        await reader.read_until(lambda r: any(f["event_type"] == "welcome" for f in r.texts))
+        yield reader
 
 
 def queued_for(h: Harness, name: str) -> int:
@@ -99,11 +103,13 @@ def queued_for(h: Harness, name: str) -> int:
 async def test_frames_written_straight_to_a_full_socket_arrive_whole_and_in_order(
     tmp_path: Path,
 ) -> None:
-    lines = 120  # about 85 KiB for a reader that reads nothing until the end
+    lines = 400  # about 280 KiB for a reader that reads nothing until the end
     async with running(tmp_path, ping_interval_s=1000.0, **LIMITS) as h:
         speaker = await h.connect("Wilmarth")
-        async with trio.open_nursery() as connections:
-            reader = await open_reader(h, connections, "Armitage")
+        async with (
+            trio.open_nursery() as connections,
+            open_reader(h, connections, "Armitage") as reader,
+        ):
             for index in range(lines // 2):
                 await speaker.command("say", f"{index:03d} {LINE}")
             await speaker.until_pong()
@@ -115,7 +121,6 @@ async def test_frames_written_straight_to_a_full_socket_arrive_whole_and_in_orde
             await speaker.until_pong()
             await reader.read_until(lambda r: len(r.said()) == lines)
             connections.cancel_scope.cancel()
-        await reader.stream.aclose()
     expected = [f"Wilmarth says: {index:03d} {LINE}" for index in range(lines)]
     assert reader.said() == expected
     pongs = [event for event in reader.events if isinstance(event, Pong)]
@@ -128,8 +133,10 @@ async def test_a_reader_that_stalls_on_real_tcp_is_closed_1013_after_whole_frame
     lines = 60
     async with running(tmp_path, ping_interval_s=1000.0, outbox_max_bytes=8192, **LIMITS) as h:
         speaker = await h.connect("Wilmarth")
-        async with trio.open_nursery() as connections:
-            reader = await open_reader(h, connections, "Armitage")
+        async with (
+            trio.open_nursery() as connections,
+            open_reader(h, connections, "Armitage") as reader,
+        ):
             for index in range(lines):
                 await speaker.command("say", f"{index:03d} {LINE}")
             heard = await speaker.until_pong()
@@ -137,7 +144,6 @@ async def test_a_reader_that_stalls_on_real_tcp_is_closed_1013_after_whole_frame
                 lambda r: any(isinstance(event, CloseConnection) for event in r.events)
             )
             connections.cancel_scope.cancel()
-        await reader.stream.aclose()
     closes = [event for event in reader.events if isinstance(event, CloseConnection)]
     assert [(close.code, close.reason) for close in closes] == [(1013, "Client too slow")]
     said = reader.said()
