@@ -23,9 +23,9 @@ repeated or out-of-order chat lines, a phase timing out, or the server failing t
 numbers never fail.  Only loopback traffic; every loop is bounded; the script stops the server
 processes it started (SIGTERM, then SIGKILL after 15 s) and nothing else.
 
-This module also holds the measurement code that ``scripts/bench_baseline_fastapi.py`` imports,
-so both servers are measured by the same client.  It must therefore import without mythos_rt
-installed (the baseline runs in another venv): mythos_rt is imported only where tokens are minted.
+This module also holds helpers that other scripts import (``soak.py``, ``bench_cluster.py``,
+``bench_store.py``, ``bench_idle_flood.py`` and ``bench/``: the server flags, the process
+starter, the player and token set-up).  mythos_rt is imported only where tokens are minted.
 """
 
 from __future__ import annotations
