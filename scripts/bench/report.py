@@ -104,7 +104,19 @@ def fanout_tables(rows: Sequence[Row]) -> list[str]:
                     f"{fmt(m('server_cpu_ms_per_1k'))} | {fmt(m('server_cpu_pct'))} | "
                     f"{fmt(m('client_cpu_pct'))} | {len(reps)} |"
                 )
+        out += short_rooms(at_n)
     return out
+
+
+def short_rooms(rows: Sequence[Row]) -> list[str]:
+    """A note for each server whose room never got all its listeners (handshakes refused)."""
+    notes = []
+    for server in servers_in(rows):
+        fewest = min(num(row, "receivers") for row in select(rows, server=server))
+        wanted = num(select(rows, server=server)[0], "listeners")
+        if fewest < wanted:
+            notes.append(f"({server}: only {fewest:.0f} of {wanted:.0f} listeners got in)")
+    return notes
 
 
 def capacity_table(rows: Sequence[Row]) -> list[str]:
@@ -128,16 +140,19 @@ def handshake_table(rows: Sequence[Row]) -> list[str]:
     layouts = list(dict.fromkeys(str(row["layout"]) for row in rows))
     out = [
         "\nHandshakes with JWT (connects/s until every socket has its welcome; median of reps)",
-        "| server | " + " | ".join(layouts) + " | server CPU ms per connect |",
-        "|---|" + "---:|" * (len(layouts) + 1),
+        "| server | " + " | ".join(layouts) + " | server CPU ms per connect | retried | failed |",
+        "|---|" + "---:|" * (len(layouts) + 3),
     ]
     for server in servers_in(rows):
         cells = [
             fmt(median(num(r, "per_s") for r in select(rows, server=server, layout=lay)))
             for lay in layouts
         ]
-        cpu = median(num(r, "server_cpu_ms_per_connect") for r in select(rows, server=server))
-        out.append(f"| {server} | " + " | ".join(cells) + f" | {fmt(cpu)} |")
+        mine = select(rows, server=server)
+        cpu = median(num(r, "server_cpu_ms_per_connect") for r in mine)
+        retried, failed = (sum(int(num(r, key)) for r in mine) for key in ("retries", "failed"))
+        cells += [fmt(cpu), str(retried), str(failed)]
+        out.append(f"| {server} | " + " | ".join(cells) + " |")
     return out
 
 

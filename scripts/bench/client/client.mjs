@@ -23,6 +23,11 @@ const FANOUT_RE = /L(\d+):(\d+):(\d+\.\d+)/;
 const MIXED_RE = /M:(\d+\.\d+)/;
 const CHANNEL_RE = /"channel":\s*"(\w+)"/;
 const CLOSE_WAIT_MS = 3000;
+// mythos_rt closes a socket that sent nothing for 300 s (4001), as the contract says; a real
+// client pings. Each socket sends a `ping` once it has been silent this long; the first one at a
+// random moment, so the pings of a join storm are spread over the interval.
+const KEEPALIVE_MS = 120000;
+const PONG_MAX_BYTES = 400; // a keep-alive pong is not counted as traffic by `quiet`
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -31,19 +36,38 @@ class Sock {
     this.ws = ws;
     this.token = token;
     this.onText = null; // the current phase's handler, (text, now) => void
+    this.lastSent = performance.now() - Math.random() * KEEPALIVE_MS;
     ws.on("message", (data, isBinary) => {
-      framesSeen += 1;
-      framesByGroup.set(group, (framesByGroup.get(group) ?? 0) + 1);
+      if (!isPong(data)) {
+        framesSeen += 1;
+        framesByGroup.set(group, (framesByGroup.get(group) ?? 0) + 1);
+      }
       if (this.onText !== null && !isBinary) this.onText(data.toString(), performance.now());
     });
   }
 
   send(obj) {
+    this.lastSent = performance.now();
     this.ws.send(JSON.stringify({ ...obj, csrfToken: this.token }));
   }
 
   command(command, args) {
     this.send({ type: "game_command", data: { command, args } });
+  }
+}
+
+function isPong(data) {
+  return data.length < PONG_MAX_BYTES && data.toString().includes('"pong"');
+}
+
+function keepAlive() {
+  const due = performance.now() - KEEPALIVE_MS;
+  for (const socks of groups.values()) {
+    for (const sock of socks) {
+      if (sock !== null && sock.lastSent < due && sock.ws.readyState === WebSocket.OPEN) {
+        sock.send({ type: "ping" });
+      }
+    }
   }
 }
 
@@ -77,7 +101,7 @@ function openSock(url, timeoutMs, group) {
 // Opens the sockets with at most `concurrency` handshakes in flight; a socket whose handshake
 // fails is tried again (at most `attempts` times in all): a server that drops handshakes under a
 // join storm is slow, and the time shows it, but the fan-out needs its listeners.
-async function connect({ group, urls, concurrency, timeout_s, attempts = 3 }) {
+async function connect({ group, urls, concurrency, timeout_s, attempts }) {
   const socks = new Array(urls.length).fill(null);
   const errors = [];
   let next = 0, retries = 0;
@@ -276,7 +300,7 @@ async function mixed({ group, names, duration_s, think_ms, weights, seed }) {
         sock.command(kind, actionArgs(kind, random, names.filter((_, i) => i !== index), stamp));
       });
       if (rtt !== null) note(rtts, kind, rtt);
-      await sleep(think_ms * (0.5 + random()));
+      await sleep(Math.min(think_ms * (0.5 + random()), Math.max(0, end - performance.now())));
     }
   };
   await Promise.all(socks.map(play));
@@ -314,6 +338,8 @@ async function counts() {
 }
 
 const OPS = { connect, quiet, fanout, mixed, close, counts };
+
+setInterval(keepAlive, 1000).unref();
 
 const lines = createInterface({ input: process.stdin });
 const queue = [];
