@@ -278,9 +278,11 @@ async def fanout(run: Run, stages: list[Stage]) -> None:
 
 
 def rtt_load(run: Run) -> float:
-    """Half of mythos_rt's capacity at the rtt room size, from this run's fan-out if it has one."""
+    """Half of mythos_rt's capacity at the rtt room size (the highest rate it delivered fully
+    with p99 <= 1 s), from this run's fan-out if it has one."""
     rows = [row for row in run.rows("fanout") if row["server"] == "mythos_rt"]
-    best = report.best_rate(rows, "mythos_rt", run.plan.rtt_listeners) if rows else None
+    size = run.plan.rtt_listeners
+    best = report.best_rate(rows, "mythos_rt", size, FAIL_P99_MS) if rows else None
     return best / 2 if best else DEFAULT_LOAD
 
 
