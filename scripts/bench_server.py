@@ -23,9 +23,9 @@ repeated or out-of-order chat lines, a phase timing out, or the server failing t
 numbers never fail.  Only loopback traffic; every loop is bounded; the script stops the server
 processes it started (SIGTERM, then SIGKILL after 15 s) and nothing else.
 
-This module also holds the measurement code that ``scripts/bench_baseline_fastapi.py`` imports,
-so both servers are measured by the same client.  It must therefore import without mythos_rt
-installed (the baseline runs in another venv): mythos_rt is imported only where tokens are minted.
+This module also holds helpers that other scripts import (``soak.py``, ``bench_cluster.py``,
+``bench_store.py``, ``bench_idle_flood.py`` and ``bench/``: the server flags, the process
+starter, the player and token set-up).  mythos_rt is imported only where tokens are minted.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ MYTHOS_FLAGS = (
     # Every client comes from 127.0.0.1 and the join storm connects them all at once.
     *("--max-handshakes-per-ip", UNLIMITED),
     *("--frame-rate-limit", UNLIMITED, "--command-rate-limit", UNLIMITED),
-    *("--chat-limit-say", UNLIMITED),
+    *("--chat-limit-say", UNLIMITED, "--chat-limit-local", UNLIMITED),
+    *("--chat-limit-global", UNLIMITED, "--chat-limit-whisper", UNLIMITED),
 )
 # Frames the client must decode; everything else (occupant lists, bursts) is only counted, which
 # keeps the client's own CPU out of the handshake storm as far as possible.
@@ -553,9 +554,9 @@ def server_env() -> dict[str, str]:
     return {**os.environ, "MYTHOSMUD_JWT_SECRET": JWT_SECRET}
 
 
-def mythos_command(data_dir: Path, port: int) -> list[str]:
+def mythos_command(data_dir: Path, port: int, extra: Sequence[str] = ()) -> list[str]:
     serve = [sys.executable, "-m", "mythos_rt", "serve", "--data-dir", str(data_dir)]
-    return [*serve, "--port", str(port), *MYTHOS_FLAGS]
+    return [*serve, "--port", str(port), *MYTHOS_FLAGS, *extra]
 
 
 def mythos_starter(data_dir: Path) -> StartServer:
