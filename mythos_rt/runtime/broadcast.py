@@ -22,7 +22,7 @@ from mythos_rt.runtime.wsio import Outbox
 # At most one round of writes per this interval: when lines come faster, each socket gets them
 # in one send (a send costs more than the rest of a delivery together).  A line after a quiet
 # spell goes at once; a busy room's lines wait at most this long (docs/PERFORMANCE.md).
-MIN_INTERVAL_S = 0.005
+MIN_INTERVAL_S = 0.010
 
 
 class Broadcaster:

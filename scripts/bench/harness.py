@@ -114,7 +114,10 @@ class ServerKind:
     def command(self, port: int) -> list[str]:
         py = sys.executable
         if self.name == "mythos_rt":
-            return bs.mythos_command(self.data_dir, port, ("--world", str(self.world)))
+            # Warnings only, like uvicorn's `--log-level warning --no-access-log` below: at INFO
+            # mythos_rt logs a line per login and per disconnect (a third of a join storm's CPU).
+            quiet_log = ("--log-level", "warning")
+            return bs.mythos_command(self.data_dir, port, ("--world", str(self.world), *quiet_log))
         if self.name == "uvicorn":
             app = ["-m", "uvicorn", "fastapi_app:create_app", "--factory"]
             where = ["--app-dir", str(SERVERS_DIR), "--host", bs.HOST, "--port", str(port)]
