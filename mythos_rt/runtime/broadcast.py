@@ -33,6 +33,7 @@ class Broadcaster:
         interval_s: float = MIN_INTERVAL_S,
     ) -> None:
         self._interval_s = interval_s
+        self._flushed_at = -math.inf  # trio time of the last round of writes
         self._due: list[Outbox] = []
         self._wakeup = trio.Event()
         self._bytes_sent = bytes_sent
@@ -45,13 +46,20 @@ class Broadcaster:
         self._due.append(outbox)
 
     async def serve(self) -> None:
-        flushed_at = -math.inf
         while True:
             await self._wakeup.wait()
             self._wakeup = trio.Event()
             # A busy room's next lines join this write instead of costing a send each.
-            await trio.sleep_until(flushed_at + self._interval_s)
-            flushed_at = trio.current_time()
+            await trio.sleep_until(self._flushed_at + self._interval_s)
+            self._flushed_at = trio.current_time()
+            self.flush()
+
+    def flush_if_idle(self) -> None:
+        """Write what is due now, in the caller's task, unless a round of writes went out less
+        than the interval ago: a command's frames then leave before its task yields, one
+        scheduling round sooner (the caller is the receive loop, after each frame)."""
+        if self._due and trio.current_time() >= self._flushed_at + self._interval_s:
+            self._flushed_at = trio.current_time()
             self.flush()
 
     def flush(self) -> None:

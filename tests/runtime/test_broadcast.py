@@ -257,3 +257,23 @@ async def test_a_line_after_a_quiet_spell_goes_at_once_and_a_busy_rooms_lines_sh
         nursery.cancel_scope.cancel()
     assert kernel.writes == [(said_at, b"first"), (said_at + MIN_INTERVAL_S, b"secondthird")]
     assert metrics.value("bytes_sent") == len(b"firstsecondthird")
+
+
+async def test_a_command_s_frames_leave_in_its_own_task_when_the_broadcaster_is_idle(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    metrics = Metrics()
+    lag = metrics.histogram("fanout_lag_seconds")
+    broadcaster = Broadcaster(metrics.counter("bytes_sent"), lag)  # its task is not running
+    kernel = TakesSome(room=1 << 20)
+    outbox = Outbox(1 << 20, broadcaster)
+    outbox.attach(kernel)
+    outbox.put(b"reply")
+    broadcaster.flush_if_idle()
+    assert kernel.writes == [(trio.current_time(), b"reply")]  # no round waited for
+    outbox.put(b"soon after")
+    broadcaster.flush_if_idle()  # within the interval: left to the broadcaster's round
+    assert len(kernel.writes) == 1
+    await trio.sleep(MIN_INTERVAL_S)
+    broadcaster.flush_if_idle()
+    assert kernel.writes[1] == (trio.current_time(), b"soon after")
