@@ -329,6 +329,9 @@ class Connection:
                 if data:
                     self._fanout_lag.observe(trio.current_time() - queued_at)
                     await self._write(data)
+                # Not kept while this task waits for the next batch: an idle socket would hold
+                # its last write (the connect burst, several KiB in a full room) for nothing.
+                del data
                 if close is not None:
                     await self._ws.aclose(close.code, close.reason)
                     break
