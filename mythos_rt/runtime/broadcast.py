@@ -19,9 +19,10 @@ import trio
 from mythos_rt.runtime.metrics import CounterChild, HistogramChild
 from mythos_rt.runtime.wsio import Outbox
 
-# At most one round of writes per this interval: when lines come faster, each socket gets them
-# in one send (a send costs more than the rest of a delivery together).  A line after a quiet
-# spell goes at once; a busy room's lines wait at most this long (docs/PERFORMANCE.md).
+# At most one write per socket per this interval: when lines come faster, each socket gets them
+# in one send (a send costs more than the rest of a delivery together).  A socket not written to
+# in the last interval is written at once; a busy room's lines wait at most this long, and
+# nobody else waits for them (docs/PERFORMANCE.md).
 MIN_INTERVAL_S = 0.010
 
 
@@ -33,47 +34,53 @@ class Broadcaster:
         interval_s: float = MIN_INTERVAL_S,
     ) -> None:
         self._interval_s = interval_s
-        self._flushed_at = -math.inf  # trio time of the last round of writes
         self._due: list[Outbox] = []
+        # Outboxes written to less than the interval ago, by the trio time of that write: a
+        # round's writes share one key, so releasing them looks at a few keys, not every socket.
+        self._held: dict[float, list[Outbox]] = {}
         self._wakeup = trio.Event()
         self._bytes_sent = bytes_sent
         self._fanout_lag = fanout_lag
 
     def schedule(self, outbox: Outbox) -> None:
-        """Flush ``outbox`` in the next round (the outbox asks once per round)."""
-        if not self._due:
-            self._wakeup.set()
+        """Flush ``outbox`` in the next round (the outbox asks once, then waits its turn)."""
         self._due.append(outbox)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
 
     async def serve(self) -> None:
         while True:
-            await self._wakeup.wait()
+            release_at = min(self._held, default=math.inf) + self._interval_s
+            with trio.move_on_at(release_at):
+                await self._wakeup.wait()
             self._wakeup = trio.Event()
-            # A busy room's next lines join this write instead of costing a send each.
-            await trio.sleep_until(self._flushed_at + self._interval_s)
-            self._flushed_at = trio.current_time()
-            self.flush()
-
-    def flush_if_idle(self) -> None:
-        """Write what is due now, in the caller's task, unless a round of writes went out less
-        than the interval ago: a command's frames then leave before its task yields, one
-        scheduling round sooner (the caller is the receive loop, after each frame)."""
-        if self._due and trio.current_time() >= self._flushed_at + self._interval_s:
-            self._flushed_at = trio.current_time()
             self.flush()
 
     def flush(self) -> None:
-        """Write everything due.  One lag observation per round, for its oldest frame (an
-        observation per socket would cost more than the write)."""
+        """Write every due outbox whose socket had no write in the last interval; hold the
+        others until theirs is over.  Called by the broadcaster's task each round, and by the
+        receive loop after each frame (a command's frames then leave before its task yields).
+        One lag observation per call, for its oldest frame (one per socket would cost more
+        than the write)."""
+        now = trio.current_time()
         due, self._due = self._due, []
-        oldest: float | None = None
+        for written_at in [at for at in self._held if at + self._interval_s <= now]:
+            due += self._held.pop(written_at)
+        if not due:
+            return
+        interval, held = self._interval_s, self._held
+        oldest = math.inf
         written = 0
         for outbox in due:
+            last = outbox.written_at
+            if now < last + interval:
+                held.setdefault(last, []).append(outbox)
+                continue
             queued_at = outbox.queued_at
-            sent = outbox.flush()
+            sent = outbox.flush(now)
             if sent:
                 written += sent
-                oldest = queued_at if oldest is None else min(oldest, queued_at)
-        if oldest is not None:
-            self._fanout_lag.observe(trio.current_time() - oldest)
+                oldest = min(oldest, queued_at)
+        if written:
+            self._fanout_lag.observe(now - oldest)
             self._bytes_sent.inc(written)

@@ -243,7 +243,7 @@ class Connection:
             self._send_error(message)
             return
         self._dispatch(message)
-        self._hub.flush_if_idle()
+        self._hub.flush_ready()
 
     def _dispatch(self, message: protocol.ClientMessage) -> None:
         hub, socket = self._hub, self._socket

@@ -573,9 +573,10 @@ class Hub:
             return
         self._run_command(ctx, socket, command, args)
 
-    def flush_if_idle(self) -> None:
-        """Frames queued by the caller leave now if the broadcaster is idle (broadcast.py)."""
-        self._broadcaster.flush_if_idle()
+    def flush_ready(self) -> None:
+        """Frames queued by the caller leave now, but for sockets written to in the last
+        broadcaster interval (broadcast.py)."""
+        self._broadcaster.flush()
 
     def logout(self, player_id: str) -> bool:
         """Log the player out as the ``logout`` command does; False when not present here."""

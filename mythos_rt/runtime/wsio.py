@@ -14,6 +14,7 @@ trio-websocket, which takes the same lock, so writes never interleave.
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import struct
 from collections.abc import Iterator
@@ -304,6 +305,7 @@ class Outbox:
         self._scheduled = False  # waiting in the flusher's list for this round
         self._sender_turn = False  # the sender writes (or was woken to): the flusher keeps off
         self._mid_frame = False  # the head of the queue is the rest of a partly written frame
+        self.written_at = -math.inf  # trio time of the flusher's last write (the flusher's)
         self._whole: trio.Event | None = None  # set when that rest has gone to the sender
 
     @property
@@ -371,9 +373,10 @@ class Outbox:
             assert self._flusher is not None  # a writer is only attached with a flusher
             self._flusher.schedule(self)
 
-    def flush(self) -> int:
+    def flush(self, now: float) -> int:
         """The flusher's turn: write what is queued straight to the socket, or hand it to the
-        sender.  Returns the bytes written (0: none, the sender has it or nothing was due)."""
+        sender.  Returns the bytes written (0: none, the sender has it or nothing was due);
+        ``now``, the trio time, becomes :attr:`written_at` when something was written."""
         self._scheduled = False
         if not self._frames or self._sender_turn or self._writer is None:
             return 0
@@ -384,6 +387,7 @@ class Outbox:
             self._hand_to_sender()
             return 0
         frames.clear()
+        self.written_at = now
         if written < len(data):
             frames.append(data[written:])
             self._bytes = len(data) - written

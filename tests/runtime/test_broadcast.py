@@ -185,7 +185,7 @@ class Rounds:
 
     def flush(self) -> int:
         due, self.due = self.due, []
-        return sum(outbox.flush() for outbox in due)
+        return sum(outbox.flush(trio.current_time()) for outbox in due)
 
 
 def outbox_on(room: int, max_bytes: int = 1 << 20) -> tuple[Outbox, Rounds, TakesSome]:
@@ -259,21 +259,24 @@ async def test_a_line_after_a_quiet_spell_goes_at_once_and_a_busy_rooms_lines_sh
     assert metrics.value("bytes_sent") == len(b"firstsecondthird")
 
 
-async def test_a_command_s_frames_leave_in_its_own_task_when_the_broadcaster_is_idle(
+async def test_a_command_s_frames_leave_in_its_own_task_and_only_busy_sockets_wait(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     metrics = Metrics()
     lag = metrics.histogram("fanout_lag_seconds")
     broadcaster = Broadcaster(metrics.counter("bytes_sent"), lag)  # its task is not running
-    kernel = TakesSome(room=1 << 20)
-    outbox = Outbox(1 << 20, broadcaster)
-    outbox.attach(kernel)
-    outbox.put(b"reply")
-    broadcaster.flush_if_idle()
-    assert kernel.writes == [(trio.current_time(), b"reply")]  # no round waited for
-    outbox.put(b"soon after")
-    broadcaster.flush_if_idle()  # within the interval: left to the broadcaster's round
-    assert len(kernel.writes) == 1
+    busy, quiet = TakesSome(room=1 << 20), TakesSome(room=1 << 20)
+    busy_box, quiet_box = Outbox(1 << 20, broadcaster), Outbox(1 << 20, broadcaster)
+    busy_box.attach(busy)
+    quiet_box.attach(quiet)
+    busy_box.put(b"line 1")
+    broadcaster.flush()  # what the receive loop does after each frame
+    assert busy.writes == [(trio.current_time(), b"line 1")]  # no round waited for
+    busy_box.put(b"line 2")
+    quiet_box.put(b"pong")
+    broadcaster.flush()
+    # The busy socket waits for its interval; the other one is not held up by it.
+    assert (len(busy.writes), quiet.writes) == (1, [(trio.current_time(), b"pong")])
     await trio.sleep(MIN_INTERVAL_S)
-    broadcaster.flush_if_idle()
-    assert kernel.writes[1] == (trio.current_time(), b"soon after")
+    broadcaster.flush()
+    assert busy.writes[1] == (trio.current_time(), b"line 2")
