@@ -3,12 +3,15 @@
 Server-to-client WebSocket frames are unmasked and we never negotiate compression, so the wire
 bytes of a text message are the same for every recipient.  The hub therefore encodes each event
 into wire bytes once (:func:`text_frame`) and every recipient's outbox holds the very same
-``bytes`` object.  The sender drains its whole outbox into one ``send_all``: one TCP write for many
-frames is the single largest throughput lever on Trio.
+``bytes`` object.  An outbox is written whole in one go: by the broadcaster straight into the TCP
+socket without a task switch (:class:`SocketWriter`, runtime/broadcast.py), or, when the kernel
+buffer is full, by the socket's sender with one ``send_all``.
 
-trio-websocket 0.12 has no public API for either, so :func:`write_frames` uses its stream and
-stream lock (pinned in pyproject.toml).  Control frames (ping, pong, close) still go through
-trio-websocket, which takes the same lock, so writes never interleave.
+trio-websocket 0.12 has no public API for any of this, so :func:`write_frames` and
+:class:`SocketWriter` use its stream, its stream lock and wsproto's state (pinned in
+pyproject.toml).  Control frames (ping, pong, close) still go through trio-websocket, which takes
+the same lock and, in :class:`_ServerConnection`, first waits for any frame written only in part,
+so writes never interleave.
 """
 
 from __future__ import annotations
