@@ -62,6 +62,8 @@ class Broadcaster:
         receive loop after each frame (a command's frames then leave before its task yields).
         One lag observation per call, for its oldest frame (one per socket would cost more
         than the write)."""
+        if not self._due and not self._held:
+            return  # the receive loop calls this after every frame: mostly nothing to do
         now = trio.current_time()
         due, self._due = self._due, []
         for written_at in [at for at in self._held if at + self._interval_s <= now]:

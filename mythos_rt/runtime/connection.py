@@ -226,6 +226,9 @@ class Connection:
             self._timer.last_frame_at = trio.current_time()  # the timer's idle deadline moves on
             self._frames_received.inc()
             self._on_frame(raw)
+            # Whatever the frame led to (a command's events, a pong, an error frame) leaves now,
+            # before this task yields, unless its socket is inside its broadcaster interval.
+            self._hub.flush_ready()
 
     def _on_frame(self, raw: str | bytes) -> None:
         if self._socket.outbox.closing is not None:
@@ -243,7 +246,6 @@ class Connection:
             self._send_error(message)
             return
         self._dispatch(message)
-        self._hub.flush_ready()
 
     def _dispatch(self, message: protocol.ClientMessage) -> None:
         hub, socket = self._hub, self._socket

@@ -310,6 +310,7 @@ class TelnetSession:
                 if out:
                     await self._stream.send_all(out)
                     self._gate.metrics.inc("bytes_sent", len(out))
+                del data, out  # not held while this task waits for the next batch
                 if close is not None:
                     break
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -225,7 +225,7 @@ class DirectWriter(Protocol):
 
 
 class Flusher(Protocol):
-    """Flushes outboxes once per scheduling round (runtime/broadcast.py)."""
+    """Flushes the outboxes it was asked to, each round (runtime/broadcast.py)."""
 
     def schedule(self, outbox: Outbox) -> None: ...
 
