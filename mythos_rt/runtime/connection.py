@@ -1,9 +1,14 @@
-"""One admitted socket: a nursery of siblings that live and die together.
+"""One admitted socket: a nursery whose members live and die together.
 
-    receive loop   frames in → rate limit → validation → hub (or a per-socket reply)
-    sender         writes what the broadcaster could not (a full kernel buffer: waits for the
-                   socket), draining the outbox in one write; performs closes
-    timer          asleep until the earliest of its deadlines, one task for four duties:
+    receiving      trio-websocket's reader task hands each message to :meth:`Connection._take`
+                   (frames in → rate limit → validation → hub, or a per-socket reply); the
+                   reader already waits for one message at a time, so a receive loop task of
+                   our own would only add a task switch and a channel per frame
+    sender         started on demand: writes what the broadcaster could not (a full kernel
+                   buffer: waits for the socket), draining the outbox in one write, and performs
+                   closes; it ends when nothing is left for it
+    timer          the nursery's own body, asleep until the earliest of its deadlines, one task
+                   for four duties:
                    - no data frame for IDLE_TIMEOUT_S → close 4001
                    - ping every PING_INTERVAL_S (sent by a short-lived task, so a write stuck
                      behind a full buffer delays nothing else); no pong within PING_TIMEOUT_S
@@ -12,9 +17,8 @@
                    - close watchdog: a requested close that cannot finish (peer not reading)
                      is cut off 2 × CLOSE_TIMEOUT_S after it was requested
 
-Three of the duties used to be tasks of their own, and the receive loop entered a cancel scope
-per frame for the idle limit; an idle socket now holds one task, one coroutine and one cancel
-scope for all four (issue 12: memory per idle socket).
+An idle socket therefore holds two tasks: trio-websocket's reader and the timer (issue 12:
+memory per idle socket; there used to be five).
 
 Whoever ends the connection cancels the nursery; ``finally`` then tells the hub the socket is
 gone.  ``Hub.detach`` is synchronous, so no cancellation can skip it.
@@ -29,7 +33,7 @@ from collections.abc import Callable
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed
 
 from mythos_rt.core import protocol
 from mythos_rt.core.protocol import FrameLimits
@@ -100,7 +104,7 @@ class TimerState:
 class Connection:
     def __init__(
         self,
-        ws: WebSocketConnection,
+        ws: _ServerConnection,
         socket: SocketHandle,
         hub: Hub,
         settings: Settings,
@@ -137,6 +141,7 @@ class Connection:
         )
         self._frame_guard = frame_guard(settings)
         self._scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None  # while run() has it open: senders, pings
         self._crashed = False
         self._dropped = False  # heartbeat lost: no closing handshake with a dead peer
         self._torn = False  # a write was cancelled midway: nothing more may be written
@@ -145,22 +150,30 @@ class Connection:
         self._report_lines = LineBudget(REPORT_LINES, REPORT_WINDOW_S)
 
     async def run(self) -> None:
-        if isinstance(self._ws, _ServerConnection):
-            self._ws.attach_outbox(self._socket.outbox)
+        outbox = self._socket.outbox
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._receive_loop)
-                    nursery.start_soon(self._send_loop)
-                    nursery.start_soon(self._keep_time, nursery)
+                    self._nursery = nursery
+                    self._ws.attach(outbox, self._take, self._peer_gone)
+                    outbox.start_sender_on_demand(self._start_sender, self._wake_timer)
+                    await self._keep_time(nursery)
         except* Exception:
-            self._crashed = True
-            self._metrics.inc("connection_errors")
-            log.exception("connection of player %s failed", self._socket.player_id)
+            self._crash()
         finally:
+            self._nursery = None
+            self._ws.stop_delivering()
+            outbox.stop_sender_on_demand()
             self._hub.detach(self._socket)
             await self._final_close()
             self._log_disconnect()
+
+    def _crash(self) -> None:
+        """A fault in this connection's own code: 1011 for this socket, nobody else affected."""
+        self._crashed = True
+        self._metrics.inc("connection_errors")
+        log.exception("connection of player %s failed", self._socket.player_id)
+        self._end()
 
     def _log_disconnect(self) -> None:
         """One INFO line and a count per ended socket, with the close code both sides saw."""
@@ -216,19 +229,18 @@ class Connection:
 
     # --- receiving -------------------------------------------------------------------------
 
-    async def _receive_loop(self) -> None:
-        while True:
-            try:
-                raw = await self._ws.get_message()
-            except ConnectionClosed:
-                self._peer_gone()
-                return
-            self._timer.last_frame_at = trio.current_time()  # the timer's idle deadline moves on
+    def _take(self, raw: str | bytes) -> None:
+        """A message from the peer, handed over by trio-websocket's reader task."""
+        try:
+            self._timer.last_frame_at = trio.current_time()  # the idle deadline moves on
             self._frames_received.inc()
             self._on_frame(raw)
             # Whatever the frame led to (a command's events, a pong, an error frame) leaves now,
-            # before this task yields, unless its socket is inside its broadcaster interval.
+            # before the reader yields, unless its socket is inside its broadcaster interval.
             self._hub.flush_ready()
+        except Exception:
+            self._ws.stop_delivering()  # nothing more is acted upon; the close follows
+            self._crash()
 
     def _on_frame(self, raw: str | bytes) -> None:
         if self._socket.outbox.closing is not None:
@@ -323,24 +335,28 @@ class Connection:
 
     # --- sending, liveness, closing --------------------------------------------------------
 
+    def _start_sender(self) -> None:
+        """The outbox needs a sender (see Outbox.start_sender_on_demand)."""
+        if self._nursery is not None:
+            self._nursery.start_soon(self._send_loop, name="sender")
+
     async def _send_loop(self) -> None:
         outbox = self._socket.outbox
         try:
-            while True:
-                data, close, queued_at = await outbox.next_batch()
+            while (batch := await outbox.take_batch()) is not None:
+                data, close, queued_at = batch
                 if data:
                     self._fanout_lag.observe(trio.current_time() - queued_at)
                     await self._write(data)
-                # Not kept while this task waits for the next batch: an idle socket would hold
-                # its last write (the connect burst, several KiB in a full room) for nothing.
-                del data
+                del data, batch  # not kept by a sender that waits for the close below
                 if close is not None:
                     await self._ws.aclose(close.code, close.reason)
-                    break
+                    self._end()
+                    return
         except ConnectionClosed:
             # A failed write means the transport is gone: no closing handshake to attempt.
             self._dropped = self._ws.closed is None
-        self._end()
+            self._end()
 
     async def _write(self, data: bytes) -> None:
         try:
@@ -358,6 +374,8 @@ class Connection:
         timer = self._timer
         while True:
             now = trio.current_time()
+            if timer.close_by == math.inf and self._socket.outbox.closing is not None:
+                timer.close_by = now + 2 * self._settings.close_timeout_s
             if now >= timer.close_by:
                 self._end()  # a requested close that did not finish in time
                 return
@@ -369,7 +387,7 @@ class Connection:
                 self._socket.outbox.close(*IDLE)
             if timer.pong_due == math.inf and now >= timer.next_ping:
                 timer.pong_due = now + self._settings.ping_timeout_s
-                nursery.start_soon(self._ping)
+                nursery.start_soon(self._ping, name="ping")
             await self._sleep_until(self._next_wake())
 
     def _next_wake(self) -> float:
@@ -389,15 +407,14 @@ class Connection:
         return self._timer.last_frame_at + self._settings.idle_timeout_s
 
     async def _sleep_until(self, wake_at: float) -> None:
-        """Until ``wake_at``, a token refresh (it cancels the nap) or a close request."""
-        timer = self._timer
-        timer.nap = trio.CancelScope(deadline=wake_at)
-        with timer.nap:
-            if timer.close_by == math.inf:
-                await self._socket.outbox.wait_closing()
-                timer.close_by = trio.current_time() + 2 * self._settings.close_timeout_s
-            else:
-                await trio.sleep_forever()
+        """Until ``wake_at``, a token refresh or a close request (both cancel the nap)."""
+        self._timer.nap = trio.CancelScope(deadline=wake_at)
+        with self._timer.nap:
+            await trio.sleep_forever()
+
+    def _wake_timer(self) -> None:
+        """A close was requested: the watchdog's clock starts now."""
+        self._timer.nap.cancel()
 
     async def _ping(self) -> None:
         """One ping and its pong, in a short-lived task: a ping written behind a full send

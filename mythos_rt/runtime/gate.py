@@ -28,7 +28,13 @@ from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.persistence import StoreWriter
 from mythos_rt.runtime.store import Backend, MuteRecords, PlayerRecord, Store
 from mythos_rt.runtime.tokens import TokenError, VerifiedToken, verify_with_settings
-from mythos_rt.runtime.wsio import address_of, forget_handshake, peer_address, wrap_server_stream
+from mythos_rt.runtime.wsio import (
+    _ServerConnection,
+    address_of,
+    forget_handshake,
+    peer_address,
+    wrap_server_stream,
+)
 from mythos_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -243,18 +249,19 @@ async def _upgrade(
 
 async def _accept(
     gate: Gate, request: WebSocketRequest, admission: Admission
-) -> WebSocketConnection | None:
+) -> _ServerConnection | None:
     """The upgrade accepted, unless the hub refuses the player at once (None: refused)."""
     refusal = gate.hub.precheck(admission.record.player_id, admission.session_id)
     if refusal is not None:
         await _refuse(gate, request, refusal)
         return None
     ws = await request.accept(subprotocol=admission.subprotocol)
+    assert isinstance(ws, _ServerConnection)  # made by wsio.wrap_server_stream
     forget_handshake(ws)
     return ws
 
 
-async def _admit(gate: Gate, ws: WebSocketConnection, admission: Admission) -> None:
+async def _admit(gate: Gate, ws: _ServerConnection, admission: Admission) -> None:
     """An accepted socket joins the game (or is closed, if the world changed meanwhile)."""
     hub = gate.hub
     fresh = await _as_of_now(gate, admission)

@@ -20,8 +20,8 @@ import contextlib
 import math
 import socket
 import struct
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, Protocol, cast
 
 import attrs
 import trio
@@ -48,9 +48,15 @@ class ReplayStream(trio.abc.HalfCloseableStream):
         self.inner = inner
         self._prefix = prefix
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    def receive_some(self, max_bytes: int | None = None) -> Coroutine[Any, Any, bytes | bytearray]:
+        # Not a coroutine of its own once the head is replayed: every idle socket's reader task
+        # waits inside this call for the socket's whole life, and a frame of ours there would
+        # cost memory on each of them.
         if not self._prefix:
-            return bytes(await self.inner.receive_some(max_bytes))
+            return self.inner.receive_some(max_bytes)
+        return self._replay_head(max_bytes)
+
+    async def _replay_head(self, max_bytes: int | None) -> bytes:
         await trio.lowlevel.checkpoint()
         size = len(self._prefix) if max_bytes is None else max_bytes
         data, self._prefix = self._prefix[:size], self._prefix[size:]
@@ -93,9 +99,65 @@ def peer_address(stream: trio.abc.Stream) -> str:
     return address_of(peer_of(stream))
 
 
+class _MessageSink:
+    """Stands in for trio-websocket's message channel, both ends: a finished message goes to the
+    connection's handler at once, inside trio-websocket's reader task, instead of through a
+    channel to a receive loop task of the connection's own (issue 12: a task and a channel less
+    per socket; the reader already reads one message at a time, so nothing else changes).
+
+    Until a handler is attached (accepted, not yet admitted) the reader waits here, as it
+    waited on the channel; once ended (either side closed, the reader stopped) messages are
+    dropped, as the closed channel dropped them, and the handler's ``on_end`` has been told.
+    """
+
+    __slots__ = ("_attached", "_ended", "_handler", "_on_end")
+
+    def __init__(self) -> None:
+        self._handler: Callable[[str | bytes], None] | None = None
+        self._on_end: Callable[[], None] | None = None
+        self._attached: trio.Event | None = None  # made only if a message comes before
+        self._ended = False
+
+    def attach(self, handler: Callable[[str | bytes], None], on_end: Callable[[], None]) -> None:
+        if self._ended:
+            on_end()
+            return
+        self._handler, self._on_end = handler, on_end
+        if self._attached is not None:
+            self._attached.set()
+
+    def end(self) -> None:
+        self._ended = True
+        self._handler = None
+        if self._attached is not None:
+            self._attached.set()
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end()
+
+    async def send(self, message: str | bytes) -> None:  # the reader: a finished message
+        if self._handler is None and not self._ended:
+            if self._attached is None:
+                self._attached = trio.Event()
+            await self._attached.wait()
+        if self._handler is not None:
+            self._handler(message)
+
+    async def aclose(self) -> None:  # either end closed, as trio-websocket closes its channel
+        self.end()
+        await trio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> _MessageSink:  # the reader holds the sending end open
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:  # ... until it stops, for any reason
+        self.end()
+
+
 class _ServerConnection(WebSocketConnection):
-    """Three corrections to trio-websocket: two to what its reader task sends on its own, and
-    the peer address seen through a :class:`ReplayStream`.
+    """Four corrections to trio-websocket: two to what its reader task sends on its own, the
+    peer address seen through a :class:`ReplayStream`, and messages handed to the connection
+    by the reader itself (:class:`_MessageSink`).
 
     - It closes an oversized message with its own reason text; PROTOCOL.md section 15 promises
       "Message too big", so the close frame is reworded on its way out.
@@ -106,11 +168,31 @@ class _ServerConnection(WebSocketConnection):
 
     _outbox: Outbox | None = None  # the socket's outbox, once admitted (see _send)
 
-    def attach_outbox(self, outbox: Outbox) -> None:
-        """Frames of ``outbox`` may be written straight to this socket (:class:`SocketWriter`);
-        control frames then wait for any frame written only in part."""
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        sink = _MessageSink()
+        self._send_channel = self._recv_channel = sink  # type: ignore[assignment]
+
+    def attach(
+        self, outbox: Outbox, on_message: Callable[[str | bytes], None], on_end: Callable[[], None]
+    ) -> None:
+        """The admitted connection takes over: each message the peer sends is handed to
+        ``on_message`` by the reader task; ``on_end`` is called once no more will come (either
+        side closed, or the reader stopped).  Frames of ``outbox`` may be written straight to
+        this socket (:class:`SocketWriter`); control frames then wait for any frame written
+        only in part."""
         self._outbox = outbox
         outbox.attach(socket_writer(self))
+        self._sink.attach(on_message, on_end)
+
+    def stop_delivering(self) -> None:
+        """The connection is over: messages still arriving (during the close handshake) are
+        dropped, and ``on_end`` is not called again."""
+        self._sink.end()
+
+    @property
+    def _sink(self) -> _MessageSink:
+        return cast(_MessageSink, self._send_channel)
 
     @property
     def remote(self) -> Endpoint | str:
@@ -163,6 +245,10 @@ class _SpentHandshake:
 
 
 _SPENT_HANDSHAKE = _SpentHandshake()
+# trio-websocket sets these once and never waits on them again after the handshake; one shared,
+# already set event stands in for them on every socket.
+_ALREADY_SET = trio.Event()
+_ALREADY_SET.set()
 
 
 def forget_handshake(ws: WebSocketConnection) -> None:
@@ -177,6 +263,8 @@ def forget_handshake(ws: WebSocketConnection) -> None:
     if ws._wsproto.connection is not None:
         ws._wsproto.handshake = _SPENT_HANDSHAKE  # type: ignore[assignment]
         ws._handshake_headers = ()  # WebSocketConnection.handshake_headers: unused here
+        ws._open_handshake = _ALREADY_SET  # set at accept; waited on only before it
+        ws._for_testing_peer_closed_connection = _ALREADY_SET  # trio-websocket's own tests'
 
 
 def text_frame(text: str) -> bytes:
@@ -301,8 +389,14 @@ class Outbox:
         self._queued_at = 0.0  # trio time the oldest frame still queued was put (fan-out lag)
         self._close: CloseRequest | None = None
         self._nudged = False
-        self._wakeup = trio.Event()
-        self._closing = trio.Event()
+        # Made only while someone waits (a waiting sender, wait_closing): an idle socket of the
+        # WebSocket door holds neither (issue 12: memory per idle socket).
+        self._wakeup: trio.Event | None = None
+        self._closing: trio.Event | None = None
+        # A sender started on demand (start_sender_on_demand) instead of one that waits.
+        self._start_sender: Callable[[], None] | None = None
+        self._sender_running = False
+        self._on_closing: Callable[[], None] | None = None
         self._flusher = flusher
         self._writer: DirectWriter | None = None
         self._scheduled = False  # waiting in the flusher's list for this round
@@ -332,6 +426,25 @@ class Outbox:
         """Let the flusher write straight to the socket (the connection calls this once)."""
         if self._flusher is not None:
             self._writer = writer
+
+    def start_sender_on_demand(
+        self, start: Callable[[], None], on_closing: Callable[[], None]
+    ) -> None:
+        """No task waits on this outbox for work: ``start`` starts a sender when there is
+        something only a sender can do (a full kernel buffer, no direct writer, a close), and
+        that sender ends once :meth:`take_batch` says nothing is left.  ``on_closing`` hears of
+        a close request.  What was queued before this call is written now."""
+        self._start_sender = start
+        self._on_closing = on_closing
+        if self._close is not None:
+            self._hand_to_sender()
+        elif self._frames:
+            self._ready()
+
+    def stop_sender_on_demand(self) -> None:
+        """The connection is over: start no more senders, tell it nothing more."""
+        self._start_sender = None
+        self._on_closing = None
 
     def put(self, frame: bytes, now: float | None = None) -> bool:
         """Queue a frame; False when the socket is closing or has just overflowed.
@@ -370,7 +483,7 @@ class Outbox:
 
     def _ready(self) -> None:
         if self._writer is None or self._sender_turn:
-            self._wakeup.set()
+            self._wake_sender()
         elif not self._scheduled:
             self._scheduled = True
             assert self._flusher is not None  # a writer is only attached with a flusher
@@ -402,14 +515,25 @@ class Outbox:
 
     def _hand_to_sender(self) -> None:
         self._sender_turn = True
-        self._wakeup.set()
+        self._wake_sender()
+
+    def _wake_sender(self) -> None:
+        if self._start_sender is not None:
+            if not self._sender_running:
+                self._sender_running = True
+                self._start_sender()
+        elif self._wakeup is not None:
+            self._wakeup.set()
 
     def close(self, code: int, reason: str, *, discard: bool = False) -> None:
         """Ask the sender to close after the queued frames (or instead of them)."""
         if self._close is not None:
             return
         self._close = CloseRequest(code, reason)
-        self._closing.set()
+        if self._closing is not None:
+            self._closing.set()
+        if self._on_closing is not None:
+            self._on_closing()
         if discard:
             # The rest of a partly written frame is not droppable: the peer is inside it.
             rest = self._frames[0] if self._mid_frame else b""
@@ -426,7 +550,10 @@ class Outbox:
         self._hand_to_sender()
 
     async def wait_closing(self) -> None:
-        await self._closing.wait()
+        if self._close is None:
+            if self._closing is None:
+                self._closing = trio.Event()
+            await self._closing.wait()
 
     async def wait_whole(self) -> None:
         """Until no frame is left partly written by the flusher (before any other write)."""
@@ -437,11 +564,27 @@ class Outbox:
 
     async def next_batch(self) -> tuple[bytes, CloseRequest | None, float]:
         """Wait for work; return everything queued as one write, the close request if any, and
-        the trio time its oldest frame was queued."""
-        while not self._frames and self._close is None and not self._nudged:
+        the trio time its oldest frame was queued (a sender that waits: telnet's)."""
+        while not self._sender_has_work():
             self._sender_turn = False
-            await self._wakeup.wait()
             self._wakeup = trio.Event()
+            await self._wakeup.wait()
+        self._wakeup = None
+        return await self._drain()
+
+    async def take_batch(self) -> tuple[bytes, CloseRequest | None, float] | None:
+        """:meth:`next_batch` for a sender started on demand: None when nothing is left for a
+        sender (it ends then; the next need starts another)."""
+        if not self._sender_has_work():
+            self._sender_turn = False
+            self._sender_running = False
+            return None
+        return await self._drain()
+
+    def _sender_has_work(self) -> bool:
+        return bool(self._frames) or self._close is not None or self._nudged
+
+    async def _drain(self) -> tuple[bytes, CloseRequest | None, float]:
         self._sender_turn = True
         self._nudged = False
         # One more scheduling round before draining: frames the hub queues for this socket in
