@@ -9,6 +9,7 @@ that stalls is still closed 1013 "Client too slow" after the frames it already h
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,7 +32,7 @@ from wsproto.events import (
 from mythos_rt.runtime.broadcast import MIN_INTERVAL_S, Broadcaster
 from mythos_rt.runtime.gate import handle_stream
 from mythos_rt.runtime.metrics import Metrics
-from mythos_rt.runtime.wsio import Outbox
+from mythos_rt.runtime.wsio import Outbox, _MessageSink
 from tests.runtime.harness import Harness, running
 from tests.runtime.test_hardening import tcp_pair
 
@@ -285,3 +286,127 @@ async def test_a_command_s_frames_leave_in_its_own_task_and_only_busy_sockets_wa
     await trio.sleep(MIN_INTERVAL_S)
     broadcaster.flush()
     assert busy.writes[1] == (trio.current_time(), b"line 2")
+
+
+# --- an idle socket holds two tasks (issue 12: memory per idle socket) -------------------------
+
+
+def task_count() -> int:
+    """Every task of this trio run."""
+    count, todo = 0, [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        count += 1
+        for nursery in task.child_nurseries:
+            todo.extend(nursery.child_tasks)
+    return count
+
+
+async def test_an_idle_socket_holds_its_reader_and_its_timer_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """The receive path runs in trio-websocket's reader and the sender only while it has work:
+    an admitted, idle socket costs two tasks (it cost five, about 10 KiB more per socket)."""
+    listeners = ("Armitage", "Rice", "Morgan", "Peaslee", "Dyer")
+    sockets = len(listeners)
+    names = ("Wilmarth", *listeners)
+    async with running(tmp_path, names, ping_interval_s=1000.0, **LIMITS) as h:
+        speaker = await h.connect("Wilmarth")
+        async with trio.open_nursery() as connections:
+            await trio.testing.wait_all_tasks_blocked()
+            before = task_count()
+            async with contextlib.AsyncExitStack() as readers:
+                for name in listeners:
+                    await readers.enter_async_context(open_reader(h, connections, name))
+                await trio.testing.wait_all_tasks_blocked()
+                assert task_count() - before == 2 * sockets
+                # A line to all of them is written straight into their sockets: no sender starts.
+                await speaker.command("say", "is anyone there?")
+                await speaker.until_pong()
+                await trio.testing.wait_all_tasks_blocked()
+                assert task_count() - before == 2 * sockets
+                connections.cancel_scope.cancel()
+
+
+# --- the sender started on demand --------------------------------------------------------------
+
+
+async def test_a_sender_starts_only_when_the_kernel_is_full_and_ends_when_it_is_done() -> None:
+    outbox, rounds, kernel = outbox_on(room=4)
+    started: list[str] = []
+    outbox.start_sender_on_demand(lambda: started.append("sender"), lambda: None)
+    outbox.put(b"ab")
+    assert rounds.flush() == 2 and started == []  # the kernel took it: no sender
+    outbox.put(b"cdefgh")
+    rounds.flush()  # the kernel takes "cd" only
+    assert kernel.wire == b"abcd" and started == ["sender"]
+    outbox.put(b"ij")  # the sender's turn: it will take this too, nobody else starts
+    assert started == ["sender"] and rounds.due == []
+    batch = await outbox.take_batch()
+    assert batch is not None and batch[0] == b"efghij"
+    assert await outbox.take_batch() is None  # nothing left: that sender ends...
+    outbox.put(b"kl")  # ...and the flusher writes again (the kernel is still full here)
+    assert rounds.flush() == 0
+    assert started == ["sender", "sender"]
+
+
+async def test_frames_queued_before_the_connection_took_over_are_written_then() -> None:
+    rounds, kernel = Rounds(), TakesSome(100)
+    outbox = Outbox(1 << 20, rounds)
+    outbox.put(b"welcome")  # the connect burst is queued by the hub's admission...
+    assert rounds.due == []  # ...before the connection attaches the socket
+    outbox.attach(kernel)
+    outbox.start_sender_on_demand(lambda: None, lambda: None)
+    assert rounds.flush() == len(b"welcome") and kernel.wire == b"welcome"
+
+
+async def test_a_close_request_is_heard_and_started_even_before_the_connection_took_over() -> None:
+    outbox, _rounds, _kernel = outbox_on(room=100)
+    outbox.close(4001, "Connection cleaned up")
+    started: list[str] = []
+    heard: list[str] = []
+    outbox.start_sender_on_demand(lambda: started.append("sender"), lambda: heard.append("x"))
+    assert started == ["sender"]  # the close is the sender's to perform
+    outbox.stop_sender_on_demand()
+    outbox2, _, _ = outbox_on(room=100)
+    outbox2.start_sender_on_demand(lambda: started.append("sender2"), lambda: heard.append("c"))
+    outbox2.close(1013, "Client too slow")
+    assert heard == ["c"] and started == ["sender", "sender2"]
+
+
+
+# --- the reader hands messages to the connection (wsio._MessageSink) ---------------------------
+
+
+async def test_a_message_before_the_connection_takes_over_waits_for_it_in_order() -> None:
+    sink = _MessageSink()
+    taken: list[str | bytes] = []
+    ended: list[str] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sink.send, "first")  # the reader, between accept and admission
+        await trio.testing.wait_all_tasks_blocked()
+        assert taken == []
+        sink.attach(taken.append, lambda: ended.append("end"))
+    await sink.send("second")  # once attached: handed over at once, in the reader's task
+    assert taken == ["first", "second"] and ended == []
+
+
+async def test_after_either_side_closes_messages_are_dropped_and_the_end_is_told_once() -> None:
+    sink = _MessageSink()
+    taken: list[str | bytes] = []
+    ended: list[str] = []
+    sink.attach(taken.append, lambda: ended.append("end"))
+    async with sink:  # the reader holds the channel open while it runs...
+        await sink.send("hello")
+    assert ended == ["end"]  # ...and its end is the connection's cue
+    await sink.aclose()
+    await sink.send("too late")
+    assert taken == ["hello"] and ended == ["end"]
+
+
+async def test_a_connection_that_attaches_after_the_peer_left_hears_the_end_at_once() -> None:
+    sink = _MessageSink()
+    await sink.aclose()  # the peer closed while the player was being admitted
+    ended: list[str] = []
+    sink.attach(lambda message: None, lambda: ended.append("end"))
+    assert ended == ["end"]
