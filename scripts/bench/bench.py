@@ -53,7 +53,7 @@ class Plan:
     reps: int = 3
     sizes: tuple[int, ...] = (50, 200, 1000)
     low_rate: float = 2.0  # lines/s, the first step at every size
-    targets: tuple[float, ...] = (10_000, 40_000, 80_000, 120_000, 160_000)  # deliveries/s, ascending
+    targets: tuple[float, ...] = (10_000, 40_000, 80_000, 120_000, 160_000)  # deliveries/s
     low_step_s: float = 3.0  # at the largest size only; the others run step_s
     step_s: float = 1.5
     handshake_players: int = 1000
