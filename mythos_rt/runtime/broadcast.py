@@ -12,12 +12,15 @@ ordering and the whole-frame guarantees are the outbox's (:class:`mythos_rt.runt
 
 from __future__ import annotations
 
+import logging
 import math
 
 import trio
 
 from mythos_rt.runtime.metrics import CounterChild, HistogramChild
 from mythos_rt.runtime.wsio import Outbox
+
+log = logging.getLogger(__name__)
 
 # At most one write per socket per this interval: when lines come faster, each socket gets them
 # in one send (a send costs more than the rest of a delivery together).  A socket not written to
@@ -79,7 +82,13 @@ class Broadcaster:
                 held.setdefault(last, []).append(outbox)
                 continue
             queued_at = outbox.queued_at
-            sent = outbox.flush(now)
+            try:
+                sent = outbox.flush(now)
+            except Exception:
+                # A fault in one socket's write must not cost the rest of the round, nor the
+                # task that flushes (another socket's reader, or the broadcaster itself).
+                log.exception("writing to a socket failed")
+                continue
             if sent:
                 written += sent
                 oldest = min(oldest, queued_at)

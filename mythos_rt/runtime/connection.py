@@ -157,11 +157,17 @@ class Connection:
                     self._nursery = nursery
                     self._ws.attach(outbox, self._take, self._peer_gone)
                     outbox.start_sender_on_demand(self._start_sender, self._wake_timer)
-                    await self._keep_time(nursery)
+                    try:
+                        await self._keep_time(nursery)
+                    finally:
+                        # The body ends only when the connection does.  From here the nursery
+                        # may close (its last child done) before this task resumes, and
+                        # another socket's reader or the broadcaster may still flush this
+                        # outbox meanwhile: no sender may be started into it.
+                        self._nursery = None
         except* Exception:
             self._crash()
         finally:
-            self._nursery = None
             self._ws.stop_delivering()
             outbox.stop_sender_on_demand()
             self._hub.detach(self._socket)

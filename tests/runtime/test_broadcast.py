@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from wsproto import ConnectionType, WSConnection
@@ -410,3 +411,27 @@ async def test_a_connection_that_attaches_after_the_peer_left_hears_the_end_at_o
     ended: list[str] = []
     sink.attach(lambda message: None, lambda: ended.append("end"))
     assert ended == ["end"]
+
+
+class Faulty:
+    """A socket whose write raises (a fault of ours, not the peer's)."""
+
+    def write_nowait(self, data: bytes) -> int | None:
+        raise RuntimeError("a bug in one socket's write")
+
+
+async def test_a_fault_writing_one_socket_costs_nobody_else_their_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics()
+    lag = metrics.histogram("fanout_lag_seconds")
+    broadcaster = Broadcaster(metrics.counter("bytes_sent"), lag)
+    faulty, healthy = Outbox(1 << 20, broadcaster), Outbox(1 << 20, broadcaster)
+    kernel = TakesSome(room=1 << 20)
+    faulty.attach(Faulty())
+    healthy.attach(kernel)
+    faulty.put(b"to the broken one")
+    healthy.put(b"to everyone else")
+    broadcaster.flush()  # raises nothing: the reader or broadcaster that flushes goes on
+    assert kernel.wire == b"to everyone else"
+    assert "writing to a socket failed" in caplog.text
