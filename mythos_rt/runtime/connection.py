@@ -165,6 +165,7 @@ class Connection:
                         # another socket's reader or the broadcaster may still flush this
                         # outbox meanwhile: no sender may be started into it.
                         self._nursery = None
+                        outbox.stop_sender_on_demand()
         except* Exception:
             self._crash()
         finally:
@@ -237,6 +238,8 @@ class Connection:
 
     def _take(self, raw: str | bytes) -> None:
         """A message from the peer, handed over by trio-websocket's reader task."""
+        if self._scope.cancel_called:
+            return  # ending (no pong, a failed write): the reader is not in our cancel scope
         try:
             self._timer.last_frame_at = trio.current_time()  # the idle deadline moves on
             self._frames_received.inc()
@@ -342,8 +345,9 @@ class Connection:
     # --- sending, liveness, closing --------------------------------------------------------
 
     def _start_sender(self) -> None:
-        """The outbox needs a sender (see Outbox.start_sender_on_demand)."""
-        if self._nursery is not None:
+        """The outbox needs a sender (see Outbox.start_sender_on_demand); none once the
+        connection is ending (its nursery may already be closed to new tasks)."""
+        if self._nursery is not None and not self._scope.cancel_called:
             self._nursery.start_soon(self._send_loop, name="sender")
 
     async def _send_loop(self) -> None:
@@ -380,8 +384,6 @@ class Connection:
         timer = self._timer
         while True:
             now = trio.current_time()
-            if timer.close_by == math.inf and self._socket.outbox.closing is not None:
-                timer.close_by = now + 2 * self._settings.close_timeout_s
             if now >= timer.close_by:
                 self._end()  # a requested close that did not finish in time
                 return
@@ -394,6 +396,10 @@ class Connection:
             if timer.pong_due == math.inf and now >= timer.next_ping:
                 timer.pong_due = now + self._settings.ping_timeout_s
                 nursery.start_soon(self._ping, name="ping")
+            # Armed here, after this pass's duties: the idle and token closes just requested
+            # count too (their on_closing call found this task awake, with no nap to cancel).
+            if timer.close_by == math.inf and self._socket.outbox.closing is not None:
+                timer.close_by = now + 2 * self._settings.close_timeout_s
             await self._sleep_until(self._next_wake())
 
     def _next_wake(self) -> float:

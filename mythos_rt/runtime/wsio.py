@@ -125,6 +125,7 @@ class _MessageSink:
         self._handler, self._on_end = handler, on_end
         if self._attached is not None:
             self._attached.set()
+            self._attached = None
 
     def end(self) -> None:
         self._ended = True
@@ -187,7 +188,7 @@ class _ServerConnection(WebSocketConnection):
 
     def stop_delivering(self) -> None:
         """The connection is over: messages still arriving (during the close handshake) are
-        dropped, and ``on_end`` is not called again."""
+        dropped; ``on_end`` is called now if it was not yet, and never again."""
         self._sink.end()
 
     @property

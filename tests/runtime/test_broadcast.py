@@ -31,6 +31,7 @@ from wsproto.events import (
 )
 
 from mythos_rt.runtime.broadcast import MIN_INTERVAL_S, Broadcaster
+from mythos_rt.runtime.connection import Connection
 from mythos_rt.runtime.gate import handle_stream
 from mythos_rt.runtime.metrics import Metrics
 from mythos_rt.runtime.wsio import Outbox, _MessageSink
@@ -304,10 +305,18 @@ def task_count() -> int:
 
 
 async def test_an_idle_socket_holds_its_reader_and_its_timer_and_nothing_else(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The receive path runs in trio-websocket's reader and the sender only while it has work:
     an admitted, idle socket costs two tasks (it cost five, about 10 KiB more per socket)."""
+    senders: list[str] = []  # the player of every sender started
+    start_sender = Connection._start_sender
+
+    def counted(connection: Connection) -> None:
+        senders.append(connection._socket.player_id)
+        start_sender(connection)
+
+    monkeypatch.setattr(Connection, "_start_sender", counted)
     listeners = ("Armitage", "Rice", "Morgan", "Peaslee", "Dyer")
     sockets = len(listeners)
     names = ("Wilmarth", *listeners)
@@ -321,10 +330,14 @@ async def test_an_idle_socket_holds_its_reader_and_its_timer_and_nothing_else(
                     await readers.enter_async_context(open_reader(h, connections, name))
                 await trio.testing.wait_all_tasks_blocked()
                 assert task_count() - before == 2 * sockets
-                # A line to all of them is written straight into their sockets: no sender starts.
+                # A line to all of them is written straight into their sockets: no sender starts
+                # for them (the speaker's test stream is not TCP: its sender writes its replies).
+                listening = {h.players[name].player_id for name in listeners}
+                started = [pid for pid in senders if pid in listening]
                 await speaker.command("say", "is anyone there?")
                 await speaker.until_pong()
                 await trio.testing.wait_all_tasks_blocked()
+                assert [pid for pid in senders if pid in listening] == started
                 assert task_count() - before == 2 * sockets
                 connections.cancel_scope.cancel()
 
@@ -361,19 +374,27 @@ async def test_frames_queued_before_the_connection_took_over_are_written_then() 
     assert rounds.flush() == len(b"welcome") and kernel.wire == b"welcome"
 
 
-async def test_a_close_request_is_heard_and_started_even_before_the_connection_took_over() -> None:
+async def test_a_close_requested_before_the_connection_took_over_starts_its_sender_then(
+) -> None:
     outbox, _rounds, _kernel = outbox_on(room=100)
-    outbox.close(4001, "Connection cleaned up")
+    outbox.close(4001, "Connection cleaned up")  # e.g. a kick while the player was admitted
+    started: list[str] = []
+    outbox.start_sender_on_demand(lambda: started.append("sender"), lambda: None)
+    assert started == ["sender"]  # the close is the sender's to perform
+    # (The timer arms the close watchdog for it on its first pass: tested with a real clock in
+    # test_review_regressions.py.)
+
+
+async def test_a_close_requested_later_is_told_to_the_connection_and_started() -> None:
+    outbox, _rounds, _kernel = outbox_on(room=100)
     started: list[str] = []
     heard: list[str] = []
-    outbox.start_sender_on_demand(lambda: started.append("sender"), lambda: heard.append("x"))
-    assert started == ["sender"]  # the close is the sender's to perform
-    outbox.stop_sender_on_demand()
-    outbox2, _, _ = outbox_on(room=100)
-    outbox2.start_sender_on_demand(lambda: started.append("sender2"), lambda: heard.append("c"))
-    outbox2.close(1013, "Client too slow")
-    assert heard == ["c"] and started == ["sender", "sender2"]
-
+    outbox.start_sender_on_demand(lambda: started.append("sender"), lambda: heard.append("close"))
+    outbox.close(1013, "Client too slow")
+    assert heard == ["close"] and started == ["sender"]
+    outbox.stop_sender_on_demand()  # the connection is over: nothing more is started or told
+    outbox.nudge()
+    assert heard == ["close"] and started == ["sender"]
 
 
 # --- the reader hands messages to the connection (wsio._MessageSink) ---------------------------

@@ -37,6 +37,7 @@ EXACT = 1e-6  # the autojump clock lands on deadlines; allow only float rounding
 OP_CLOSE, OP_PING, OP_PONG, OP_TEXT = 0x8, 0x9, 0xA, 0x1
 SUPERSEDED = (4000, "New game session established")
 IDLE = (4001, "Connection cleaned up")
+TOKEN_EXPIRED = (4401, "Token expired")
 
 
 # --- a raw WebSocket client ------------------------------------------------------------------
@@ -164,6 +165,29 @@ async def test_server_close_waits_for_the_reply_then_hangs_up_bounded(
         await polite.until_eof()
         assert trio.current_time() == pytest.approx(closed_at, abs=EXACT)
         assert h.app.metrics.value("connection_errors") == 0
+
+
+async def test_the_timers_own_closes_are_cut_off_after_the_same_bound(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """The idle close (4001) and the token's (4401) are requested by the timer itself; a client
+    that never answers them is still cut off 2 × close_timeout_s later, not at the next ping."""
+    close_timeout_s = 3.0
+    settings = {"close_timeout_s": close_timeout_s, "ping_interval_s": 100.0}
+    async with running(tmp_path, idle_timeout_s=5.0, **settings) as h:
+        silent = await raw_player(h, "Armitage")
+        assert await silent.server_close() == IDLE
+        closed_at = trio.current_time()
+        await silent.until_eof()
+        assert trio.current_time() - closed_at == pytest.approx(2 * close_timeout_s, abs=EXACT)
+    async with running(tmp_path / "token", idle_timeout_s=1000.0, **settings) as h:
+        client = RawClient(h.open_stream())
+        target = f"/v1/api/ws?token={h.token('Armitage', ttl_s=50)}"
+        assert await client.upgrade(target) == 101
+        assert await client.server_close() == TOKEN_EXPIRED
+        closed_at = trio.current_time()
+        await client.until_eof()
+        assert trio.current_time() - closed_at == pytest.approx(2 * close_timeout_s, abs=EXACT)
 
 
 # --- 3. a ping after our close frame does not crash the reader -------------------------------
