@@ -61,12 +61,12 @@ class Broadcaster:
 
     def flush(self) -> None:
         """Write every due outbox whose socket had no write in the last interval; hold the
-        others until theirs is over.  Called by the broadcaster's task each round, and by the
-        receive loop after each frame (a command's frames then leave before its task yields).
+        others until theirs is over.  Called by the broadcaster's task each round, and after
+        each frame a reader hands over (a command's frames then leave before that task yields).
         One lag observation per call, for its oldest frame (one per socket would cost more
         than the write)."""
         if not self._due and not self._held:
-            return  # the receive loop calls this after every frame: mostly nothing to do
+            return  # called after every frame received: mostly nothing to do
         now = trio.current_time()
         due, self._due = self._due, []
         for written_at in [at for at in self._held if at + self._interval_s <= now]:

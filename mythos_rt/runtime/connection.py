@@ -155,9 +155,9 @@ class Connection:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    self._ws.attach(outbox, self._take, self._peer_gone)
-                    outbox.start_sender_on_demand(self._start_sender, self._wake_timer)
                     try:
+                        self._ws.attach(outbox, self._take, self._peer_gone)
+                        outbox.start_sender_on_demand(self._start_sender, self._wake_timer)
                         await self._keep_time(nursery)
                     finally:
                         # The body ends only when the connection does.  From here the nursery
@@ -170,7 +170,6 @@ class Connection:
             self._crash()
         finally:
             self._ws.stop_delivering()
-            outbox.stop_sender_on_demand()
             self._hub.detach(self._socket)
             await self._final_close()
             self._log_disconnect()

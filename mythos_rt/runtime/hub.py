@@ -7,8 +7,9 @@ with non-blocking puts, so a slow socket can never stall a room.
 
 Flow of one event: rules return an :class:`~mythos_rt.core.effects.Emit` → the hub stamps the
 next sequence number, encodes the envelope and the WebSocket frame once → the same bytes go into
-every recipient socket's outbox → once per scheduling round the broadcaster writes each
-outbox straight into its socket; what the kernel does not take, that socket's sender writes.
+every recipient socket's outbox → each round, and after each frame received, the broadcaster
+writes each outbox straight into its socket; what the kernel does not take, that socket's sender
+writes.
 """
 
 from __future__ import annotations

@@ -368,10 +368,12 @@ class Outbox:
     The hub only ever calls the non-blocking side (:meth:`put`, :meth:`close`).  Two parties write
     what is queued, never both at once:
 
-    - the broadcaster (:meth:`flush`, once per scheduling round), straight into the socket through
-      a :class:`DirectWriter`, when the connection attached one and its sender is idle;
-    - the connection's sender (:meth:`next_batch`), when the socket has no direct writer, when
-      the kernel buffer was full (the sender waits for it), and for closes.
+    - the broadcaster (:meth:`flush`: each scheduling round, and after each frame a reader
+      hands over), straight into the socket through a :class:`DirectWriter`, when the
+      connection attached one and no sender has the turn;
+    - the connection's sender, when the socket has no direct writer, when the kernel buffer was
+      full (the sender waits for it), and for closes: a WebSocket's is started on demand
+      (:meth:`start_sender_on_demand`, :meth:`take_batch`), telnet's waits (:meth:`next_batch`).
 
     A direct write the kernel takes only in part leaves the rest of a frame at the head of the
     queue (:attr:`mid_frame`); until the sender has taken it, nothing else may be written (control
